@@ -1,0 +1,219 @@
+//! Typed domain values. Raw JSON numbers and strings become these at the HTTP or
+//! message edge, so the rest of the code cannot mix a user id with a product id
+//! or pass a non-positive quantity.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a raw value was refused; the `field` names the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidValue {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+macro_rules! positive_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "i64", into = "i64")]
+        pub struct $name(i64);
+
+        impl $name {
+            pub fn parse(raw: i64) -> Result<Self, InvalidValue> {
+                if raw <= 0 {
+                    return Err(InvalidValue::new($field, format!("must be a positive integer, got {raw}")));
+                }
+                Ok(Self(raw))
+            }
+
+            pub fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl TryFrom<i64> for $name {
+            type Error = InvalidValue;
+            fn try_from(raw: i64) -> Result<Self, Self::Error> {
+                Self::parse(raw)
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(value: $name) -> i64 {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+positive_id!(
+    /// A buyer.
+    UserId,
+    "user_id"
+);
+positive_id!(
+    /// A product on sale.
+    ProductId,
+    "product_id"
+);
+
+/// How many items one order takes: at least 1 and at most the configured maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// The largest count any configuration may allow per order.
+    pub const HARD_MAX: u32 = 1_000_000;
+
+    pub fn parse(raw: i64, max_per_order: u32) -> Result<Self, InvalidValue> {
+        if raw <= 0 {
+            return Err(InvalidValue::new(
+                "count",
+                format!("must be a positive integer, got {raw}"),
+            ));
+        }
+        if raw > i64::from(max_per_order.min(Self::HARD_MAX)) {
+            return Err(InvalidValue::new(
+                "count",
+                format!("at most {max_per_order} items per order, got {raw}"),
+            ));
+        }
+        Ok(Self(raw as u32))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = InvalidValue;
+    fn try_from(raw: i64) -> Result<Self, Self::Error> {
+        Self::parse(raw, Self::HARD_MAX)
+    }
+}
+
+impl From<Quantity> for i64 {
+    fn from(value: Quantity) -> i64 {
+        i64::from(value.0)
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+macro_rules! token {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh, time-ordered value (UUID v7 under a readable prefix).
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
+            }
+
+            /// Accepts 1–64 characters of `[A-Za-z0-9_-]`, the shape every generated value has.
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                let ok = !raw.is_empty()
+                    && raw.len() <= 64
+                    && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(InvalidValue::new($field, "must be 1-64 characters of [A-Za-z0-9_-]"));
+                }
+                Ok(Self(raw.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = InvalidValue;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+token!(
+    /// The id of one distributed transaction: the key of both services' `tx_log`.
+    TxNo,
+    "tx_no",
+    "tx"
+);
+token!(
+    /// The business id of an order, shown to the buyer.
+    OrderNo,
+    "order_no",
+    "o"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_positive() {
+        assert!(UserId::parse(1).is_ok());
+        assert_eq!(UserId::parse(0).unwrap_err().field, "user_id");
+        assert_eq!(ProductId::parse(-5).unwrap_err().field, "product_id");
+    }
+
+    #[test]
+    fn quantity_respects_the_configured_maximum() {
+        assert_eq!(Quantity::parse(3, 5).unwrap().get(), 3);
+        assert!(Quantity::parse(6, 5).is_err());
+        assert!(Quantity::parse(0, 5).is_err());
+        assert!(Quantity::parse(i64::MAX, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn generated_tokens_are_unique_and_parse_back() {
+        let a = TxNo::generate();
+        let b = TxNo::generate();
+        assert_ne!(a, b);
+        assert_eq!(TxNo::parse(a.as_str()).unwrap(), a);
+        assert!(OrderNo::parse("o 1").is_err());
+        assert!(OrderNo::parse("").is_err());
+        assert!(OrderNo::parse(&"x".repeat(65)).is_err());
+    }
+}

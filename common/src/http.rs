@@ -1,0 +1,228 @@
+//! HTTP pieces both services share: the `{code, message}` error body, JSON
+//! extractor errors mapped to 4xx, field-by-field parsing of request bodies,
+//! and the `/healthz` + `/readyz` probes.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, error, web};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::InvalidValue;
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: &'a str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody {
+        code,
+        message: message.into(),
+        field: None,
+    })
+}
+
+/// 422 naming the field that was refused.
+pub fn invalid_field(err: &InvalidValue) -> HttpResponse {
+    HttpResponse::UnprocessableEntity().json(ErrorBody {
+        code: "INVALID_FIELD",
+        message: err.to_string(),
+        field: Some(err.field),
+    })
+}
+
+/// JSON extractor settings: body limit and JSON errors for malformed bodies.
+pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit_bytes)
+        .error_handler(|err, _req| {
+            let response = match &err {
+                error::JsonPayloadError::ContentType => error_response(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "send the body as application/json",
+                ),
+                error::JsonPayloadError::Overflow { limit }
+                | error::JsonPayloadError::OverflowKnownLength { limit, .. } => error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    format!("the body may be at most {limit} bytes"),
+                ),
+                other => error_response(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_JSON",
+                    format!("the body is not valid JSON: {other}"),
+                ),
+            };
+            error::InternalError::from_response(err, response).into()
+        })
+}
+
+/// Path segments that fail to parse become a 404 naming the segment.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        let response = error_response(
+            StatusCode::NOT_FOUND,
+            "INVALID_PATH",
+            format!("no such resource: {err}"),
+        );
+        error::InternalError::from_response(err, response).into()
+    })
+}
+
+/// Unknown routes answer JSON too.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+}
+
+/// A JSON object body, seen field by field so every error can name its field.
+pub struct JsonFields<'a>(&'a Map<String, Value>);
+
+impl<'a> JsonFields<'a> {
+    pub fn of(body: &'a Value) -> Result<Self, InvalidValue> {
+        body.as_object().map(Self).ok_or(InvalidValue {
+            field: "body",
+            reason: "must be a JSON object".into(),
+        })
+    }
+
+    /// A required integer field.
+    pub fn int(&self, field: &'static str) -> Result<i64, InvalidValue> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(InvalidValue {
+                field,
+                reason: "is required".into(),
+            }),
+            Some(Value::Number(n)) => n.as_i64().ok_or(InvalidValue {
+                field,
+                reason: format!("must be an integer, got {n}"),
+            }),
+            Some(other) => Err(InvalidValue {
+                field,
+                reason: format!("must be an integer, got {other}"),
+            }),
+        }
+    }
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// One dependency's readiness, as `/readyz` reports it.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Check {
+    pub fn from_result<E: std::fmt::Display>(name: &'static str, result: Result<(), E>) -> Self {
+        match result {
+            Ok(()) => Self {
+                name,
+                ok: true,
+                error: None,
+            },
+            Err(e) => Self {
+                name,
+                ok: false,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// 200 when every check passed, 503 otherwise; the body lists them all.
+pub fn readiness_response(checks: Vec<Check>) -> HttpResponse {
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    HttpResponse::build(status).json(serde_json::json!({"ready": ready, "checks": checks}))
+}
+
+/// How long one readiness check may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Runs `probe` with [`PROBE_TIMEOUT`].
+pub async fn probe<F, E>(name: &'static str, probe: F) -> Check
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(result) => Check::from_result(name, result),
+        Err(_) => Check::from_result(name, Err("timed out")),
+    }
+}
+
+/// Starts an HTTP server on `tcp` with the shared middleware (request span,
+/// JSON errors for bodies, paths and unknown routes) around `routes`. It does
+/// not watch signals itself: [`serve_until`] stops it.
+pub fn start_server<F>(
+    tcp: std::net::TcpListener,
+    routes: F,
+    shutdown_timeout_secs: u64,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .app_data(json_config(16 * 1024))
+            .app_data(path_config())
+            .configure(routes.clone())
+            .default_service(web::to(not_found))
+    })
+    .listen(tcp)?
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout_secs)
+    .run())
+}
+
+/// Serves until the server fails or `shutdown` completes; then stops it
+/// gracefully, letting in-flight requests finish.
+pub async fn serve_until(
+    server: actix_web::dev::Server,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let handle = server.handle();
+    let mut running = tokio::spawn(server);
+    tokio::select! {
+        result = &mut running => {
+            result.context("HTTP server task")?.context("HTTP server")?;
+        }
+        () = shutdown => {
+            handle.stop(true).await;
+            let _ = tokio::time::timeout(Duration::from_secs(60), running).await;
+        }
+    }
+    Ok(())
+}
+
+/// Binds `host:port` (port 0 picks a free one) and returns the listener and its port.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<(std::net::TcpListener, u16)> {
+    use anyhow::Context;
+    let tcp = std::net::TcpListener::bind((host, port))
+        .with_context(|| format!("binding {host}:{port}"))?;
+    let port = tcp.local_addr()?.port();
+    Ok((tcp, port))
+}

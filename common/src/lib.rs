@@ -1,0 +1,22 @@
+//! Shared building blocks of the seckill services.
+//!
+//! - [`messages`]: the versioned message schemas and the topic/tag/group names
+//!   that order-service and stock-service exchange over RocketMQ.
+//! - [`domain`]: typed ids and quantities parsed at the edge (`UserId`, `ProductId`,
+//!   `Quantity`, `TxNo`, `OrderNo`).
+//! - [`settings`]: the settings blocks both services use and the layered loader
+//!   (defaults → file → `APP_...` environment variables).
+//! - [`telemetry`]: tracing subscriber set-up (JSON or pretty).
+//! - [`db`]: connecting to MariaDB, creating a service's database and applying its schema.
+//! - [`mq`]: the RocketMQ client runtime, sized for synchronous listeners, and topic set-up.
+//! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
+//! - [`shutdown`]: the stop signal both services wait on.
+
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod messages;
+pub mod mq;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! The RocketMQ client runtime both services own, and topic set-up.
+//!
+//! The client runs our synchronous listeners (local transaction, check-back,
+//! consumption) on a blocking lane of its own runtime. That lane defaults to 4
+//! running + 16 queued calls on two cores; beyond that a local transaction
+//! silently never runs and the send comes back UNKNOWN. [`MqRuntime::start`]
+//! sizes it from [`MqSettings`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, DefaultMQProducer};
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+
+use crate::settings::MqSettings;
+
+/// Topic whose route new topics are created from (the broker's auto-create key).
+const CREATE_TOPIC_KEY: &str = "TBW102";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqError {
+    #[error("invalid RocketMQ runtime settings: {0:?}")]
+    Settings(rocketmq_runtime::RuntimeContractViolation),
+    #[error("starting the RocketMQ client runtime: {0}")]
+    Runtime(String),
+    #[error("RocketMQ client: {0}")]
+    Client(#[from] rocketmq_client_rust::ClientError),
+}
+
+/// Owns the client's runtime; every producer and consumer of a service hangs off it.
+pub struct MqRuntime {
+    owner: RuntimeOwner,
+    client: Arc<ClientRuntime>,
+}
+
+impl MqRuntime {
+    pub fn start(scope: &str, settings: &MqSettings) -> Result<Self, MqError> {
+        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let lane_threads = settings.listener_concurrency.clamp(4, 256);
+        let mut config = RuntimeConfig::for_parallelism(format!("rocketmq-{scope}"), parallelism)
+            .with_max_blocking_threads(lane_threads * 2)
+            .map_err(MqError::Settings)?;
+        let lane = &mut config.blocking_lane_policies.metadata_io;
+        lane.max_concurrency = lane_threads;
+        lane.max_queue_depth = settings.listener_queue_depth.max(16);
+        // A local transaction may wait on a row lock held by a check-back (or the
+        // reverse); give it longer than InnoDB's lock wait before the lane gives up.
+        lane.task_timeout = Duration::from_secs(90);
+        let owner = RuntimeOwner::plan(config)
+            .map_err(MqError::Settings)?
+            .build()
+            .map_err(|e| MqError::Runtime(e.to_string()))?;
+        let client = ClientRuntime::try_new(
+            owner.root_context().component("client"),
+            ClientRuntimeConfig {
+                shutdown_timeout: Duration::from_secs(10),
+                ..ClientRuntimeConfig::default()
+            },
+            rocketmq_observability::TelemetryHandle::noop(),
+        )?;
+        Ok(Self { owner, client })
+    }
+
+    pub fn client(&self) -> Arc<ClientRuntime> {
+        Arc::clone(&self.client)
+    }
+
+    /// Stops the client runtime; call after every producer/consumer was shut down.
+    pub async fn shutdown(self) {
+        let report = self.client.shutdown().await;
+        if !report.is_healthy() {
+            tracing::warn!(report = %report.to_json(), "RocketMQ client runtime shutdown");
+        }
+        let report = self.owner.shutdown_tasks().await;
+        if !report.is_healthy() {
+            tracing::warn!(report = %report.to_json(), "RocketMQ runtime tasks shutdown");
+        }
+        // Dropping a Tokio runtime must not happen on an async worker thread.
+        let owner = self.owner;
+        let _ = tokio::task::spawn_blocking(move || owner.shutdown_background()).await;
+    }
+}
+
+/// Creates `topic` with `settings.topic_queues` queues when the broker lacks it,
+/// so consumers find its route at once instead of after the next route refresh.
+#[tracing::instrument(skip(runtime, settings))]
+pub async fn ensure_topic(
+    runtime: &MqRuntime,
+    settings: &MqSettings,
+    topic: &str,
+) -> Result<(), MqError> {
+    let mut admin = DefaultMQProducer::builder(runtime.client())
+        .producer_group(format!("seckill_admin_{}", uuid::Uuid::now_v7().simple()))
+        .name_server_addr(settings.namesrv_addr.clone())
+        .build();
+    admin.start().await?;
+    let created = admin
+        .create_topic(
+            CREATE_TOPIC_KEY,
+            topic,
+            settings.topic_queues as i32,
+            HashMap::new(),
+        )
+        .await;
+    admin.shutdown().await;
+    created?;
+    Ok(())
+}
+
+/// Whether a TCP connection to `addr` opens within `timeout`.
+pub async fn tcp_reachable(addr: &str, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Readiness of the broker side: the name server and the broker both accept connections.
+pub async fn probe_broker(settings: &MqSettings) -> Result<(), String> {
+    for (what, addr) in [
+        ("name server", &settings.namesrv_addr),
+        ("broker", &settings.broker_addr),
+    ] {
+        if !tcp_reachable(addr, Duration::from_secs(1)).await {
+            return Err(format!("{what} at {addr} is not reachable"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! What an order request becomes once parsed, and what an order is once stored.
+
+use chrono::{DateTime, Utc};
+use common::domain::{InvalidValue, OrderNo, ProductId, Quantity, TxNo, UserId};
+use common::http::JsonFields;
+use common::messages::OrderCreated;
+use serde::Serialize;
+
+/// A valid request for an order, not yet given ids.
+#[derive(Debug, Clone, Copy)]
+pub struct NewOrder {
+    pub user_id: UserId,
+    pub product_id: ProductId,
+    pub count: Quantity,
+}
+
+impl NewOrder {
+    /// Parses `{"user_id","product_id","count"}`; each error names its field.
+    pub fn parse(body: &serde_json::Value, max_count_per_order: u32) -> Result<Self, InvalidValue> {
+        let fields = JsonFields::of(body)?;
+        Ok(Self {
+            user_id: UserId::parse(fields.int("user_id")?)?,
+            product_id: ProductId::parse(fields.int("product_id")?)?,
+            count: Quantity::parse(fields.int("count")?, max_count_per_order)?,
+        })
+    }
+
+    /// Gives the order its transaction id and order number: the message to send.
+    pub fn into_message(self) -> OrderCreated {
+        OrderCreated::new(
+            TxNo::generate(),
+            OrderNo::generate(),
+            self.user_id,
+            self.product_id,
+            self.count,
+        )
+    }
+}
+
+/// Where an order stands. Only `NEW` exists so far; pay/cancel add the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    New,
+    Paid,
+    Cancelled,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::New => "NEW",
+            Self::Paid => "PAID",
+            Self::Cancelled => "CANCELLED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Option<Self> {
+        [Self::New, Self::Paid, Self::Cancelled, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_db() == raw)
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Order {
+    pub order_no: String,
+    pub tx_no: String,
+    pub user_id: i64,
+    pub product_id: i64,
+    pub count: i64,
+    pub status: OrderStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}

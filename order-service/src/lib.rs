@@ -1,0 +1,24 @@
+//! order-service: takes orders and ties each one to a RocketMQ transactional message.
+//!
+//! The order path, from HTTP to the broker:
+//! 1. [`routes::orders`] parses `POST /api/orders` into a [`domain::NewOrder`];
+//! 2. [`publisher::OrderPublisher`] sends the `OrderCreated` half message;
+//! 3. the broker acknowledges it and the client calls [`listener::OrderTxListener`],
+//!    which runs the local transaction of [`store::record_order`] (order row +
+//!    `tx_log` row, one DB transaction) and answers COMMIT or ROLLBACK;
+//! 4. when the broker never heard the answer it checks back, and the listener
+//!    answers from `tx_log` through [`store::resolve_tx`], which claims the
+//!    tx_no so the answer is final.
+//!
+//! [`startup`] wires it together; [`settings`] holds its configuration.
+
+pub mod domain;
+pub mod listener;
+pub mod publisher;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod store;
+
+/// The schema this service applies to its database at start-up.
+pub const SCHEMA: &str = include_str!("../../sql/order_service.sql");

@@ -1,0 +1,150 @@
+//! Sends each order as a transactional `OrderCreated` message and turns the
+//! client's answer into a definite [`Placement`] for the HTTP layer.
+
+use std::sync::Arc;
+
+use common::messages::{OrderCreated, TAG_ORDER_CREATED};
+use common::mq::{MqError, MqRuntime};
+use rocketmq_client_rust::{LocalTransactionState, TransactionMQProducer};
+use rocketmq_model::common::message::message_single::Message;
+use sea_orm::DatabaseConnection;
+use tokio::sync::RwLock;
+
+use crate::listener::{LocalResult, OrderTxListener, PendingOrder};
+use crate::settings::Settings;
+use crate::store::{self, TxOutcome};
+
+/// Where an order ended up once the send returned.
+#[derive(Debug)]
+pub enum Placement {
+    /// Stored and committed: stock-service will deduct it.
+    Committed(OrderCreated),
+    /// Not decided yet; the broker's check-back will decide it.
+    Pending(OrderCreated),
+    /// Nothing was stored and nothing will be delivered.
+    NotPlaced {
+        order: OrderCreated,
+        reason: NotPlaced,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotPlaced {
+    /// The database refused the order (constraint, trigger).
+    Refused(String),
+    /// The database or the broker could not be used; retrying may succeed.
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker did not take the half message: {0}")]
+    Broker(#[from] rocketmq_client_rust::ClientError),
+    #[error("building the message: {0}")]
+    Message(String),
+    #[error("the producer is shut down")]
+    ShutDown,
+}
+
+pub struct OrderPublisher {
+    producer: RwLock<Option<TransactionMQProducer>>,
+    topic: String,
+    db: DatabaseConnection,
+}
+
+impl OrderPublisher {
+    pub async fn start(
+        mq: &MqRuntime,
+        settings: &Settings,
+        listener: OrderTxListener,
+        db: DatabaseConnection,
+    ) -> Result<Self, MqError> {
+        let mut producer = TransactionMQProducer::builder(mq.client())
+            .producer_group(settings.orders.producer_group.clone())
+            .name_server_addr(settings.mq.namesrv_addr.clone())
+            .topics(vec![settings.mq.order_topic.clone()])
+            .send_msg_timeout(settings.mq.send_timeout_ms)
+            .check_thread_pool_min_size(4)
+            .check_thread_pool_max_size(settings.mq.listener_concurrency as u32)
+            .check_request_hold_max(settings.mq.listener_queue_depth as u32)
+            .transaction_listener(listener)
+            .build();
+        producer.start().await?;
+        Ok(Self {
+            producer: RwLock::new(Some(producer)),
+            topic: settings.mq.order_topic.clone(),
+            db,
+        })
+    }
+
+    /// Sends the half message, lets the listener record the order, and returns
+    /// a definite answer whenever one can be had now.
+    #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
+    pub async fn place(&self, order: OrderCreated) -> Result<Placement, PublishError> {
+        let message = Message::builder()
+            .topic(self.topic.as_str())
+            .tags(TAG_ORDER_CREATED)
+            .keys(vec![order.tx_no.to_string(), order.order_no.to_string()])
+            .body(order.encode())
+            .build()
+            .map_err(|e| PublishError::Message(e.to_string()))?;
+        let pending = PendingOrder::new(order);
+        let sent = {
+            let producer = self.producer.read().await;
+            let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;
+            producer
+                .send_message_in_transaction(message, Some(Arc::clone(&pending)))
+                .await?
+        };
+        let state = sent
+            .local_transaction_state
+            .unwrap_or(LocalTransactionState::Unknown);
+        let local = pending.result();
+        tracing::info!(?state, ?local, "transactional send returned");
+        let order = pending.order.clone();
+        Ok(match (state, local) {
+            (LocalTransactionState::CommitMessage, _) => Placement::Committed(order),
+            (LocalTransactionState::RollbackMessage, Some(LocalResult::Refused(why))) => {
+                Placement::NotPlaced {
+                    order,
+                    reason: NotPlaced::Refused(why),
+                }
+            }
+            (LocalTransactionState::RollbackMessage, Some(LocalResult::Unavailable(why))) => {
+                Placement::NotPlaced {
+                    order,
+                    reason: NotPlaced::Unavailable(why),
+                }
+            }
+            (LocalTransactionState::RollbackMessage, None) => Placement::NotPlaced {
+                order,
+                reason: NotPlaced::Unavailable("the broker could not store the message".into()),
+            },
+            // UNKNOWN (the listener never ran, or its commit's fate is unknown) or a
+            // rollback decided by a check-back: settle it now with the same claim
+            // the check-back makes, so the buyer rarely has to wait for the broker.
+            _ => self.settle(order).await,
+        })
+    }
+
+    async fn settle(&self, order: OrderCreated) -> Placement {
+        match store::resolve_tx(&self.db, order.tx_no.as_str()).await {
+            Ok(TxOutcome::Committed) => Placement::Committed(order),
+            Ok(TxOutcome::RolledBack) => Placement::NotPlaced {
+                order,
+                reason: NotPlaced::Unavailable("the order could not be recorded in time".into()),
+            },
+            Err(err) => {
+                tracing::warn!(%err, "outcome unknown; the broker's check-back will decide");
+                Placement::Pending(order)
+            }
+        }
+    }
+
+    /// Waits for in-flight sends, then stops the producer.
+    pub async fn shutdown(&self) {
+        if let Some(mut producer) = self.producer.write().await.take() {
+            producer.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! HTTP routes of order-service.
+
+pub mod health;
+pub mod orders;
+
+use actix_web::web;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(common::http::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/api/orders", web::post().to(orders::place_order))
+        .route("/api/orders/{order_no}", web::get().to(orders::get_order));
+}

@@ -1,0 +1,143 @@
+//! `POST /api/orders` and `GET /api/orders/{order_no}`: parse, call, respond.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use common::domain::{InvalidValue, OrderNo};
+use common::http::{error_response, invalid_field};
+use common::messages::OrderCreated;
+use serde_json::json;
+
+use crate::domain::{NewOrder, OrderStatus};
+use crate::publisher::{NotPlaced, Placement, PublishError};
+use crate::startup::AppState;
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderApiError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("order {0} not found")]
+    NotFound(String),
+    #[error("the order was refused: {0}")]
+    Refused(String),
+    #[error("the order was not placed: {0}")]
+    NotPlaced(String),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl ResponseError for OrderApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Refused(_) => StatusCode::CONFLICT,
+            Self::NotPlaced(_) | Self::Publish(_) | Self::Database(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            Self::Invalid(err) => invalid_field(err),
+            Self::NotFound(order_no) => {
+                error_response(status, "ORDER_NOT_FOUND", format!("no order {order_no}"))
+            }
+            Self::Refused(why) => {
+                tracing::warn!(%why, "order refused by the database");
+                error_response(
+                    status,
+                    "ORDER_REJECTED",
+                    "the order could not be recorded; nothing was reserved",
+                )
+            }
+            Self::NotPlaced(why) => {
+                tracing::warn!(%why, "order not placed");
+                retry_later(error_response(
+                    status,
+                    "ORDER_NOT_PLACED",
+                    "the order was not placed; nothing was reserved, retry",
+                ))
+            }
+            Self::Publish(err) => {
+                tracing::error!(%err, "transactional send failed");
+                retry_later(error_response(
+                    status,
+                    "BROKER_UNAVAILABLE",
+                    "the order was not placed: the message broker is unavailable, retry",
+                ))
+            }
+            Self::Database(err) => {
+                tracing::error!(%err, "database error");
+                retry_later(error_response(
+                    status,
+                    "DATABASE_UNAVAILABLE",
+                    "the order database is unavailable, retry",
+                ))
+            }
+        }
+    }
+}
+
+fn retry_later(mut response: HttpResponse) -> HttpResponse {
+    response.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+fn placed_body(order: &OrderCreated, status: &str) -> serde_json::Value {
+    json!({
+        "order_no": order.order_no,
+        "tx_no": order.tx_no,
+        "user_id": order.user_id,
+        "product_id": order.product_id,
+        "count": order.count,
+        "status": status,
+        "created_at": order.created_at,
+    })
+}
+
+/// `POST /api/orders` `{"user_id","product_id","count"}` → 201 NEW, 202 PENDING,
+/// or an error naming why nothing was placed.
+pub async fn place_order(
+    state: web::Data<AppState>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, OrderApiError> {
+    let order = NewOrder::parse(&body, state.rules.max_count_per_order)?.into_message();
+    match state.publisher.place(order).await? {
+        Placement::Committed(order) => {
+            Ok(HttpResponse::Created().json(placed_body(&order, OrderStatus::New.as_db())))
+        }
+        Placement::Pending(order) => {
+            Ok(HttpResponse::Accepted().json(placed_body(&order, "PENDING")))
+        }
+        Placement::NotPlaced {
+            reason: NotPlaced::Refused(why),
+            ..
+        } => Err(OrderApiError::Refused(why)),
+        Placement::NotPlaced {
+            reason: NotPlaced::Unavailable(why),
+            ..
+        } => Err(OrderApiError::NotPlaced(why)),
+    }
+}
+
+/// `GET /api/orders/{order_no}` → 200 with the order, or 404 `ORDER_NOT_FOUND`
+/// (unknown and rolled-back orders alike).
+pub async fn get_order(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OrderApiError> {
+    let raw = path.into_inner();
+    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    match store::find_order(&state.db, order_no.as_str()).await? {
+        Some(order) => Ok(HttpResponse::Ok().json(order)),
+        None => Err(OrderApiError::NotFound(raw)),
+    }
+}

@@ -1,0 +1,184 @@
+//! The order database: the local transaction that records an order, the
+//! check-back's claim on a tx_no, and order look-ups. Plain functions over a
+//! connection, so tests can drive them directly.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use common::db::is_duplicate_key;
+use common::messages::OrderCreated;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
+    TransactionTrait, Value,
+};
+
+use crate::domain::{Order, OrderStatus};
+
+/// The final outcome of one distributed transaction, as `tx_log` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    Committed,
+    RolledBack,
+}
+
+impl TxOutcome {
+    fn from_db(raw: &str) -> Result<Self, DbErr> {
+        match raw {
+            "COMMITTED" => Ok(Self::Committed),
+            "ROLLED_BACK" => Ok(Self::RolledBack),
+            other => Err(DbErr::Custom(format!(
+                "unexpected tx_log outcome {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Why [`record_order`] did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The tx_no was already decided (a check-back claimed it first).
+    #[error("transaction already decided: {0:?}")]
+    AlreadyDecided(TxOutcome),
+    /// The database refused the order (a constraint or trigger); nothing was written.
+    #[error("the database refused the order: {0}")]
+    Refused(#[source] DbErr),
+    /// The database could not be used before the commit; nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(#[source] DbErr),
+    /// COMMIT itself failed: the order may or may not be stored. Only a later
+    /// [`resolve_tx`] can tell.
+    #[error("the commit's outcome is unknown: {0}")]
+    CommitUncertain(#[source] DbErr),
+}
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
+}
+
+/// The local transaction: the `tx_log` row (COMMITTED) and the `NEW` order,
+/// committed together or not at all. `tx_log` goes first, so a concurrent
+/// check-back's claim on the same tx_no waits for this transaction to end.
+#[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
+pub async fn record_order(
+    db: &DatabaseConnection,
+    order: &OrderCreated,
+) -> Result<(), RecordError> {
+    let txn = db.begin().await.map_err(RecordError::Unavailable)?;
+    let claimed = txn
+        .execute_raw(stmt(
+            "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
+            [order.tx_no.as_str().into()],
+        ))
+        .await;
+    if let Err(err) = claimed {
+        drop(txn);
+        if is_duplicate_key(&err) {
+            let outcome = resolve_tx(db, order.tx_no.as_str())
+                .await
+                .map_err(RecordError::Unavailable)?;
+            return Err(RecordError::AlreadyDecided(outcome));
+        }
+        return Err(classify(err));
+    }
+    txn.execute_raw(stmt(
+        "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            order.order_no.as_str().into(),
+            order.tx_no.as_str().into(),
+            order.user_id.get().into(),
+            order.product_id.get().into(),
+            i64::from(order.count).into(),
+            OrderStatus::New.as_db().into(),
+            order.created_at.naive_utc().into(),
+            order.created_at.naive_utc().into(),
+        ],
+    ))
+    .await
+    .map_err(classify)?;
+    txn.commit().await.map_err(RecordError::CommitUncertain)?;
+    tracing::info!("order recorded");
+    Ok(())
+}
+
+/// A statement that the server executed and refused is a refusal; anything
+/// else (connection lost, pool exhausted) means the database was unavailable.
+fn classify(err: DbErr) -> RecordError {
+    match err {
+        DbErr::Exec(_) | DbErr::Query(_) => RecordError::Refused(err),
+        other => RecordError::Unavailable(other),
+    }
+}
+
+/// The check-back's answer, final by construction: claim the tx_no with a
+/// ROLLED_BACK row unless a row exists. If the local transaction is still
+/// running, the claim waits on its row lock and then sees its outcome; if the
+/// local transaction has not started yet, the claim wins and that transaction
+/// later fails on the duplicate key. Either way both sides see the same row.
+#[tracing::instrument(skip(db))]
+pub async fn resolve_tx(db: &DatabaseConnection, tx_no: &str) -> Result<TxOutcome, DbErr> {
+    let claim = db
+        .execute_raw(stmt(
+            "INSERT IGNORE INTO tx_log (tx_no, outcome) VALUES (?, 'ROLLED_BACK')",
+            [tx_no.into()],
+        ))
+        .await?;
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT outcome FROM tx_log WHERE tx_no = ?",
+            [tx_no.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("tx_log row {tx_no} after claiming it")))?;
+    let outcome = TxOutcome::from_db(&row.try_get::<String>("", "outcome")?)?;
+    tracing::info!(
+        ?outcome,
+        claimed = claim.rows_affected() == 1,
+        "transaction resolved"
+    );
+    Ok(outcome)
+}
+
+#[derive(Debug, FromQueryResult)]
+struct OrderRow {
+    order_no: String,
+    tx_no: String,
+    user_id: i64,
+    product_id: i64,
+    pay_count: i32,
+    status: String,
+    create_time: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<OrderRow> for Order {
+    type Error = DbErr;
+
+    fn try_from(row: OrderRow) -> Result<Self, DbErr> {
+        let status = OrderStatus::from_db(&row.status)
+            .ok_or_else(|| DbErr::Custom(format!("unexpected order status {:?}", row.status)))?;
+        Ok(Order {
+            order_no: row.order_no,
+            tx_no: row.tx_no,
+            user_id: row.user_id,
+            product_id: row.product_id,
+            count: i64::from(row.pay_count),
+            status,
+            created_at: DateTime::from_naive_utc_and_offset(row.create_time, Utc),
+            updated_at: DateTime::from_naive_utc_and_offset(row.updated_at, Utc),
+        })
+    }
+}
+
+const ORDER_COLUMNS: &str =
+    "order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at";
+
+#[tracing::instrument(skip(db))]
+pub async fn find_order(db: &DatabaseConnection, order_no: &str) -> Result<Option<Order>, DbErr> {
+    OrderRow::find_by_statement(stmt(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ?"),
+        [order_no.into()],
+    ))
+    .one(db)
+    .await?
+    .map(Order::try_from)
+    .transpose()
+}

@@ -1,0 +1,35 @@
+-- Schema of seckill_order, the order-service database. Applied at every
+-- start-up of order-service: each statement must be safe to run again.
+
+-- One row per order. status: NEW (committed, stock being deducted),
+-- later PAID / CANCELLED / FAILED.
+CREATE TABLE IF NOT EXISTS orders (
+  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  create_time DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  updated_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  order_no    VARCHAR(64)     NOT NULL,
+  tx_no       VARCHAR(64)     NOT NULL,
+  user_id     BIGINT          NOT NULL,
+  product_id  BIGINT          NOT NULL,
+  pay_count   INT             NOT NULL,
+  status      VARCHAR(16)     NOT NULL,
+  UNIQUE KEY uk_orders_order_no (order_no),
+  UNIQUE KEY uk_orders_tx_no (tx_no),
+  KEY idx_orders_user (user_id, create_time),
+  KEY idx_orders_product_status (product_id, status),
+  CONSTRAINT ck_orders_pay_count CHECK (pay_count > 0),
+  CONSTRAINT ck_orders_ids CHECK (user_id > 0 AND product_id > 0),
+  CONSTRAINT ck_orders_status CHECK (status IN ('NEW', 'PAID', 'CANCELLED', 'FAILED'))
+) ENGINE = InnoDB;
+
+-- The outcome of each distributed transaction this service started, keyed by
+-- tx_no. Whoever inserts the row first decides: the local transaction inserts
+-- COMMITTED together with the order; a broker check-back that finds no row
+-- inserts ROLLED_BACK, which makes a still-running local transaction fail on
+-- the duplicate key. So the two can never disagree.
+CREATE TABLE IF NOT EXISTS tx_log (
+  tx_no       VARCHAR(64) NOT NULL PRIMARY KEY,
+  create_time DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  outcome     VARCHAR(16) NOT NULL,
+  CONSTRAINT ck_order_tx_log_outcome CHECK (outcome IN ('COMMITTED', 'ROLLED_BACK'))
+) ENGINE = InnoDB;

@@ -1,0 +1,26 @@
+-- Schema of seckill_stock, the stock-service database. Applied at every
+-- start-up of stock-service: each statement must be safe to run again.
+
+-- Stock per product; it can never go below zero.
+CREATE TABLE IF NOT EXISTS stock (
+  id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  product_id  BIGINT          NOT NULL,
+  total_count INT             NOT NULL,
+  updated_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  UNIQUE KEY uk_stock_product (product_id),
+  CONSTRAINT ck_stock_non_negative CHECK (total_count >= 0)
+) ENGINE = InnoDB;
+
+-- Every order message applied, keyed by its tx_no: a redelivered message finds
+-- its row and does nothing. outcome: DEDUCTED, or INSUFFICIENT when the stock
+-- could not cover the order (nothing was deducted; the order is compensated).
+CREATE TABLE IF NOT EXISTS tx_log (
+  tx_no       VARCHAR(64) NOT NULL PRIMARY KEY,
+  create_time DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  order_no    VARCHAR(64) NOT NULL,
+  product_id  BIGINT      NOT NULL,
+  count       INT         NOT NULL,
+  outcome     VARCHAR(16) NOT NULL,
+  KEY idx_stock_tx_log_product (product_id, outcome),
+  CONSTRAINT ck_stock_tx_log_outcome CHECK (outcome IN ('DEDUCTED', 'INSUFFICIENT'))
+) ENGINE = InnoDB;

@@ -1,0 +1,87 @@
+//! `GET /api/stock/{product_id}` and the admin `PUT /api/stock/{product_id}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use common::domain::{InvalidValue, ProductId};
+use common::http::{JsonFields, error_response, invalid_field};
+
+use crate::startup::AppState;
+use crate::store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StockApiError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("product {0} has no stock record")]
+    NotFound(String),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl ResponseError for StockApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Invalid(err) => invalid_field(err),
+            Self::NotFound(product) => error_response(
+                self.status_code(),
+                "PRODUCT_NOT_FOUND",
+                format!("product {product} has no stock record"),
+            ),
+            Self::Database(err) => {
+                tracing::error!(%err, "database error");
+                error_response(
+                    self.status_code(),
+                    "DATABASE_UNAVAILABLE",
+                    "the stock database is unavailable, retry",
+                )
+            }
+        }
+    }
+}
+
+fn parse_product(raw: &str) -> Result<ProductId, InvalidValue> {
+    let number = raw.parse::<i64>().map_err(|_| InvalidValue {
+        field: "product_id",
+        reason: format!("must be a positive integer, got {raw:?}"),
+    })?;
+    ProductId::parse(number)
+}
+
+pub async fn get_stock(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, StockApiError> {
+    let raw = path.into_inner();
+    let product_id = parse_product(&raw).map_err(|_| StockApiError::NotFound(raw.clone()))?;
+    match store::get_stock(&state.db, product_id).await? {
+        Some(stock) => Ok(HttpResponse::Ok().json(stock)),
+        None => Err(StockApiError::NotFound(raw)),
+    }
+}
+
+/// Sets the stock of a product: `{"total_count": int >= 0}`.
+pub async fn set_stock(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, StockApiError> {
+    let product_id = parse_product(&path)?;
+    let total = JsonFields::of(&body)?.int("total_count")?;
+    let total_count = u32::try_from(total)
+        .ok()
+        .filter(|n| *n <= i32::MAX as u32)
+        .ok_or(InvalidValue {
+            field: "total_count",
+            reason: format!("must be between 0 and {}, got {total}", i32::MAX),
+        })?;
+    let stock = store::set_stock(&state.db, product_id, total_count).await?;
+    Ok(HttpResponse::Ok().json(stock))
+}

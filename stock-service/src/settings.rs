@@ -1,0 +1,42 @@
+//! stock-service settings (see `common::settings::load` for the layering).
+
+use common::settings::{DatabaseSettings, HttpSettings, LogSettings, MqSettings, RedisSettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub mq: MqSettings,
+    pub log: LogSettings,
+    pub consumer: ConsumerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSettings {
+    pub group: String,
+    /// Messages consumed at once.
+    pub threads: u32,
+    /// Redeliveries before a message goes to the group's DLQ (`%DLQ%<group>`).
+    pub max_reconsume_times: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            http: HttpSettings::on_port(8092),
+            database: DatabaseSettings::local("seckill_stock"),
+            redis: RedisSettings::default(),
+            mq: MqSettings::default(),
+            log: LogSettings::default(),
+            consumer: ConsumerSettings {
+                group: common::messages::STOCK_CONSUMER_GROUP.into(),
+                threads: 16,
+                max_reconsume_times: 16,
+            },
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The stock database: applying an order exactly once, and reading/setting stock.
+
+use common::db::is_duplicate_key;
+use common::domain::ProductId;
+use common::messages::OrderCreated;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
+};
+use serde::Serialize;
+
+/// What applying one order message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Deducted,
+    /// Not enough stock: nothing deducted, recorded as INSUFFICIENT.
+    Insufficient,
+    /// The tx_no was applied before: this delivery did nothing.
+    Duplicate,
+}
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
+}
+
+/// One DB transaction per message: claim the tx_no in `tx_log`, then deduct
+/// only if the stock covers the count. A redelivery hits the duplicate key
+/// and changes nothing; a failure rolls everything back for a retry.
+#[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
+pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Result<Applied, DbErr> {
+    let txn = db.begin().await?;
+    let claimed = txn
+        .execute_raw(stmt(
+            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
+             VALUES (?, ?, ?, ?, 'DEDUCTED')",
+            [
+                order.tx_no.as_str().into(),
+                order.order_no.as_str().into(),
+                order.product_id.get().into(),
+                i64::from(order.count).into(),
+            ],
+        ))
+        .await;
+    match claimed {
+        Err(err) if is_duplicate_key(&err) => {
+            tracing::info!("already applied; duplicate delivery ignored");
+            return Ok(Applied::Duplicate);
+        }
+        Err(err) => return Err(err),
+        Ok(_) => {}
+    }
+    let count = i64::from(order.count);
+    let deducted = txn
+        .execute_raw(stmt(
+            "UPDATE stock SET total_count = total_count - ? \
+             WHERE product_id = ? AND total_count >= ?",
+            [count.into(), order.product_id.get().into(), count.into()],
+        ))
+        .await?
+        .rows_affected()
+        == 1;
+    let applied = if deducted {
+        Applied::Deducted
+    } else {
+        txn.execute_raw(stmt(
+            "UPDATE tx_log SET outcome = 'INSUFFICIENT' WHERE tx_no = ?",
+            [order.tx_no.as_str().into()],
+        ))
+        .await?;
+        Applied::Insufficient
+    };
+    txn.commit().await?;
+    tracing::info!(?applied, product_id = %order.product_id, count, "order applied to stock");
+    Ok(applied)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stock {
+    pub product_id: i64,
+    pub total_count: i64,
+}
+
+pub async fn get_stock(
+    db: &DatabaseConnection,
+    product_id: ProductId,
+) -> Result<Option<Stock>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT total_count FROM stock WHERE product_id = ?",
+            [product_id.get().into()],
+        ))
+        .await?;
+    row.map(|row| {
+        Ok(Stock {
+            product_id: product_id.get(),
+            total_count: i64::from(row.try_get::<i32>("", "total_count")?),
+        })
+    })
+    .transpose()
+}
+
+/// Sets a product's stock, creating the product when new (an admin operation).
+#[tracing::instrument(skip(db))]
+pub async fn set_stock(
+    db: &DatabaseConnection,
+    product_id: ProductId,
+    total_count: u32,
+) -> Result<Stock, DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO stock (product_id, total_count) VALUES (?, ?) \
+         ON DUPLICATE KEY UPDATE total_count = VALUES(total_count)",
+        [product_id.get().into(), i64::from(total_count).into()],
+    ))
+    .await?;
+    Ok(Stock {
+        product_id: product_id.get(),
+        total_count: i64::from(total_count),
+    })
+}
