@@ -1,1 +1,90 @@
-//! End-to-end test support.
+//! Test harness for the end-to-end tests: every test gets its own databases,
+//! topic and groups (so tests run in parallel), starts the real services
+//! in-process on port 0 — or as real processes, to kill them — and talks to
+//! them over HTTP, the broker and the databases. Nothing is mocked.
+
+pub mod broker;
+pub mod db;
+pub mod services;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Names no other test uses.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    pub id: String,
+    pub order_db: String,
+    pub stock_db: String,
+    pub topic: String,
+    pub producer_group: String,
+    pub consumer_group: String,
+    pub namesrv_addr: String,
+    pub broker_addr: String,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        init_logs();
+        let id = uuid::Uuid::now_v7().simple().to_string()[20..].to_string();
+        Self {
+            order_db: format!("seckill_t_{id}_order"),
+            stock_db: format!("seckill_t_{id}_stock"),
+            topic: format!("seckill_t_{id}"),
+            producer_group: format!("seckill_t_{id}_tx"),
+            consumer_group: format!("seckill_t_{id}_stock"),
+            namesrv_addr: std::env::var("SECKILL_NAMESRV_ADDR")
+                .unwrap_or_else(|_| "127.0.0.1:9876".into()),
+            broker_addr: std::env::var("SECKILL_BROKER_ADDR")
+                .unwrap_or_else(|_| "127.0.0.1:10911".into()),
+            id,
+        }
+    }
+
+    pub fn mq_settings(&self) -> common::settings::MqSettings {
+        common::settings::MqSettings {
+            namesrv_addr: self.namesrv_addr.clone(),
+            broker_addr: self.broker_addr.clone(),
+            order_topic: self.topic.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Logs go nowhere unless `TEST_LOG` is set (then to stdout, pretty).
+fn init_logs() {
+    let settings = common::settings::LogSettings {
+        format: common::settings::LogFormat::Pretty,
+        level: "info,rocketmq=warn,rocketmq_client_rust=warn".into(),
+    };
+    if std::env::var_os("TEST_LOG").is_some() {
+        common::telemetry::init_subscriber(&settings, std::io::stdout);
+    } else {
+        common::telemetry::init_subscriber(&settings, std::io::sink);
+    }
+}
+
+/// Polls `check` until it yields `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

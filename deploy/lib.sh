@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# Shared by the deploy scripts: where things live and how each part of the
+# local stack is installed (when missing) and started (when stopped).
+# Everything listens on loopback only.
+
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="${SECKILL_RUN_DIR:-$REPO_DIR/.run}"          # logs, pid files, broker store
+LOG_DIR="$RUN_DIR/logs"
+PID_DIR="$RUN_DIR/pids"
+CACHE_DIR="${SECKILL_CACHE_DIR:-$HOME/.cache/seckill-rs}" # the built RocketMQ servers
+ROCKETMQ_VERSION="1.0.0"
+ROCKETMQ_ROOT="$CACHE_DIR/rocketmq-$ROCKETMQ_VERSION"
+RUST_TOOLCHAIN="1.95.0"
+
+NAMESRV_PORT="${SECKILL_NAMESRV_PORT:-9876}"
+BROKER_PORT="${SECKILL_BROKER_PORT:-10911}"
+MYSQL_PORT=3306
+REDIS_PORT=6379
+ORDER_PORT="${SECKILL_ORDER_PORT:-8091}"
+STOCK_PORT="${SECKILL_STOCK_PORT:-8092}"
+
+mkdir -p "$LOG_DIR" "$PID_DIR"
+
+log() { printf '\033[1;34m[seckill]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[seckill] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for_port PORT WHAT SECONDS
+wait_for_port() {
+  local port=$1 what=$2 limit=${3:-30} waited=0
+  until port_open "$port"; do
+    (( waited++ >= limit * 10 )) && die "$what did not open port $port within ${limit}s (see $LOG_DIR)"
+    sleep 0.1
+  done
+}
+
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || die "cannot install $* here: no apt-get; install it by hand"
+  if (( ! apt_updated )); then
+    log "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# Starts a program in the background with its log and pid file under $RUN_DIR.
+# start_daemon NAME COMMAND...
+start_daemon() {
+  local name=$1; shift
+  nohup "$@" >>"$LOG_DIR/$name.log" 2>&1 &
+  echo $! >"$PID_DIR/$name.pid"
+}
+
+# stop_daemon NAME: SIGTERM, then SIGKILL after 15 s.
+stop_daemon() {
+  local name=$1 pid_file="$PID_DIR/$1.pid" pid waited=0
+  [[ -f $pid_file ]] || return 0
+  pid=$(cat "$pid_file")
+  if kill -0 "$pid" 2>/dev/null; then
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do
+      if (( waited++ > 150 )); then kill -KILL "$pid" 2>/dev/null || true; break; fi
+      sleep 0.1
+    done
+  fi
+  rm -f "$pid_file"
+}
+
+ensure_mariadb() {
+  if ! mysql_tcp -e 'SELECT 1' >/dev/null 2>&1; then
+    if ! command -v mariadbd >/dev/null && [[ ! -x /usr/sbin/mariadbd ]]; then
+      apt_install mariadb-server mariadb-client
+    fi
+    if ! port_open "$MYSQL_PORT"; then
+      log "starting MariaDB"
+      mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+      wait_for_port "$MYSQL_PORT" MariaDB 60
+    fi
+    # A fresh Debian install lets root in through the socket only: also allow
+    # root with an empty password on loopback TCP, which the services use.
+    if ! mysql_tcp -e 'SELECT 1' >/dev/null 2>&1; then
+      log "allowing root@localhost over TCP with an empty password"
+      mysql -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')"
+    fi
+  fi
+  mysql_tcp -e 'SELECT 1' >/dev/null || die "MariaDB on 127.0.0.1:$MYSQL_PORT refuses root with an empty password"
+  log "MariaDB ready on 127.0.0.1:$MYSQL_PORT"
+}
+
+mysql_tcp() { mysql -h127.0.0.1 -P"$MYSQL_PORT" -uroot --protocol=TCP "$@"; }
+
+ensure_redis() {
+  if ! port_open "$REDIS_PORT"; then
+    command -v redis-server >/dev/null || apt_install redis-server
+    log "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/seckill.log
+    wait_for_port "$REDIS_PORT" Redis 30
+  fi
+  log "Redis ready on 127.0.0.1:$REDIS_PORT"
+}
+
+# Builds the rocketmq-rust name server and broker once into $ROCKETMQ_ROOT
+# (~16 min on two cores); later runs find the binaries and skip the build.
+ensure_rocketmq_binaries() {
+  if [[ -x $ROCKETMQ_ROOT/bin/rocketmq-namesrv-rust && -x $ROCKETMQ_ROOT/bin/rocketmq-broker-rust ]]; then
+    return 0
+  fi
+  command -v cargo >/dev/null || die "cargo is needed to build the RocketMQ servers"
+  log "building rocketmq-namesrv and rocketmq-broker $ROCKETMQ_VERSION into $ROCKETMQ_ROOT (once; ~16 min on 2 cores)"
+  log "build log: $LOG_DIR/rocketmq-build.log"
+  mkdir -p "$ROCKETMQ_ROOT"
+  if ! RUSTUP_TOOLCHAIN="$RUST_TOOLCHAIN" cargo install --locked --root "$ROCKETMQ_ROOT" \
+      "rocketmq-namesrv@$ROCKETMQ_VERSION" "rocketmq-broker@$ROCKETMQ_VERSION" \
+      >"$LOG_DIR/rocketmq-build.log" 2>&1; then
+    tail -n 30 "$LOG_DIR/rocketmq-build.log" >&2
+    die "building the RocketMQ servers failed (full log: $LOG_DIR/rocketmq-build.log)"
+  fi
+}
+
+# Renders a config template: @RUN_DIR@, @NAMESRV_PORT@, @BROKER_PORT@.
+render() {
+  sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@NAMESRV_PORT@|$NAMESRV_PORT|g" \
+      -e "s|@BROKER_PORT@|$BROKER_PORT|g" -e "s|@HA_PORT@|$((BROKER_PORT + 1))|g" "$1" >"$2"
+}
+
+ensure_rocketmq() {
+  ensure_rocketmq_binaries
+  local home="$RUN_DIR/rocketmq"
+  mkdir -p "$home/conf" "$home/store"
+  export ROCKETMQ_HOME="$home" ROCKETMQ_SECURITY_PROFILE=development-insecure-loopback
+  if ! port_open "$NAMESRV_PORT"; then
+    log "starting the RocketMQ name server on 127.0.0.1:$NAMESRV_PORT"
+    render "$REPO_DIR/deploy/rocketmq/namesrv.toml" "$home/conf/namesrv.toml"
+    start_daemon namesrv "$ROCKETMQ_ROOT/bin/rocketmq-namesrv-rust" -c "$home/conf/namesrv.toml" \
+      --bindAddress 127.0.0.1 --listenPort "$NAMESRV_PORT"
+    wait_for_port "$NAMESRV_PORT" "name server" 30
+  fi
+  if ! port_open "$BROKER_PORT"; then
+    log "starting the RocketMQ broker on 127.0.0.1:$BROKER_PORT"
+    render "$REPO_DIR/deploy/rocketmq/broker.toml" "$home/conf/broker.toml"
+    start_daemon broker "$ROCKETMQ_ROOT/bin/rocketmq-broker-rust" -c "$home/conf/broker.toml"
+    wait_for_port "$BROKER_PORT" broker 60
+    sleep 2 # let it register with the name server
+  fi
+  log "RocketMQ ready: name server 127.0.0.1:$NAMESRV_PORT, broker 127.0.0.1:$BROKER_PORT"
+}
+
+ensure_infra() {
+  ensure_mariadb
+  ensure_redis
+  ensure_rocketmq
+}

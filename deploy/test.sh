@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real MariaDB, Redis and RocketMQ,
+# starting (or installing/building) whatever is missing first.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ensure_infra
+export SECKILL_NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT" SECKILL_BROKER_ADDR="127.0.0.1:$BROKER_PORT"
+
+cd "$REPO_DIR"
+log "formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast "$@"
+else
+  cargo test --workspace --locked --no-fail-fast "$@"
+fi

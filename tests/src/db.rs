@@ -1,0 +1,80 @@
+//! Direct reads of the services' databases, for assertions.
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value,
+};
+
+const SERVER: &str = "mysql://root@127.0.0.1:3306";
+
+pub async fn connect(db_name: &str) -> DatabaseConnection {
+    Database::connect(format!("{SERVER}/{db_name}"))
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {db_name}: {e}"))
+}
+
+/// A pool of exactly one connection, for session state such as `LOCK TABLES`.
+pub async fn connect_session(db_name: &str) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(format!("{SERVER}/{db_name}"));
+    options
+        .max_connections(1)
+        .min_connections(1)
+        .sqlx_logging(false);
+    Database::connect(options)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {db_name}: {e}"))
+}
+
+/// How many statements starting with `prefix` are running on `db_name` right now.
+pub async fn running_statements(observer: &DatabaseConnection, db_name: &str, prefix: &str) -> i64 {
+    scalar(
+        observer,
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND INFO LIKE CONCAT(?, '%')",
+        [db_name.into(), prefix.into()],
+    )
+    .await
+}
+
+/// Runs a query whose first column of the first row is a BIGINT (`COUNT(*)`,
+/// `CAST(SUM(..) AS SIGNED)`); NULL reads as 0.
+pub async fn scalar(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            values,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|| panic!("{sql}: no row"));
+    row.try_get_by_index::<Option<i64>>(0)
+        .unwrap_or_else(|e| panic!("{sql}: {e} (CAST sums AS SIGNED)"))
+        .unwrap_or(0)
+}
+
+/// Runs a statement and returns rows affected.
+pub async fn exec(db: &DatabaseConnection, sql: &str) -> u64 {
+    db.execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .rows_affected()
+}
+
+/// A text column of the first row, if any row.
+pub async fn text(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Option<String> {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::MySql,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    .map(|row| row.try_get_by_index::<String>(0).unwrap())
+}

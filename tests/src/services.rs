@@ -1,0 +1,269 @@
+//! Starting the services for a test: in-process on port 0 (the usual way), or
+//! the real `order-service` binary as a child process (to kill it mid-flight).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{TestEnv, eventually};
+
+pub fn order_settings(env: &TestEnv) -> order_service::settings::Settings {
+    let mut settings = order_service::settings::Settings::default();
+    settings.http.port = 0;
+    settings.database.name = env.order_db.clone();
+    settings.database.max_connections = 16;
+    settings.mq = env.mq_settings();
+    settings.orders.producer_group = env.producer_group.clone();
+    settings
+}
+
+pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
+    let mut settings = stock_service::settings::Settings::default();
+    settings.http.port = 0;
+    settings.database.name = env.stock_db.clone();
+    settings.database.max_connections = 16;
+    settings.mq = env.mq_settings();
+    settings.consumer.group = env.consumer_group.clone();
+    settings
+}
+
+/// A service running in this process; [`RunningService::stop`] shuts it down gracefully.
+pub struct RunningService {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningService {
+    fn run<F>(port: u16, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(stopped));
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("service task")
+                .expect("service stopped cleanly");
+        }
+    }
+
+    /// Sends a request and returns the status and the JSON body (`Null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("HTTP request");
+        let status = response.status();
+        let text = response.text().await.expect("HTTP body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{status} with a non-JSON body: {text}"))
+        };
+        (status, body)
+    }
+
+    /// Sends a raw body with a content type (for malformed-input tests).
+    pub async fn call_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub async fn spawn_order_service(env: &TestEnv) -> RunningService {
+    spawn_order_service_with(order_settings(env)).await
+}
+
+pub async fn spawn_order_service_with(
+    settings: order_service::settings::Settings,
+) -> RunningService {
+    let app = order_service::startup::Application::build(settings)
+        .await
+        .expect("order-service starts");
+    let port = app.port();
+    RunningService::run(port, move |stopped| async move {
+        app.run_until_stopped(async {
+            let _ = stopped.await;
+        })
+        .await
+    })
+}
+
+pub async fn spawn_stock_service(env: &TestEnv) -> RunningService {
+    let app = stock_service::startup::Application::build(stock_settings(env))
+        .await
+        .expect("stock-service starts");
+    let port = app.port();
+    RunningService::run(port, move |stopped| async move {
+        app.run_until_stopped(async {
+            let _ = stopped.await;
+        })
+        .await
+    })
+}
+
+/// The order API as the buyer sees it.
+pub async fn place_order(
+    order_service: &RunningService,
+    user_id: i64,
+    product_id: i64,
+    count: i64,
+) -> (StatusCode, Value) {
+    order_service
+        .call(
+            reqwest::Method::POST,
+            "/api/orders",
+            Some(&json!({"user_id": user_id, "product_id": product_id, "count": count})),
+        )
+        .await
+}
+
+pub async fn set_stock(stock_service: &RunningService, product_id: i64, total_count: i64) {
+    let (status, body) = stock_service
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/stock/{product_id}"),
+            Some(&json!({"total_count": total_count})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+pub async fn stock_of(stock_service: &RunningService, product_id: i64) -> i64 {
+    let (status, body) = stock_service
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/stock/{product_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["total_count"].as_i64().expect("total_count")
+}
+
+/// The real `order-service` executable, run as a child process.
+pub struct OrderServiceProcess {
+    child: Child,
+    pub base_url: String,
+}
+
+impl OrderServiceProcess {
+    pub async fn start(env: &TestEnv) -> Self {
+        let binary = built_binary("order-service");
+        let port = free_port();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("order-service-{}.log", env.id)),
+        )
+        .expect("log file");
+        let child = Command::new(&binary)
+            .env("APP_HTTP__PORT", port.to_string())
+            .env("APP_DATABASE__NAME", &env.order_db)
+            .env("APP_MQ__NAMESRV_ADDR", &env.namesrv_addr)
+            .env("APP_MQ__BROKER_ADDR", &env.broker_addr)
+            .env("APP_MQ__ORDER_TOPIC", &env.topic)
+            .env("APP_ORDERS__PRODUCER_GROUP", &env.producer_group)
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+        let process = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let url = format!("{}/healthz", process.base_url);
+        eventually(
+            "order-service process to answer /healthz",
+            Duration::from_secs(60),
+            || {
+                let request = http.get(&url).send();
+                async move {
+                    request
+                        .await
+                        .ok()
+                        .filter(|r| r.status().is_success())
+                        .map(drop)
+                }
+            },
+        )
+        .await;
+        process
+    }
+
+    /// SIGKILL: no shutdown, no end-transaction, connections dropped mid-flight.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill order-service");
+        self.child.wait().expect("reap order-service");
+    }
+}
+
+impl Drop for OrderServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/<profile>/<name>`, next to this test executable's `deps/` folder.
+fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: build it first (`cargo build -p {name}`; deploy/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}

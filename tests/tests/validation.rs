@@ -1,0 +1,208 @@
+//! Bad input gets a 4xx JSON answer naming the problem, and writes nothing.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use seckill_tests::services::{spawn_order_service, spawn_stock_service};
+use seckill_tests::{TestEnv, db};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_order_input_is_refused_and_nothing_is_written() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env).await;
+
+    let json_cases = [
+        (json!([1, 2]), "body"),
+        (json!({"product_id": 1, "count": 1}), "user_id"),
+        (json!({"user_id": 1, "count": 1}), "product_id"),
+        (json!({"user_id": 1, "product_id": 1}), "count"),
+        (
+            json!({"user_id": 1, "product_id": 1, "count": null}),
+            "count",
+        ),
+        (
+            json!({"user_id": 1, "product_id": 1, "count": "2"}),
+            "count",
+        ),
+        (
+            json!({"user_id": 1, "product_id": 1, "count": 1.5}),
+            "count",
+        ),
+        (json!({"user_id": 1, "product_id": 1, "count": 0}), "count"),
+        (json!({"user_id": 1, "product_id": 1, "count": -1}), "count"),
+        (json!({"user_id": 1, "product_id": 1, "count": 6}), "count"),
+        (
+            json!({"user_id": 1, "product_id": 1, "count": 1e30}),
+            "count",
+        ),
+        (
+            json!({"user_id": 0, "product_id": 1, "count": 1}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": -4, "product_id": 1, "count": 1}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": true, "product_id": 1, "count": 1}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": 1, "product_id": 0, "count": 1}),
+            "product_id",
+        ),
+        (
+            json!({"user_id": 1, "product_id": "x", "count": 1}),
+            "product_id",
+        ),
+    ];
+    for (body, field) in &json_cases {
+        let (status, answer) = orders.call(Method::POST, "/api/orders", Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body} -> {answer}"
+        );
+        assert_eq!(answer["code"], "INVALID_FIELD", "{body} -> {answer}");
+        assert_eq!(answer["field"], *field, "{body} -> {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().starts_with(field),
+            "{body} -> {answer}"
+        );
+    }
+
+    let raw_cases = [
+        (
+            "application/json",
+            "{\"user_id\": 1,",
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            "application/json",
+            "",
+            StatusCode::BAD_REQUEST,
+            "INVALID_JSON",
+        ),
+        (
+            "text/plain",
+            "{\"user_id\":1,\"product_id\":1,\"count\":1}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ];
+    for (content_type, body, expected, code) in raw_cases {
+        let (status, answer) = orders.call_raw("/api/orders", content_type, body).await;
+        assert_eq!(status, expected, "{body:?} -> {answer}");
+        assert_eq!(answer["code"], code, "{body:?} -> {answer}");
+    }
+    let huge = Box::leak(
+        format!(
+            "{{\"user_id\":1,\"product_id\":1,\"count\":1,\"pad\":\"{}\"}}",
+            "x".repeat(64 * 1024)
+        )
+        .into_boxed_str(),
+    );
+    let (status, answer) = orders
+        .call_raw("/api/orders", "application/json", huge)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["code"], "PAYLOAD_TOO_LARGE");
+
+    for path in [
+        "/api/orders/o-unknown",
+        "/api/orders/not%20an%20order",
+        "/api/orders/x'--",
+    ] {
+        let (status, answer) = orders.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} -> {answer}");
+        assert_eq!(answer["code"], "ORDER_NOT_FOUND", "{path} -> {answer}");
+    }
+    let (status, answer) = orders.call(Method::GET, "/api/nothing-here", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["code"], "NOT_FOUND");
+
+    // Nothing written, nothing sent (the stock service would have logged it).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
+        0
+    );
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM tx_log", []).await,
+        0
+    );
+    let stock_db = db::connect(&env.stock_db).await;
+    assert_eq!(
+        db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
+        0
+    );
+
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_stock_input_is_refused_and_nothing_is_written() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+
+    let cases = [
+        (
+            "/api/stock/1",
+            json!({"total_count": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "total_count",
+        ),
+        (
+            "/api/stock/1",
+            json!({"total_count": 3_000_000_000_i64}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "total_count",
+        ),
+        (
+            "/api/stock/1",
+            json!({"total_count": "5"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "total_count",
+        ),
+        (
+            "/api/stock/1",
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "total_count",
+        ),
+        (
+            "/api/stock/0",
+            json!({"total_count": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "product_id",
+        ),
+        (
+            "/api/stock/abc",
+            json!({"total_count": 5}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "product_id",
+        ),
+    ];
+    for (path, body, expected, field) in &cases {
+        let (status, answer) = stock.call(Method::PUT, path, Some(body)).await;
+        assert_eq!(status, *expected, "{path} {body} -> {answer}");
+        assert_eq!(answer["field"], *field, "{path} {body} -> {answer}");
+    }
+    for path in ["/api/stock/1", "/api/stock/abc", "/api/stock/-1"] {
+        let (status, answer) = stock.call(Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} -> {answer}");
+        assert_eq!(answer["code"], "PRODUCT_NOT_FOUND");
+    }
+    let stock_db = db::connect(&env.stock_db).await;
+    assert_eq!(
+        db::scalar(&stock_db, "SELECT COUNT(*) FROM stock", []).await,
+        0
+    );
+
+    stock.stop().await;
+}
