@@ -10,6 +10,11 @@ cd "$REPO_DIR"
 log "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "building the services (the crash tests run the real order-service binary)"
+cargo build --workspace --locked
+# Each test creates its own seckill_t_* databases; drop those of earlier runs.
+mysql_tcp -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'seckill\\_t\\_%'" |
+  while read -r stale; do mysql_tcp -e "DROP DATABASE \`$stale\`"; done
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
