@@ -1,0 +1,241 @@
+//! Drives `POST /api/orders` on a running order-service and checks the
+//! invariants afterwards in both databases.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use common::settings::MqSettings;
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde_json::json;
+
+#[derive(Debug, Args)]
+pub struct OrderPathArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8091")]
+    pub order_url: String,
+    #[arg(long, default_value = "http://127.0.0.1:8092")]
+    pub stock_url: String,
+    /// Orders to place (and sends per broker baseline).
+    #[arg(long, default_value_t = 5000)]
+    pub orders: usize,
+    /// Requests (and sends) in flight at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Product used for the run (default: a fresh one); its stock is set to `orders` first.
+    #[arg(long, default_value_t = fresh_product_id())]
+    pub product_id: i64,
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    pub namesrv_addr: String,
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
+    pub mysql_url: String,
+    #[arg(long, default_value = "seckill_order")]
+    pub order_db: String,
+    #[arg(long, default_value = "seckill_stock")]
+    pub stock_db: String,
+}
+
+/// A product id no earlier run used, so the invariants see this run only.
+fn fresh_product_id() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    1_000_000 + (secs % 1_000_000_000) as i64
+}
+
+impl OrderPathArgs {
+    pub fn mq(&self) -> MqSettings {
+        MqSettings {
+            namesrv_addr: self.namesrv_addr.clone(),
+            ..MqSettings::default()
+        }
+    }
+}
+
+/// Latencies of the successful operations and the wall time of the run.
+pub struct Stats {
+    sorted: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Stats {
+    pub fn new(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort_unstable();
+        Self {
+            sorted: latencies,
+            elapsed,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.sorted.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((p / 100.0) * (self.sorted.len() - 1) as f64).round() as usize;
+        self.sorted[index]
+    }
+}
+
+pub struct OrderPathRun {
+    pub stats: Stats,
+    pub initial_stock: i64,
+    pub created: Vec<String>,
+    pub pending: usize,
+    pub rejected: usize,
+}
+
+pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let initial_stock = args.orders as i64;
+    let set = http
+        .put(format!("{}/api/stock/{}", args.stock_url, args.product_id))
+        .json(&json!({"total_count": initial_stock}))
+        .send()
+        .await?;
+    anyhow::ensure!(set.status().is_success(), "setting stock: {}", set.status());
+
+    eprintln!(
+        "[bench] order path: {} orders, concurrency {}",
+        args.orders, args.concurrency
+    );
+    let started = Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(u16, Duration, Option<String>)> = futures::stream::iter(0..args.orders)
+        .map(|i| {
+            let request = http
+                .post(format!("{}/api/orders", args.order_url))
+                .json(&json!({"user_id": i + 1, "product_id": args.product_id, "count": 1}));
+            let done = &done;
+            async move {
+                let t = Instant::now();
+                let (status, order_no) = match request.send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let body: serde_json::Value = response.json().await.unwrap_or_default();
+                        (status, body["order_no"].as_str().map(str::to_owned))
+                    }
+                    Err(_) => (0, None),
+                };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n.is_multiple_of(1000) {
+                    eprintln!("[bench]   {n} requests done");
+                }
+                (status, t.elapsed(), order_no)
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut created = Vec::new();
+    let (mut pending, mut rejected) = (0, 0);
+    for (status, latency, order_no) in results {
+        match status {
+            201 => {
+                latencies.push(latency);
+                created.extend(order_no);
+            }
+            202 => pending += 1,
+            _ => rejected += 1,
+        }
+    }
+    eprintln!(
+        "[bench] order path: {} created, {pending} pending, {rejected} rejected",
+        created.len()
+    );
+    Ok(OrderPathRun {
+        stats: Stats::new(latencies, elapsed),
+        initial_stock,
+        created,
+        pending,
+        rejected,
+    })
+}
+
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str, product: i64) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [product.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row for {sql}"))?;
+    Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0))
+}
+
+/// Waits for the pipeline to go quiet, then checks: no oversell, every
+/// committed order deducted exactly once, stock == initial − deducted.
+pub async fn check_invariants(args: &OrderPathArgs, run: &OrderPathRun) -> anyhow::Result<()> {
+    let order_db = Database::connect(format!("{}/{}", args.mysql_url, args.order_db)).await?;
+    let stock_db = Database::connect(format!("{}/{}", args.mysql_url, args.stock_db)).await?;
+    let ordered_sql = "SELECT CAST(COALESCE(SUM(pay_count), 0) AS SIGNED) FROM orders WHERE product_id = ? AND status = 'NEW'";
+    let applied_sql = "SELECT COUNT(*) FROM tx_log WHERE product_id = ?";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let committed = scalar(
+        &order_db,
+        "SELECT COUNT(*) FROM orders WHERE product_id = ?",
+        args.product_id,
+    )
+    .await?;
+    loop {
+        let applied = scalar(&stock_db, applied_sql, args.product_id).await?;
+        if applied >= committed || Instant::now() > deadline {
+            break;
+        }
+        eprintln!("[bench] waiting for stock-service: {applied}/{committed} applied");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let ordered = scalar(&order_db, ordered_sql, args.product_id).await?;
+    let applied = scalar(&stock_db, applied_sql, args.product_id).await?;
+    let deducted = scalar(
+        &stock_db,
+        "SELECT CAST(COALESCE(SUM(count), 0) AS SIGNED) FROM tx_log WHERE product_id = ? AND outcome = 'DEDUCTED'",
+        args.product_id,
+    )
+    .await?;
+    let stock = scalar(
+        &stock_db,
+        "SELECT total_count FROM stock WHERE product_id = ?",
+        args.product_id,
+    )
+    .await?;
+    let checks = [
+        ("every committed order applied once", applied == committed),
+        ("stock never negative", stock >= 0),
+        (
+            "no oversell (deducted <= initial)",
+            deducted <= run.initial_stock,
+        ),
+        (
+            "stock == initial - deducted",
+            stock == run.initial_stock - deducted,
+        ),
+        (
+            "created orders are committed",
+            run.created.len() as i64 <= committed,
+        ),
+        ("every NEW order deducted", ordered == deducted),
+    ];
+    println!();
+    println!(
+        "initial {} | created {} | pending {} | rejected {} | committed {committed} | applied {applied} | deducted {deducted} | stock {stock}",
+        run.initial_stock,
+        run.created.len(),
+        run.pending,
+        run.rejected
+    );
+    let mut failed = false;
+    for (name, ok) in checks {
+        println!("  [{}] {name}", if ok { "ok" } else { "FAIL" });
+        failed |= !ok;
+    }
+    anyhow::ensure!(!failed, "an invariant failed");
+    Ok(())
+}

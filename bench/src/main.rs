@@ -1,0 +1,64 @@
+//! `seckill-bench order-path`: places N orders through the running services'
+//! HTTP API with concurrency C, then measures the broker's plain and
+//! transactional send rates with the same concurrency and message size, and
+//! prints the order path as a ratio of both. It ends by checking the
+//! invariants (every order deducted exactly once, stock == initial − ordered)
+//! and exits non-zero when one fails.
+
+mod baseline;
+mod load;
+
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+enum Command {
+    /// The reliable-message order path vs. the broker's send rates.
+    OrderPath(load::OrderPathArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Command::parse() {
+        Command::OrderPath(args) => {
+            let order_path = load::run_order_path(&args).await?;
+            let plain = baseline::plain_sends(&args.mq(), args.orders, args.concurrency).await?;
+            let transactional =
+                baseline::transactional_sends(&args.mq(), args.orders, args.concurrency).await?;
+            println!();
+            println!(
+                "{:<34} {:>10} {:>9} {:>9} {:>9}",
+                "path", "ops/s", "p50 ms", "p95 ms", "p99 ms"
+            );
+            for (name, stats) in [
+                ("order path (HTTP→tx msg→DB)", &order_path.stats),
+                ("broker transactional send", &transactional),
+                ("broker plain sync send", &plain),
+            ] {
+                println!(
+                    "{name:<34} {:>10.0} {:>9.1} {:>9.1} {:>9.1}",
+                    stats.rate(),
+                    ms(stats.percentile(50.0)),
+                    ms(stats.percentile(95.0)),
+                    ms(stats.percentile(99.0))
+                );
+            }
+            println!();
+            println!(
+                "ratio order path / transactional send: {:.2}",
+                order_path.stats.rate() / transactional.rate()
+            );
+            println!(
+                "ratio order path / plain send:         {:.2}",
+                order_path.stats.rate() / plain.rate()
+            );
+            load::check_invariants(&args, &order_path).await
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
