@@ -3,7 +3,7 @@
 //! (`APP_HTTP__PORT=9000` sets `http.port`).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::de::DeserializeOwned;
@@ -15,19 +15,28 @@ pub fn load<T>(service: &str) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    match std::env::var_os("APP_CONFIG_FILE") {
+        Some(path) => load_with(Some(&PathBuf::from(path)), true),
+        None => load_with(
+            Some(&PathBuf::from("config").join(format!("{service}.yaml"))),
+            false,
+        ),
+    }
+    .with_context(|| format!("loading settings of {service}"))
+}
+
+/// Defaults of `T`, then `file` (if given; an error if `required` and absent),
+/// then `APP_...` environment variables.
+pub fn load_with<T>(file: Option<&Path>, required: bool) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
     let defaults = config::Config::try_from(&T::default()).context("encoding default settings")?;
     let mut builder = config::Config::builder().add_source(defaults);
-    match std::env::var_os("APP_CONFIG_FILE") {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            builder = builder.add_source(config::File::from(path).required(true));
-        }
-        None => {
-            let path = PathBuf::from("config").join(format!("{service}.yaml"));
-            builder = builder.add_source(config::File::from(path).required(false));
-        }
+    if let Some(file) = file {
+        builder = builder.add_source(config::File::from(file).required(required));
     }
-    builder
+    Ok(builder
         .add_source(
             config::Environment::with_prefix("APP")
                 .prefix_separator("_")
@@ -35,8 +44,7 @@ where
                 .try_parsing(true),
         )
         .build()
-        .and_then(config::Config::try_deserialize)
-        .with_context(|| format!("loading settings of {service}"))
+        .and_then(config::Config::try_deserialize)?)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -122,3 +122,42 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
     orders.stop().await;
     stock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
+    let env = TestEnv::new();
+    let ready = spawn_order_service(&env).await;
+    let (status, body) = ready.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<_> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["database", "redis", "broker"]);
+    let (status, _) = ready.call(Method::GET, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The same service, told the broker lives on a closed port.
+    let mut settings = seckill_tests::services::order_settings(&env);
+    settings.mq.broker_addr = "127.0.0.1:1".into();
+    let blind = seckill_tests::services::spawn_order_service_with(settings).await;
+    let (status, body) = blind.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["ready"], false);
+    let broker = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "broker")
+        .unwrap();
+    assert_eq!(broker["ok"], false);
+    assert!(
+        broker["error"].as_str().unwrap().contains("127.0.0.1:1"),
+        "{broker}"
+    );
+
+    blind.stop().await;
+    ready.stop().await;
+}
