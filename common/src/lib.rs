@@ -8,11 +8,13 @@
 //!   (defaults → file → `APP_...` environment variables).
 //! - [`telemetry`]: tracing subscriber set-up (JSON or pretty).
 //! - [`db`]: connecting to MariaDB, creating a service's database and applying its schema.
+//! - [`deps`]: the connections a service opens at start-up (DB, Redis, MQ) and `/readyz` over them.
 //! - [`mq`]: the RocketMQ client runtime, sized for synchronous listeners, and topic set-up.
 //! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
 //! - [`shutdown`]: the stop signal both services wait on.
 
 pub mod db;
+pub mod deps;
 pub mod domain;
 pub mod http;
 pub mod messages;

@@ -6,21 +6,19 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::web;
 use anyhow::Context;
+use common::deps::Dependencies;
 use common::mq::MqRuntime;
-use common::settings::MqSettings;
 use sea_orm::DatabaseConnection;
 
 use crate::listener::OrderTxListener;
 use crate::publisher::OrderPublisher;
 use crate::settings::{OrderRules, Settings};
 
-/// What the handlers share; built once at start-up.
+/// What the order handlers share; built once at start-up.
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub redis: redis::aio::ConnectionManager,
     pub publisher: Arc<OrderPublisher>,
     pub rules: OrderRules,
-    pub mq: MqSettings,
 }
 
 pub struct Application {
@@ -35,18 +33,15 @@ impl Application {
     /// Connects to MariaDB (creating and migrating the database), Redis and the
     /// broker, starts the transactional producer and binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = common::db::connect_and_migrate(&settings.database, crate::SCHEMA)
-            .await
-            .context("preparing the order database")?;
-        let redis = redis::Client::open(settings.redis.url.as_str())
-            .context("parsing the Redis URL")?
-            .get_connection_manager()
-            .await
-            .context("connecting to Redis")?;
-        let mq = MqRuntime::start("order-service", &settings.mq)?;
-        common::mq::ensure_topic(&mq, &settings.mq, &settings.mq.order_topic)
-            .await
-            .context("creating the order topic (is the broker up?)")?;
+        let (deps, mq) = Dependencies::connect(
+            "order-service",
+            &settings.database,
+            crate::SCHEMA,
+            &settings.redis,
+            &settings.mq,
+        )
+        .await?;
+        let db = deps.db.clone();
         let listener = OrderTxListener::new(db.clone(), tokio::runtime::Handle::current());
         let publisher = Arc::new(
             OrderPublisher::start(&mq, &settings, listener, db.clone())
@@ -57,15 +52,14 @@ impl Application {
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
-            redis,
             publisher: Arc::clone(&publisher),
             rules: settings.orders.clone(),
-            mq: settings.mq.clone(),
         });
+        let deps = web::Data::new(deps);
         let server = common::http::start_server(
             tcp,
             move |cfg| {
-                cfg.app_data(state.clone());
+                cfg.app_data(state.clone()).app_data(deps.clone());
                 crate::routes::configure(cfg);
             },
             settings.http.shutdown_timeout_secs,

@@ -5,19 +5,12 @@ use std::future::Future;
 use actix_web::dev::Server;
 use actix_web::web;
 use anyhow::Context;
+use common::deps::Dependencies;
 use common::mq::MqRuntime;
-use common::settings::MqSettings;
 use sea_orm::DatabaseConnection;
 
 use crate::consumer::OrderConsumer;
 use crate::settings::Settings;
-
-/// What the handlers share; built once at start-up.
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub redis: redis::aio::ConnectionManager,
-    pub mq: MqSettings,
-}
 
 pub struct Application {
     port: u16,
@@ -31,32 +24,25 @@ impl Application {
     /// Connects to MariaDB (creating and migrating the database), Redis and the
     /// broker, starts the order consumer and binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = common::db::connect_and_migrate(&settings.database, crate::SCHEMA)
-            .await
-            .context("preparing the stock database")?;
-        let redis = redis::Client::open(settings.redis.url.as_str())
-            .context("parsing the Redis URL")?
-            .get_connection_manager()
-            .await
-            .context("connecting to Redis")?;
-        let mq = MqRuntime::start("stock-service", &settings.mq)?;
-        common::mq::ensure_topic(&mq, &settings.mq, &settings.mq.order_topic)
-            .await
-            .context("creating the order topic (is the broker up?)")?;
+        let (deps, mq) = Dependencies::connect(
+            "stock-service",
+            &settings.database,
+            crate::SCHEMA,
+            &settings.redis,
+            &settings.mq,
+        )
+        .await?;
+        let db = deps.db.clone();
         let consumer = OrderConsumer::start(&mq, &settings, db.clone())
             .await
             .context("starting the order consumer")?;
 
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            redis,
-            mq: settings.mq.clone(),
-        });
+        let deps = web::Data::new(deps);
         let server = common::http::start_server(
             tcp,
             move |cfg| {
-                cfg.app_data(state.clone());
+                cfg.app_data(deps.clone());
                 crate::routes::configure(cfg);
             },
             settings.http.shutdown_timeout_secs,

@@ -1,13 +1,12 @@
 //! HTTP routes of order-service.
 
-pub mod health;
 pub mod orders;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+        .route("/readyz", web::get().to(common::deps::readyz))
         .route("/api/orders", web::post().to(orders::place_order))
         .route("/api/orders/{order_no}", web::get().to(orders::get_order));
 }

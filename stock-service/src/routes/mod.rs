@@ -1,13 +1,12 @@
 //! HTTP routes of stock-service.
 
-pub mod health;
 pub mod stock;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
-        .route("/readyz", web::get().to(health::readyz))
+        .route("/readyz", web::get().to(common::deps::readyz))
         .route("/api/stock/{product_id}", web::get().to(stock::get_stock))
         .route("/api/stock/{product_id}", web::put().to(stock::set_stock));
 }

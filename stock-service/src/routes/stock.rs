@@ -5,8 +5,8 @@ use actix_web::{HttpResponse, ResponseError, web};
 use common::domain::{InvalidValue, ProductId};
 use common::http::{JsonFields, error_response, invalid_field};
 
-use crate::startup::AppState;
 use crate::store;
+use common::deps::Dependencies;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StockApiError {
@@ -56,12 +56,12 @@ fn parse_product(raw: &str) -> Result<ProductId, InvalidValue> {
 }
 
 pub async fn get_stock(
-    state: web::Data<AppState>,
+    deps: web::Data<Dependencies>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, StockApiError> {
     let raw = path.into_inner();
     let product_id = parse_product(&raw).map_err(|_| StockApiError::NotFound(raw.clone()))?;
-    match store::get_stock(&state.db, product_id).await? {
+    match store::get_stock(&deps.db, product_id).await? {
         Some(stock) => Ok(HttpResponse::Ok().json(stock)),
         None => Err(StockApiError::NotFound(raw)),
     }
@@ -69,7 +69,7 @@ pub async fn get_stock(
 
 /// Sets the stock of a product: `{"total_count": int >= 0}`.
 pub async fn set_stock(
-    state: web::Data<AppState>,
+    deps: web::Data<Dependencies>,
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, StockApiError> {
@@ -82,6 +82,6 @@ pub async fn set_stock(
             field: "total_count",
             reason: format!("must be between 0 and {}, got {total}", i32::MAX),
         })?;
-    let stock = store::set_stock(&state.db, product_id, total_count).await?;
+    let stock = store::set_stock(&deps.db, product_id, total_count).await?;
     Ok(HttpResponse::Ok().json(stock))
 }

@@ -1,0 +1,74 @@
+//! The connections each service opens once at start-up and shares: its DB pool
+//! (database created and migrated), Redis, the RocketMQ client runtime with
+//! the order topic in place. `/readyz` probes the same three.
+
+use actix_web::{HttpResponse, web};
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+
+use crate::http::{probe, readiness_response};
+use crate::mq::MqRuntime;
+use crate::settings::{DatabaseSettings, MqSettings, RedisSettings};
+
+/// Shared by the handlers (as `web::Data<Dependencies>`).
+#[derive(Clone)]
+pub struct Dependencies {
+    pub db: DatabaseConnection,
+    pub redis: redis::aio::ConnectionManager,
+    pub mq: MqSettings,
+}
+
+impl Dependencies {
+    /// Opens everything; the returned runtime owns the service's producers/consumers.
+    pub async fn connect(
+        service: &str,
+        database: &DatabaseSettings,
+        schema: &str,
+        redis: &crate::settings::RedisSettings,
+        mq: &MqSettings,
+    ) -> anyhow::Result<(Self, MqRuntime)> {
+        let db = crate::db::connect_and_migrate(database, schema)
+            .await
+            .with_context(|| format!("preparing the database {}", database.name))?;
+        let redis = connect_redis(redis).await?;
+        let runtime = MqRuntime::start(service, mq)?;
+        crate::mq::ensure_topic(&runtime, mq, &mq.order_topic)
+            .await
+            .context("creating the order topic (is the broker up?)")?;
+        Ok((
+            Self {
+                db,
+                redis,
+                mq: mq.clone(),
+            },
+            runtime,
+        ))
+    }
+}
+
+pub async fn connect_redis(
+    settings: &RedisSettings,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
+    redis::Client::open(settings.url.as_str())
+        .context("parsing the Redis URL")?
+        .get_connection_manager()
+        .await
+        .context("connecting to Redis")
+}
+
+/// `GET /readyz`: 200 only when the database, Redis and the broker answer.
+pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
+    let mut redis = deps.redis.clone();
+    let checks = vec![
+        probe("database", deps.db.ping()).await,
+        probe("redis", async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut redis)
+                .await
+                .map(drop)
+        })
+        .await,
+        probe("broker", crate::mq::probe_broker(&deps.mq)).await,
+    ];
+    readiness_response(checks)
+}
