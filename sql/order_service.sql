@@ -33,3 +33,14 @@ CREATE TABLE IF NOT EXISTS tx_log (
   outcome     VARCHAR(16) NOT NULL,
   CONSTRAINT ck_order_tx_log_outcome CHECK (outcome IN ('COMMITTED', 'ROLLED_BACK'))
 ) ENGINE = InnoDB;
+
+-- Products on sale and their per-user limit: the durable half of the Redis
+-- admission state, from which it is rebuilt after a Redis restart or flush.
+CREATE TABLE IF NOT EXISTS sales (
+  product_id     BIGINT      NOT NULL PRIMARY KEY,
+  per_user_limit INT         NOT NULL,
+  opened_stock   INT         NOT NULL,
+  opened_at      DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  CONSTRAINT ck_sales_limit CHECK (per_user_limit > 0),
+  CONSTRAINT ck_sales_stock CHECK (opened_stock >= 0)
+) ENGINE = InnoDB;

@@ -114,12 +114,15 @@ impl fmt::Debug for DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: String,
+    /// Prefix of every key this deployment writes (tests use their own).
+    pub key_prefix: String,
 }
 
 impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "seckill".into(),
         }
     }
 }
@@ -128,6 +131,7 @@ impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &redact_password(&self.url))
+            .field("key_prefix", &self.key_prefix)
             .finish()
     }
 }

@@ -1,23 +1,31 @@
 //! order-service: takes orders and ties each one to a RocketMQ transactional message.
 //!
 //! The order path, from HTTP to the broker:
-//! 1. [`routes::orders`] parses `POST /api/orders` into a [`domain::NewOrder`];
-//! 2. [`publisher::OrderPublisher`] sends the `OrderCreated` half message;
-//! 3. the broker acknowledges it and the client calls [`listener::OrderTxListener`],
+//! 1. [`routes::orders`] parses `POST /api/orders` into a [`domain::NewOrder`]
+//!    and hands it to [`checkout::Checkout`];
+//! 2. [`admission::AdmissionGate`] admits it in Redis (stock, per-user limit,
+//!    a reservation under its tx_no) or refuses it (sold out, limit, not on sale);
+//! 3. [`publisher::OrderPublisher`] sends the `OrderCreated` half message;
+//! 4. the broker acknowledges it and the client calls [`listener::OrderTxListener`],
 //!    which runs the local transaction of [`store::record_order`] (order row +
 //!    `tx_log` row, one DB transaction) and answers COMMIT or ROLLBACK;
-//! 4. when the broker never heard the answer it checks back, and the listener
+//! 5. when the broker never heard the answer it checks back, and the listener
 //!    answers from `tx_log` through [`store::resolve_tx`], which claims the
-//!    tx_no so the answer is final.
+//!    tx_no so the answer is final; a rolled-back order's reservation goes back.
 //!
+//! [`routes::sales`] opens sales (stock via [`stock_client`], Redis state) and
+//! rebuilds the admission state ([`admission::rebuild`]) when Redis lost it.
 //! [`startup`] wires it together; [`settings`] holds its configuration.
 
+pub mod admission;
+pub mod checkout;
 pub mod domain;
 pub mod listener;
 pub mod publisher;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod stock_client;
 pub mod store;
 
 /// The schema this service applies to its database at start-up.

@@ -16,6 +16,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use sea_orm::DatabaseConnection;
 use tokio::runtime::Handle;
 
+use crate::admission::AdmissionGate;
 use crate::store::{self, RecordError, TxOutcome};
 
 /// What the local transaction concluded, in more detail than the broker needs:
@@ -86,13 +87,18 @@ impl PendingOrder {
 
 pub struct OrderTxListener {
     db: DatabaseConnection,
+    admission: Arc<AdmissionGate>,
     runtime: Handle,
 }
 
 impl OrderTxListener {
     /// `runtime` is the application's runtime, on which the DB pool lives.
-    pub fn new(db: DatabaseConnection, runtime: Handle) -> Self {
-        Self { db, runtime }
+    pub fn new(db: DatabaseConnection, admission: Arc<AdmissionGate>, runtime: Handle) -> Self {
+        Self {
+            db,
+            admission,
+            runtime,
+        }
     }
 }
 
@@ -137,7 +143,16 @@ impl TransactionListener for OrderTxListener {
             .block_on(store::resolve_tx(&self.db, order.tx_no.as_str()))
         {
             Ok(TxOutcome::Committed) => LocalTransactionState::CommitMessage,
-            Ok(TxOutcome::RolledBack) => LocalTransactionState::RollbackMessage,
+            Ok(TxOutcome::RolledBack) => {
+                // Final: the order will never exist, so its Redis reservation goes back.
+                if let Err(err) = self
+                    .runtime
+                    .block_on(self.admission.release(order.product_id, &order.tx_no))
+                {
+                    tracing::error!(%err, "reservation not returned; reconciliation will");
+                }
+                LocalTransactionState::RollbackMessage
+            }
             Err(err) => {
                 tracing::warn!(%err, "check-back could not read tx_log; the broker will ask again");
                 LocalTransactionState::Unknown

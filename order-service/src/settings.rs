@@ -12,6 +12,23 @@ pub struct Settings {
     pub mq: MqSettings,
     pub log: LogSettings,
     pub orders: OrderRules,
+    pub admission: AdmissionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSettings {
+    /// stock-service, which holds the stock of each sale.
+    pub stock_service_url: String,
+    /// Orders one user may hold per product when a sale does not say.
+    pub default_per_user_limit: u32,
+    /// How long a product seen sold out is refused from memory before Redis is
+    /// asked again (a restock clears it at once).
+    pub sold_out_ttl_ms: u64,
+    /// How often each instance checks that the admission state is present.
+    pub ready_check_ms: u64,
+    /// How long a rebuild waits for stock-service to apply the committed orders.
+    pub rebuild_quiet_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +52,13 @@ impl Default for Settings {
             orders: OrderRules {
                 max_count_per_order: 5,
                 producer_group: common::messages::ORDER_TX_PRODUCER_GROUP.into(),
+            },
+            admission: AdmissionSettings {
+                stock_service_url: "http://127.0.0.1:8092".into(),
+                default_per_user_limit: 1,
+                sold_out_ttl_ms: 1_000,
+                ready_check_ms: 1_000,
+                rebuild_quiet_timeout_secs: 30,
             },
         }
     }

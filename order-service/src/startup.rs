@@ -2,36 +2,44 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::web;
-use anyhow::Context;
 use common::deps::Dependencies;
 use common::mq::MqRuntime;
 use sea_orm::DatabaseConnection;
+use tokio::task::JoinHandle;
 
+use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
+use crate::checkout::Checkout;
 use crate::listener::OrderTxListener;
 use crate::publisher::OrderPublisher;
-use crate::settings::{OrderRules, Settings};
+use crate::settings::{AdmissionSettings, OrderRules, Settings};
+use crate::stock_client::StockClient;
 
 /// What the order handlers share; built once at start-up.
 pub struct AppState {
     pub db: DatabaseConnection,
-    pub publisher: Arc<OrderPublisher>,
+    pub checkout: Checkout,
+    pub stock: Arc<StockClient>,
     pub rules: OrderRules,
+    pub admission_settings: AdmissionSettings,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     publisher: Arc<OrderPublisher>,
+    background: Vec<JoinHandle<()>>,
     mq: MqRuntime,
     db: DatabaseConnection,
 }
 
 impl Application {
     /// Connects to MariaDB (creating and migrating the database), Redis and the
-    /// broker, starts the transactional producer and binds the HTTP port.
+    /// broker, starts the transactional producer, the admission keeper, and
+    /// binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let (deps, mq) = Dependencies::connect(
             "order-service",
@@ -42,18 +50,48 @@ impl Application {
         )
         .await?;
         let db = deps.db.clone();
-        let listener = OrderTxListener::new(db.clone(), tokio::runtime::Handle::current());
+        let admission = Arc::new(AdmissionGate::new(
+            deps.redis.clone(),
+            Keys::new(&settings.redis.key_prefix),
+            Duration::from_millis(settings.admission.sold_out_ttl_ms),
+        ));
+        let listener = OrderTxListener::new(
+            db.clone(),
+            Arc::clone(&admission),
+            tokio::runtime::Handle::current(),
+        );
         let publisher = Arc::new(
             OrderPublisher::start(&mq, &settings, listener, db.clone())
                 .await
-                .context("starting the transactional producer")?,
+                .map_err(|e| anyhow::anyhow!("starting the transactional producer: {e}"))?,
         );
+        let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
+        let background = vec![
+            tokio::spawn(rebuild::keep_ready(
+                Arc::clone(&admission),
+                db.clone(),
+                Arc::clone(&stock),
+                Duration::from_millis(settings.admission.ready_check_ms),
+                Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+            )),
+            tokio::spawn(follow_restocks(
+                redis::Client::open(settings.redis.url.as_str())?,
+                admission.keys().restock_channel(),
+                Arc::clone(&admission),
+            )),
+        ];
 
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
-            publisher: Arc::clone(&publisher),
+            checkout: Checkout {
+                admission,
+                publisher: Arc::clone(&publisher),
+                db: db.clone(),
+            },
+            stock,
             rules: settings.orders.clone(),
+            admission_settings: settings.admission.clone(),
         });
         let deps = web::Data::new(deps);
         let server = common::http::start_server(
@@ -68,6 +106,7 @@ impl Application {
             port,
             server,
             publisher,
+            background,
             mq,
             db,
         })
@@ -78,9 +117,13 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops in order: HTTP (finishing
-    /// in-flight requests), the producer, the client runtime, the DB pool.
+    /// in-flight requests), background tasks, the producer, the client runtime,
+    /// the DB pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let served = common::http::serve_until(self.server, shutdown).await;
+        for task in &self.background {
+            task.abort();
+        }
         self.publisher.shutdown().await;
         self.mq.shutdown().await;
         let _ = self.db.close().await;

@@ -77,6 +77,10 @@ pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Resul
 pub struct Stock {
     pub product_id: i64,
     pub total_count: i64,
+    /// Order messages applied for this product (deducted or insufficient):
+    /// order-service compares it with its committed orders to know the
+    /// pipeline is quiet.
+    pub applied_orders: i64,
 }
 
 pub async fn get_stock(
@@ -85,7 +89,9 @@ pub async fn get_stock(
 ) -> Result<Option<Stock>, DbErr> {
     let row = db
         .query_one_raw(stmt(
-            "SELECT total_count FROM stock WHERE product_id = ?",
+            "SELECT s.total_count, \
+               (SELECT COUNT(*) FROM tx_log t WHERE t.product_id = s.product_id) AS applied_orders \
+             FROM stock s WHERE s.product_id = ?",
             [product_id.get().into()],
         ))
         .await?;
@@ -93,6 +99,7 @@ pub async fn get_stock(
         Ok(Stock {
             product_id: product_id.get(),
             total_count: i64::from(row.try_get::<i32>("", "total_count")?),
+            applied_orders: row.try_get::<i64>("", "applied_orders")?,
         })
     })
     .transpose()
@@ -111,8 +118,7 @@ pub async fn set_stock(
         [product_id.get().into(), i64::from(total_count).into()],
     ))
     .await?;
-    Ok(Stock {
-        product_id: product_id.get(),
-        total_count: i64::from(total_count),
-    })
+    get_stock(db, product_id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("stock of {product_id} after setting it")))
 }

@@ -19,6 +19,7 @@ pub struct TestEnv {
     pub topic: String,
     pub producer_group: String,
     pub consumer_group: String,
+    pub redis_prefix: String,
     pub namesrv_addr: String,
     pub broker_addr: String,
 }
@@ -33,6 +34,7 @@ impl TestEnv {
             topic: format!("seckill_t_{id}"),
             producer_group: format!("seckill_t_{id}_tx"),
             consumer_group: format!("seckill_t_{id}_stock"),
+            redis_prefix: format!("seckill_t_{id}"),
             namesrv_addr: std::env::var("SECKILL_NAMESRV_ADDR")
                 .unwrap_or_else(|_| "127.0.0.1:9876".into()),
             broker_addr: std::env::var("SECKILL_BROKER_ADDR")
@@ -47,6 +49,30 @@ impl TestEnv {
             broker_addr: self.broker_addr.clone(),
             order_topic: self.topic.clone(),
             ..Default::default()
+        }
+    }
+}
+
+impl TestEnv {
+    /// Deletes this test's Redis keys, as a Redis restart or FLUSHALL would
+    /// (without touching other tests' keys).
+    pub async fn flush_redis(&self) {
+        let client = redis::Client::open("redis://127.0.0.1:6379").expect("redis url");
+        let mut redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.redis_prefix))
+            .query_async(&mut redis)
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(keys)
+                .query_async::<()>(&mut redis)
+                .await
+                .expect("DEL");
         }
     }
 }

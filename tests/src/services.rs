@@ -12,9 +12,13 @@ use tokio::task::JoinHandle;
 
 use crate::{TestEnv, eventually};
 
-pub fn order_settings(env: &TestEnv) -> order_service::settings::Settings {
+/// order-service settings for `env`; `stock_url` is the test's stock-service.
+pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings::Settings {
     let mut settings = order_service::settings::Settings::default();
     settings.http.port = 0;
+    settings.redis.key_prefix = env.redis_prefix.clone();
+    settings.admission.stock_service_url = stock_url.to_owned();
+    settings.admission.ready_check_ms = 200;
     settings.database.name = env.order_db.clone();
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
@@ -25,6 +29,7 @@ pub fn order_settings(env: &TestEnv) -> order_service::settings::Settings {
 pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
     let mut settings = stock_service::settings::Settings::default();
     settings.http.port = 0;
+    settings.redis.key_prefix = env.redis_prefix.clone();
     settings.database.name = env.stock_db.clone();
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
@@ -111,8 +116,8 @@ impl RunningService {
     }
 }
 
-pub async fn spawn_order_service(env: &TestEnv) -> RunningService {
-    spawn_order_service_with(order_settings(env)).await
+pub async fn spawn_order_service(env: &TestEnv, stock: &RunningService) -> RunningService {
+    spawn_order_service_with(order_settings(env, &stock.base_url)).await
 }
 
 pub async fn spawn_order_service_with(
@@ -159,6 +164,34 @@ pub async fn place_order(
         .await
 }
 
+/// Opens a sale of `stock` items through order-service (stock DB + Redis), one order per user.
+pub async fn open_sale(order_service: &RunningService, product_id: i64, stock: i64) {
+    let (status, body) = order_service
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/sales/{product_id}"),
+            Some(&json!({"stock": stock})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Redis's admissible stock and reserved orders for a product on sale.
+pub async fn sale_view(order_service: &RunningService, product_id: i64) -> (i64, i64) {
+    let (status, body) = order_service
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/sales/{product_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["stock"].as_i64().unwrap(),
+        body["reserved_orders"].as_i64().unwrap(),
+    )
+}
+
 pub async fn set_stock(stock_service: &RunningService, product_id: i64, total_count: i64) {
     let (status, body) = stock_service
         .call(
@@ -189,7 +222,7 @@ pub struct OrderServiceProcess {
 }
 
 impl OrderServiceProcess {
-    pub async fn start(env: &TestEnv) -> Self {
+    pub async fn start(env: &TestEnv, stock: &RunningService) -> Self {
         let binary = built_binary("order-service");
         let port = free_port();
         let log = std::fs::File::create(
@@ -203,6 +236,8 @@ impl OrderServiceProcess {
             .env("APP_MQ__BROKER_ADDR", &env.broker_addr)
             .env("APP_MQ__ORDER_TOPIC", &env.topic)
             .env("APP_ORDERS__PRODUCER_GROUP", &env.producer_group)
+            .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
+            .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()

@@ -15,7 +15,8 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
 use seckill_tests::services::{
-    OrderServiceProcess, set_stock, spawn_order_service, spawn_stock_service, stock_of,
+    OrderServiceProcess, open_sale, sale_view, set_stock, spawn_order_service, spawn_stock_service,
+    stock_of,
 };
 use seckill_tests::{TestEnv, db, eventually};
 
@@ -39,8 +40,14 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
     // on a table lock after writing its tx_log row.
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 5).await;
-    let process = OrderServiceProcess::start(&env).await;
+    let process = OrderServiceProcess::start(&env, &stock).await;
+    let opened = reqwest::Client::new()
+        .put(format!("{}/api/sales/1", process.base_url))
+        .json(&serde_json::json!({"stock": 5}))
+        .send()
+        .await
+        .expect("open sale");
+    assert_eq!(opened.status(), StatusCode::OK);
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let http = reqwest::Client::new();
@@ -73,7 +80,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
         "the killed process answered"
     );
     db::exec(&locker, "UNLOCK TABLES").await;
-    let fresh = spawn_order_service(&env).await;
+    let fresh = spawn_order_service(&env, &stock).await;
 
     // Assert: the check-back claimed the tx_no as rolled back; nothing committed or deducted.
     let order_db = db::connect(&env.order_db).await;
@@ -146,7 +153,7 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
     let stock = spawn_stock_service(&env).await;
     set_stock(&stock, 1, 5).await;
     let order_db = common::db::connect_and_migrate(
-        &seckill_tests::services::order_settings(&env).database,
+        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
         order_service::SCHEMA,
     )
     .await
@@ -200,7 +207,7 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
         "delivered before commit"
     );
 
-    let fresh = spawn_order_service(&env).await;
+    let fresh = spawn_order_service(&env, &stock).await;
 
     // Assert: the fresh instance answers COMMIT from tx_log; deducted exactly once.
     deducted(&env, 1).await;
@@ -240,8 +247,8 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     // writing its tx_log row, long enough for the broker to check back.
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env).await;
-    set_stock(&stock, 1, 5).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale(&orders, 1, 5).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let base = orders.base_url.clone();
@@ -297,6 +304,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
         1
     );
     assert_eq!(stock_of(&stock, 1).await, 4);
+    assert_eq!(sale_view(&orders, 1).await, (4, 1));
 
     orders.stop().await;
     stock.stop().await;
@@ -307,7 +315,7 @@ async fn local_transaction_and_check_back_never_disagree() {
     // Arrange: the two real functions, racing on a real database.
     let env = TestEnv::new();
     let db = common::db::connect_and_migrate(
-        &seckill_tests::services::order_settings(&env).database,
+        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
         order_service::SCHEMA,
     )
     .await

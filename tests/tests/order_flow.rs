@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use seckill_tests::services::{
-    place_order, set_stock, spawn_order_service, spawn_stock_service, stock_of,
+    open_sale, place_order, sale_view, spawn_order_service, spawn_stock_service, stock_of,
 };
 use seckill_tests::{TestEnv, db, eventually};
 
@@ -13,8 +13,8 @@ async fn committed_order_is_deducted_exactly_once() {
     // Arrange
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env).await;
-    set_stock(&stock, 1, 10).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale(&orders, 1, 10).await;
 
     // Act
     let (status, placed) = place_order(&orders, 7, 1, 3).await;
@@ -58,6 +58,11 @@ async fn committed_order_is_deducted_exactly_once() {
     )
     .await;
     assert_eq!(order_outcome.as_deref(), Some("COMMITTED"));
+    assert_eq!(
+        sale_view(&orders, 1).await,
+        (7, 1),
+        "Redis: 7 admissible, one reservation held"
+    );
 
     // Check-backs and redeliveries have had time to happen: still one deduction.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -76,8 +81,8 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
     // Arrange: the order database refuses orders for product 13.
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env).await;
-    set_stock(&stock, 13, 10).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale(&orders, 13, 10).await;
     let order_db = db::connect(&env.order_db).await;
     db::exec(
         &order_db,
@@ -113,9 +118,14 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
         0
     );
     assert_eq!(stock_of(&stock, 13).await, 10);
+    assert_eq!(
+        sale_view(&orders, 13).await,
+        (10, 0),
+        "the reservation went back to Redis"
+    );
 
     // The same service still takes orders for other products.
-    set_stock(&stock, 14, 1).await;
+    open_sale(&orders, 14, 1).await;
     let (status, body) = place_order(&orders, 7, 14, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
@@ -126,7 +136,8 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
     let env = TestEnv::new();
-    let ready = spawn_order_service(&env).await;
+    let stock = spawn_stock_service(&env).await;
+    let ready = spawn_order_service(&env, &stock).await;
     let (status, body) = ready.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let names: Vec<_> = body["checks"]
@@ -140,7 +151,7 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
     assert_eq!(status, StatusCode::OK);
 
     // The same service, told the broker lives on a closed port.
-    let mut settings = seckill_tests::services::order_settings(&env);
+    let mut settings = seckill_tests::services::order_settings(&env, "http://127.0.0.1:1");
     settings.mq.broker_addr = "127.0.0.1:1".into();
     let blind = seckill_tests::services::spawn_order_service_with(settings).await;
     let (status, body) = blind.call(Method::GET, "/readyz", None).await;
@@ -160,4 +171,5 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
 
     blind.stop().await;
     ready.stop().await;
+    stock.stop().await;
 }

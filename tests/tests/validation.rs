@@ -11,7 +11,7 @@ use serde_json::json;
 async fn bad_order_input_is_refused_and_nothing_is_written() {
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
 
     let json_cases = [
         (json!([1, 2]), "body"),
@@ -120,6 +120,46 @@ async fn bad_order_input_is_refused_and_nothing_is_written() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path} -> {answer}");
         assert_eq!(answer["code"], "ORDER_NOT_FOUND", "{path} -> {answer}");
     }
+    let (status, answer) = orders
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(&json!({"user_id": 1, "product_id": 77, "count": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["code"], "PRODUCT_NOT_ON_SALE");
+
+    let sale_cases = [
+        ("/api/sales/1", json!({"stock": -1}), "stock"),
+        ("/api/sales/1", json!({}), "stock"),
+        ("/api/sales/1", json!({"stock": "9"}), "stock"),
+        (
+            "/api/sales/1",
+            json!({"stock": 5, "per_user_limit": 0}),
+            "per_user_limit",
+        ),
+        (
+            "/api/sales/1",
+            json!({"stock": 5, "per_user_limit": "x"}),
+            "per_user_limit",
+        ),
+        ("/api/sales/0", json!({"stock": 5}), "product_id"),
+        ("/api/sales/abc", json!({"stock": 5}), "product_id"),
+    ];
+    for (path, body, field) in &sale_cases {
+        let (status, answer) = orders.call(Method::PUT, path, Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path} {body} -> {answer}"
+        );
+        assert_eq!(answer["field"], *field, "{path} {body} -> {answer}");
+    }
+    let (status, answer) = orders.call(Method::GET, "/api/sales/77", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+    assert_eq!(answer["code"], "PRODUCT_NOT_ON_SALE");
+
     let (status, answer) = orders.call(Method::GET, "/api/nothing-here", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(answer["code"], "NOT_FOUND");

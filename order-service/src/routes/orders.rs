@@ -7,8 +7,9 @@ use common::http::{error_response, invalid_field};
 use common::messages::OrderCreated;
 use serde_json::json;
 
+use crate::checkout::CheckoutError;
 use crate::domain::{NewOrder, OrderStatus};
-use crate::publisher::{NotPlaced, Placement, PublishError};
+use crate::publisher::{NotPlaced, Placement};
 use crate::startup::AppState;
 use crate::store;
 
@@ -23,7 +24,7 @@ pub enum OrderApiError {
     #[error("the order was not placed: {0}")]
     NotPlaced(String),
     #[error(transparent)]
-    Publish(#[from] PublishError),
+    Checkout(#[from] CheckoutError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -34,9 +35,15 @@ impl ResponseError for OrderApiError {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Refused(_) => StatusCode::CONFLICT,
-            Self::NotPlaced(_) | Self::Publish(_) | Self::Database(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+            Self::Checkout(CheckoutError::SoldOut | CheckoutError::LimitExceeded) => {
+                StatusCode::CONFLICT
             }
+            Self::Checkout(CheckoutError::NotOnSale) => StatusCode::NOT_FOUND,
+            Self::NotPlaced(_)
+            | Self::Checkout(
+                CheckoutError::NotReady | CheckoutError::Admission(_) | CheckoutError::Publish(_),
+            )
+            | Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -63,7 +70,31 @@ impl ResponseError for OrderApiError {
                     "the order was not placed; nothing was reserved, retry",
                 ))
             }
-            Self::Publish(err) => {
+            Self::Checkout(CheckoutError::SoldOut) => {
+                error_response(status, "SOLD_OUT", "this product is sold out")
+            }
+            Self::Checkout(CheckoutError::LimitExceeded) => error_response(
+                status,
+                "LIMIT_EXCEEDED",
+                "you already hold the most orders allowed for this product",
+            ),
+            Self::Checkout(CheckoutError::NotOnSale) => {
+                error_response(status, "PRODUCT_NOT_ON_SALE", "this product is not on sale")
+            }
+            Self::Checkout(CheckoutError::NotReady) => retry_later(error_response(
+                status,
+                "SALE_NOT_READY",
+                "the sale is being prepared; retry in a moment",
+            )),
+            Self::Checkout(CheckoutError::Admission(err)) => {
+                tracing::error!(%err, "admission store unavailable");
+                retry_later(error_response(
+                    status,
+                    "ADMISSION_UNAVAILABLE",
+                    "orders cannot be admitted right now; nothing was reserved, retry",
+                ))
+            }
+            Self::Checkout(CheckoutError::Publish(err)) => {
                 tracing::error!(%err, "transactional send failed");
                 retry_later(error_response(
                     status,
@@ -104,13 +135,13 @@ fn placed_body(order: &OrderCreated, status: &str) -> serde_json::Value {
 }
 
 /// `POST /api/orders` `{"user_id","product_id","count"}` → 201 NEW, 202 PENDING,
-/// or an error naming why nothing was placed.
+/// or an error naming why nothing was placed (sold out, limit, not on sale, …).
 pub async fn place_order(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
-    let order = NewOrder::parse(&body, state.rules.max_count_per_order)?.into_message();
-    match state.publisher.place(order).await? {
+    let order = NewOrder::parse(&body, state.rules.max_count_per_order)?;
+    match state.checkout.place(order).await? {
         Placement::Committed(order) => {
             Ok(HttpResponse::Created().json(placed_body(&order, OrderStatus::New.as_db())))
         }

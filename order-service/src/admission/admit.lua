@@ -1,0 +1,19 @@
+-- Admission of one order, atomically. KEYS: ready marker, sale hash, users
+-- hash, reservations hash. ARGV: user_id, count, tx_no.
+-- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
+-- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
+-- -3 admission state missing (Redis lost it), -4 product not on sale.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
+local stock = redis.call('HGET', KEYS[2], 'stock')
+if not stock then return {-4, 0} end
+stock = tonumber(stock)
+if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
+local count = tonumber(ARGV[2])
+if stock < count then return {-1, stock} end
+local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '1')
+local held = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if held >= limit then return {-2, stock} end
+redis.call('HINCRBY', KEYS[2], 'stock', -count)
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[1] .. ':' .. ARGV[2])
+return {1, stock - count}

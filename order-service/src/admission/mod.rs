@@ -1,0 +1,266 @@
+//! Flash-sale admission in Redis: the gate in front of the order transaction.
+//!
+//! Per product on sale, Redis holds (under `redis.key_prefix`):
+//! - `<p>:sale:<id>`       hash `stock` (still admissible), `limit` (orders per user);
+//! - `<p>:sale:<id>:users` hash user_id → orders held;
+//! - `<p>:sale:<id>:resv`  hash tx_no → `user:count`, one entry per admitted order,
+//!   so giving it back happens at most once;
+//! - `<p>:ready`           set once the state was built from the databases. A Redis
+//!   restart or flush removes it, and orders are refused (`SALE_NOT_READY`) until
+//!   [`rebuild`] has rebuilt everything, so lost state can never admit too many.
+//!
+//! Admission and release are Lua scripts (one round trip, atomic, called by SHA).
+//! A product found sold out is remembered in memory ([`SoldOutFlags`]) so the
+//! flood is answered without Redis; a restock or release publishes on
+//! `<p>:restock` and every instance forgets the flag.
+
+pub mod rebuild;
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use common::domain::{ProductId, TxNo};
+use common::messages::OrderCreated;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
+
+/// The key names of one deployment (one prefix).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.prefix)
+    }
+
+    pub fn sale(&self, product: ProductId) -> String {
+        format!("{}:sale:{product}", self.prefix)
+    }
+
+    pub fn users(&self, product: ProductId) -> String {
+        format!("{}:sale:{product}:users", self.prefix)
+    }
+
+    pub fn reservations(&self, product: ProductId) -> String {
+        format!("{}:sale:{product}:resv", self.prefix)
+    }
+
+    pub fn restock_channel(&self) -> String {
+        format!("{}:restock", self.prefix)
+    }
+
+    pub fn rebuild_lock(&self) -> String {
+        format!("{}:rebuild-lock", self.prefix)
+    }
+}
+
+/// The answer of the admission script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Reserved; `remaining` is what is left for others.
+    Admitted {
+        remaining: i64,
+    },
+    SoldOut,
+    LimitExceeded,
+    NotOnSale,
+    /// Redis lost the admission state; it must be rebuilt first.
+    NotReady,
+}
+
+/// Products this instance saw sold out, and since when.
+#[derive(Debug, Default)]
+pub struct SoldOutFlags {
+    since: RwLock<HashMap<ProductId, Instant>>,
+}
+
+impl SoldOutFlags {
+    /// Whether `product` was seen sold out less than `ttl` ago.
+    pub fn is_sold_out(&self, product: ProductId, ttl: Duration) -> bool {
+        self.since
+            .read()
+            .map(|flags| flags.get(&product).is_some_and(|t| t.elapsed() < ttl))
+            .unwrap_or(false)
+    }
+
+    pub fn mark(&self, product: ProductId) {
+        if let Ok(mut flags) = self.since.write() {
+            flags.insert(product, Instant::now());
+        }
+    }
+
+    pub fn clear(&self, product: ProductId) {
+        if let Ok(mut flags) = self.since.write() {
+            flags.remove(&product);
+        }
+    }
+}
+
+/// Admission, release and sale set-up against Redis.
+pub struct AdmissionGate {
+    redis: ConnectionManager,
+    keys: Keys,
+    admit_script: Script,
+    release_script: Script,
+    pub sold_out: SoldOutFlags,
+    sold_out_ttl: Duration,
+}
+
+impl AdmissionGate {
+    pub fn new(redis: ConnectionManager, keys: Keys, sold_out_ttl: Duration) -> Self {
+        Self {
+            redis,
+            keys,
+            admit_script: Script::new(include_str!("admit.lua")),
+            release_script: Script::new(include_str!("release.lua")),
+            sold_out: SoldOutFlags::default(),
+            sold_out_ttl,
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn redis(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Reserves `order.count` for `order.user_id` under `order.tx_no`, or says why not.
+    /// A product this instance saw sold out is refused from memory.
+    #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, product_id = %order.product_id))]
+    pub async fn admit(&self, order: &OrderCreated) -> Result<Admission, RedisError> {
+        if self
+            .sold_out
+            .is_sold_out(order.product_id, self.sold_out_ttl)
+        {
+            return Ok(Admission::SoldOut);
+        }
+        let (code, stock): (i64, i64) = self
+            .admit_script
+            .key(self.keys.ready())
+            .key(self.keys.sale(order.product_id))
+            .key(self.keys.users(order.product_id))
+            .key(self.keys.reservations(order.product_id))
+            .arg(order.user_id.get())
+            .arg(order.count.get())
+            .arg(order.tx_no.as_str())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        let admission = match code {
+            1 | 0 => Admission::Admitted { remaining: stock },
+            -1 => Admission::SoldOut,
+            -2 => Admission::LimitExceeded,
+            -3 => Admission::NotReady,
+            _ => Admission::NotOnSale,
+        };
+        if admission == Admission::SoldOut && stock == 0 {
+            self.sold_out.mark(order.product_id);
+        }
+        Ok(admission)
+    }
+
+    /// Gives back the reservation of `tx_no` (at most once, however often called).
+    /// Call only once the transaction is known to be rolled back.
+    #[tracing::instrument(skip(self))]
+    pub async fn release(&self, product: ProductId, tx_no: &TxNo) -> Result<u32, RedisError> {
+        let returned: u32 = self
+            .release_script
+            .key(self.keys.sale(product))
+            .key(self.keys.users(product))
+            .key(self.keys.reservations(product))
+            .key(self.keys.restock_channel())
+            .arg(tx_no.as_str())
+            .arg(product.get())
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        if returned > 0 {
+            tracing::info!(returned, "reservation returned");
+        }
+        Ok(returned)
+    }
+
+    /// Puts `product` on sale with `stock` admissible and `limit` orders per user.
+    pub async fn open_sale(
+        &self,
+        product: ProductId,
+        stock: u32,
+        limit: u32,
+    ) -> Result<(), RedisError> {
+        let mut redis = self.redis.clone();
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                self.keys.sale(product),
+                &[("stock", stock), ("limit", limit)],
+            )
+            .ignore()
+            .publish(self.keys.restock_channel(), product.get())
+            .ignore()
+            .query_async::<()>(&mut redis)
+            .await?;
+        self.sold_out.clear(product);
+        Ok(())
+    }
+
+    /// Whether the admission state is present (built and not lost).
+    pub async fn is_ready(&self) -> Result<bool, RedisError> {
+        redis::cmd("EXISTS")
+            .arg(self.keys.ready())
+            .query_async(&mut self.redis.clone())
+            .await
+    }
+
+    /// Redis's view of one product: (stock, limit, reserved orders), `None` if not on sale.
+    pub async fn sale_view(
+        &self,
+        product: ProductId,
+    ) -> Result<Option<(i64, i64, i64)>, RedisError> {
+        let mut redis = self.redis.clone();
+        let (stock, limit, reserved): (Option<i64>, Option<i64>, i64) = redis::pipe()
+            .hget(self.keys.sale(product), "stock")
+            .hget(self.keys.sale(product), "limit")
+            .hlen(self.keys.reservations(product))
+            .query_async(&mut redis)
+            .await?;
+        Ok(stock.map(|stock| (stock, limit.unwrap_or(1), reserved)))
+    }
+}
+
+/// Clears sold-out flags when any instance publishes a restock or release.
+pub async fn follow_restocks(
+    client: redis::Client,
+    channel: String,
+    gate: std::sync::Arc<AdmissionGate>,
+) {
+    use futures::StreamExt;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        if let Some(product) = message
+                            .get_payload::<i64>()
+                            .ok()
+                            .and_then(|id| ProductId::parse(id).ok())
+                        {
+                            gate.sold_out.clear(product);
+                        }
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(%err, "restock subscription failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

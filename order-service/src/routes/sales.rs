@@ -1,0 +1,184 @@
+//! Opening a sale (`PUT /api/sales/{product_id}`), reading Redis's view of it,
+//! and the admin rebuild of the admission state.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError, web};
+use common::domain::{InvalidValue, ProductId};
+use common::http::{JsonFields, error_response, invalid_field};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::json;
+
+use crate::admission::rebuild::{RebuildError, rebuild as rebuild_admission};
+use crate::startup::AppState;
+use crate::stock_client::StockClientError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaleApiError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("product {0} is not on sale")]
+    NotOnSale(i64),
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    #[error(transparent)]
+    Stock(#[from] StockClientError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl ResponseError for SaleApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotOnSale(_) => StatusCode::NOT_FOUND,
+            Self::Rebuild(RebuildError::Busy) => StatusCode::CONFLICT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            Self::Invalid(err) => invalid_field(err),
+            Self::NotOnSale(product) => error_response(
+                status,
+                "PRODUCT_NOT_ON_SALE",
+                format!("product {product} is not on sale"),
+            ),
+            Self::Rebuild(RebuildError::Busy) => {
+                error_response(status, "REBUILD_RUNNING", "a rebuild is already running")
+            }
+            Self::Rebuild(err) => {
+                tracing::error!(%err, "rebuild failed");
+                error_response(
+                    status,
+                    "SALE_NOT_READY",
+                    format!("the admission state could not be rebuilt: {err}"),
+                )
+            }
+            Self::Stock(err) => {
+                tracing::error!(%err, "stock-service call failed");
+                error_response(
+                    status,
+                    "STOCK_SERVICE_UNAVAILABLE",
+                    "stock-service could not set the stock; retry",
+                )
+            }
+            Self::Redis(err) => {
+                tracing::error!(%err, "redis");
+                error_response(
+                    status,
+                    "ADMISSION_UNAVAILABLE",
+                    "Redis is unavailable; retry",
+                )
+            }
+            Self::Database(err) => {
+                tracing::error!(%err, "database");
+                error_response(
+                    status,
+                    "DATABASE_UNAVAILABLE",
+                    "the order database is unavailable; retry",
+                )
+            }
+        }
+    }
+}
+
+fn parse_product(raw: &str) -> Result<ProductId, InvalidValue> {
+    raw.parse::<i64>()
+        .map_err(|_| InvalidValue {
+            field: "product_id",
+            reason: format!("must be a positive integer, got {raw:?}"),
+        })
+        .and_then(ProductId::parse)
+}
+
+fn bounded(field: &'static str, value: i64, min: i64) -> Result<u32, InvalidValue> {
+    if value < min || value > i64::from(i32::MAX) {
+        return Err(InvalidValue {
+            field,
+            reason: format!("must be between {min} and {}, got {value}", i32::MAX),
+        });
+    }
+    Ok(value as u32)
+}
+
+/// `PUT /api/sales/{product_id}` `{"stock": int >= 0, "per_user_limit": int >= 1 (optional)}`:
+/// sets the stock in stock-service, records the sale, and opens it in Redis.
+/// A 200 means all three are done; on an error, repeating the call is safe.
+pub async fn open_sale(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, SaleApiError> {
+    let product = parse_product(&path)?;
+    let fields = JsonFields::of(&body)?;
+    let stock = bounded("stock", fields.int("stock")?, 0)?;
+    let limit = match body.get("per_user_limit") {
+        None | Some(serde_json::Value::Null) => state.admission_settings.default_per_user_limit,
+        Some(_) => bounded("per_user_limit", fields.int("per_user_limit")?, 1)?,
+    };
+    if !state.checkout.admission.is_ready().await? {
+        rebuild_admission(
+            &state.checkout.admission,
+            &state.db,
+            &state.stock,
+            quiet_timeout(&state),
+        )
+        .await?;
+    }
+    state.stock.set_stock(product, stock).await?;
+    state
+        .db
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "INSERT INTO sales (product_id, per_user_limit, opened_stock) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE per_user_limit = VALUES(per_user_limit), opened_stock = VALUES(opened_stock), \
+             opened_at = CURRENT_TIMESTAMP(3)",
+            [product.get().into(), i64::from(limit).into(), i64::from(stock).into()],
+        ))
+        .await?;
+    state
+        .checkout
+        .admission
+        .open_sale(product, stock, limit)
+        .await?;
+    tracing::info!(%product, stock, limit, "sale opened");
+    Ok(HttpResponse::Ok()
+        .json(json!({"product_id": product, "stock": stock, "per_user_limit": limit})))
+}
+
+/// `GET /api/sales/{product_id}`: Redis's view — admissible stock, limit, reserved orders.
+pub async fn get_sale(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, SaleApiError> {
+    let raw = path.into_inner();
+    let product = parse_product(&raw).map_err(|_| SaleApiError::NotOnSale(0))?;
+    match state.checkout.admission.sale_view(product).await? {
+        Some((stock, limit, reserved)) => Ok(HttpResponse::Ok().json(json!({
+            "product_id": product, "stock": stock, "per_user_limit": limit, "reserved_orders": reserved,
+        }))),
+        None => Err(SaleApiError::NotOnSale(product.get())),
+    }
+}
+
+/// `POST /api/admin/admission/rebuild`: rebuilds the Redis admission state from the databases.
+pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+    let sales = rebuild_admission(
+        &state.checkout.admission,
+        &state.db,
+        &state.stock,
+        quiet_timeout(&state),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"rebuilt_sales": sales})))
+}
+
+fn quiet_timeout(state: &AppState) -> Duration {
+    Duration::from_secs(state.admission_settings.rebuild_quiet_timeout_secs)
+}

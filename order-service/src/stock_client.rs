@@ -1,0 +1,78 @@
+//! stock-service's HTTP API as order-service uses it: setting a sale's stock
+//! and reading a product's stock with how many order messages it has applied.
+
+use std::time::Duration;
+
+use common::domain::ProductId;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StockClientError {
+    #[error("stock-service unreachable: {0}")]
+    Unreachable(#[from] reqwest::Error),
+    #[error("stock-service answered {status}: {body}")]
+    Refused { status: u16, body: String },
+}
+
+/// A product's stock in the stock database.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct StockLevel {
+    pub product_id: i64,
+    pub total_count: i64,
+    /// Order messages applied for this product (deducted or insufficient).
+    pub applied_orders: i64,
+}
+
+pub struct StockClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl StockClient {
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("HTTP client"),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub async fn set_stock(
+        &self,
+        product: ProductId,
+        total_count: u32,
+    ) -> Result<StockLevel, StockClientError> {
+        let response = self
+            .http
+            .put(format!("{}/api/stock/{product}", self.base_url))
+            .json(&serde_json::json!({"total_count": total_count}))
+            .send()
+            .await?;
+        Self::read(response).await
+    }
+
+    pub async fn stock(&self, product: ProductId) -> Result<Option<StockLevel>, StockClientError> {
+        let response = self
+            .http
+            .get(format!("{}/api/stock/{product}", self.base_url))
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Self::read(response).await.map(Some)
+    }
+
+    async fn read(response: reqwest::Response) -> Result<StockLevel, StockClientError> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(StockClientError::Refused {
+                status: status.as_u16(),
+                body: response.text().await.unwrap_or_default(),
+            });
+        }
+        Ok(response.json().await?)
+    }
+}

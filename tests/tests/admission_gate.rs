@@ -1,0 +1,114 @@
+//! The admission and release scripts' answers, on real Redis (no broker needed).
+
+use std::time::Duration;
+
+use common::domain::{ProductId, Quantity, UserId};
+use common::messages::OrderCreated;
+use order_service::admission::{Admission, AdmissionGate, Keys};
+use order_service::domain::NewOrder;
+use seckill_tests::TestEnv;
+
+async fn gate(env: &TestEnv) -> AdmissionGate {
+    let redis = common::deps::connect_redis(&common::settings::RedisSettings::default())
+        .await
+        .expect("redis");
+    let gate = AdmissionGate::new(
+        redis,
+        Keys::new(&env.redis_prefix),
+        Duration::from_millis(50),
+    );
+    let mut redis = gate.redis();
+    redis::cmd("SET")
+        .arg(gate.keys().ready())
+        .arg("test")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    gate
+}
+
+fn order(user: i64, product: i64, count: i64) -> OrderCreated {
+    NewOrder {
+        user_id: UserId::parse(user).unwrap(),
+        product_id: ProductId::parse(product).unwrap(),
+        count: Quantity::parse(count, 10).unwrap(),
+    }
+    .into_message()
+}
+
+#[tokio::test]
+async fn admission_answers_each_case() {
+    let env = TestEnv::new();
+    let gate = gate(&env).await;
+    let product = ProductId::parse(1).unwrap();
+    assert_eq!(
+        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        Admission::NotOnSale
+    );
+
+    gate.open_sale(product, 3, 1).await.unwrap();
+    let first = order(1, 1, 2);
+    assert_eq!(
+        gate.admit(&first).await.unwrap(),
+        Admission::Admitted { remaining: 1 }
+    );
+    assert_eq!(
+        gate.admit(&first).await.unwrap(),
+        Admission::Admitted { remaining: 1 },
+        "same tx_no: no second reservation"
+    );
+    assert_eq!(
+        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        Admission::LimitExceeded
+    );
+    assert_eq!(
+        gate.admit(&order(2, 1, 2)).await.unwrap(),
+        Admission::SoldOut,
+        "2 wanted, 1 left"
+    );
+    assert_eq!(
+        gate.admit(&order(2, 1, 1)).await.unwrap(),
+        Admission::Admitted { remaining: 0 }
+    );
+    assert_eq!(
+        gate.admit(&order(3, 1, 1)).await.unwrap(),
+        Admission::SoldOut
+    );
+    assert!(
+        gate.sold_out.is_sold_out(product, Duration::from_secs(1)),
+        "remembered locally"
+    );
+
+    env.flush_redis().await;
+    tokio::time::sleep(Duration::from_millis(60)).await; // past the local sold-out memory
+    assert_eq!(
+        gate.admit(&order(4, 1, 1)).await.unwrap(),
+        Admission::NotReady
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_goes_back_exactly_once() {
+    let env = TestEnv::new();
+    let gate = gate(&env).await;
+    let product = ProductId::parse(1).unwrap();
+    gate.open_sale(product, 1, 1).await.unwrap();
+    let held = order(1, 1, 1);
+    assert_eq!(
+        gate.admit(&held).await.unwrap(),
+        Admission::Admitted { remaining: 0 }
+    );
+
+    assert_eq!(gate.release(product, &held.tx_no).await.unwrap(), 1);
+    assert_eq!(
+        gate.release(product, &held.tx_no).await.unwrap(),
+        0,
+        "second release is a no-op"
+    );
+    assert_eq!(gate.sale_view(product).await.unwrap(), Some((1, 1, 0)));
+    // The buyer may buy again.
+    assert_eq!(
+        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        Admission::Admitted { remaining: 0 }
+    );
+}
