@@ -44,3 +44,9 @@ CREATE TABLE IF NOT EXISTS sales (
   CONSTRAINT ck_sales_limit CHECK (per_user_limit > 0),
   CONSTRAINT ck_sales_stock CHECK (opened_stock >= 0)
 ) ENGINE = InnoDB;
+
+-- Idempotency-Key of the request that created an order: a retried request
+-- with the same key returns that order; the unique index makes a second order
+-- impossible even if the Redis claim on the key was lost.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key VARCHAR(64) NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS uk_orders_idempotency ON orders (user_id, idempotency_key);

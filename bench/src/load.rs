@@ -13,15 +13,13 @@ use serde_json::json;
 pub struct OrderPathArgs {
     #[arg(long, default_value = "http://127.0.0.1:8091")]
     pub order_url: String,
-    #[arg(long, default_value = "http://127.0.0.1:8092")]
-    pub stock_url: String,
     /// Orders to place (and sends per broker baseline).
     #[arg(long, default_value_t = 5000)]
     pub orders: usize,
     /// Requests (and sends) in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Product used for the run (default: a fresh one); its stock is set to `orders` first.
+    /// Product used for the run (default: a fresh one); a sale of `orders` items is opened first.
     #[arg(long, default_value_t = fresh_product_id())]
     pub product_id: i64,
     #[arg(long, default_value = "127.0.0.1:9876")]
@@ -93,11 +91,15 @@ pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun
         .build()?;
     let initial_stock = args.orders as i64;
     let set = http
-        .put(format!("{}/api/stock/{}", args.stock_url, args.product_id))
-        .json(&json!({"total_count": initial_stock}))
+        .put(format!("{}/api/sales/{}", args.order_url, args.product_id))
+        .json(&json!({"stock": initial_stock, "per_user_limit": 1}))
         .send()
         .await?;
-    anyhow::ensure!(set.status().is_success(), "setting stock: {}", set.status());
+    anyhow::ensure!(
+        set.status().is_success(),
+        "opening the sale: {}",
+        set.status()
+    );
 
     eprintln!(
         "[bench] order path: {} orders, concurrency {}",

@@ -1,3 +1,7 @@
+//! The load tool. `seckill-bench sale` runs a flash sale through the HTTP API
+//! and checks the invariants; `seckill-bench sold-out-flood` compares the
+//! sold-out answer with a trivial actix-web handler.
+//!
 //! `seckill-bench order-path`: places N orders through the running services'
 //! HTTP API with concurrency C, then measures the broker's plain and
 //! transactional send rates with the same concurrency and message size, and
@@ -6,7 +10,9 @@
 //! and exits non-zero when one fails.
 
 mod baseline;
+mod flood;
 mod load;
+mod sale;
 
 use std::time::Duration;
 
@@ -17,11 +23,17 @@ use clap::Parser;
 enum Command {
     /// The reliable-message order path vs. the broker's send rates.
     OrderPath(load::OrderPathArgs),
+    /// A flash sale: S items, N requests from U buyers, concurrency C; summary + invariants.
+    Sale(sale::SaleArgs),
+    /// Requests for a sold-out product vs. a trivial actix-web handler.
+    SoldOutFlood(flood::FloodArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Command::parse() {
+        Command::Sale(args) => sale::run(&args).await,
+        Command::SoldOutFlood(args) => flood::run(&args).await,
         Command::OrderPath(args) => {
             let order_path = load::run_order_path(&args).await?;
             let plain = baseline::plain_sends(&args.mq(), args.orders, args.concurrency).await?;

@@ -1,6 +1,8 @@
-//! The order path as one call: admit in Redis, then send the transactional
-//! message whose local transaction records the order. Whenever the order ends
-//! up not placed, its reservation goes back (at most once, keyed by tx_no).
+//! The order path as one call: (replay an earlier attempt with the same
+//! Idempotency-Key, or) admit in Redis, then send the transactional message
+//! whose local transaction records the order. Whenever the order ends up not
+//! placed, its reservation goes back (at most once, keyed by tx_no) and its
+//! idempotency claim is dropped.
 
 use std::sync::Arc;
 
@@ -9,8 +11,9 @@ use redis::RedisError;
 use sea_orm::DatabaseConnection;
 
 use crate::admission::{Admission, AdmissionGate};
-use crate::domain::NewOrder;
-use crate::publisher::{OrderPublisher, Placement, PublishError};
+use crate::domain::{IdempotencyKey, NewOrder, Order};
+use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
+use crate::publisher::{NotPlaced, OrderPublisher, Placement, PublishError};
 use crate::store::{self, TxOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,21 +26,81 @@ pub enum CheckoutError {
     NotOnSale,
     #[error("the sale's admission state is being rebuilt")]
     NotReady,
+    #[error("the Idempotency-Key was used for a different order")]
+    IdempotencyKeyReused,
     #[error("admission store (Redis) unavailable: {0}")]
     Admission(#[from] RedisError),
+    #[error("idempotency: {0}")]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+}
+
+/// What a checkout produced.
+#[derive(Debug)]
+pub enum Checkedout {
+    Placed(Placement),
+    /// An earlier attempt with the same Idempotency-Key created this order.
+    Replayed(Order),
 }
 
 pub struct Checkout {
     pub admission: Arc<AdmissionGate>,
     pub publisher: Arc<OrderPublisher>,
+    pub idempotency: IdempotencyClaims,
     pub db: DatabaseConnection,
 }
 
 impl Checkout {
-    pub async fn place(&self, new_order: NewOrder) -> Result<Placement, CheckoutError> {
+    pub async fn place(
+        &self,
+        new_order: NewOrder,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Checkedout, CheckoutError> {
         let order = new_order.into_message();
+        if let Some(key) = &key {
+            match self
+                .idempotency
+                .claim_or_find(&self.db, &order, key)
+                .await?
+            {
+                Earlier::None => {}
+                Earlier::Order(found) => return Ok(Checkedout::Replayed(found)),
+                Earlier::Mismatch => return Err(CheckoutError::IdempotencyKeyReused),
+                Earlier::Pending { .. } => {
+                    return Ok(Checkedout::Placed(Placement::Pending(order)));
+                }
+            }
+        }
+        let placed = self.admit_and_send(order.clone(), key.as_ref()).await;
+        if let Some(key) = &key {
+            let placed_nothing = matches!(placed, Err(_) | Ok(Placement::NotPlaced { .. }));
+            if placed_nothing && let Err(err) = self.idempotency.release(&order, key).await {
+                tracing::warn!(%err, "idempotency claim not dropped; it expires");
+            }
+            if let Ok(Placement::NotPlaced {
+                reason: NotPlaced::DuplicateRequest,
+                ..
+            }) = &placed
+                && let Some(found) = store::find_order_by_idempotency_key(
+                    &self.db,
+                    order.user_id.get(),
+                    key.as_str(),
+                )
+                .await
+                .map_err(IdempotencyError::from)?
+            {
+                return Ok(Checkedout::Replayed(found));
+            }
+        }
+        placed.map(Checkedout::Placed)
+    }
+
+    async fn admit_and_send(
+        &self,
+        order: OrderCreated,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Placement, CheckoutError> {
         match self.admission.admit(&order).await? {
             Admission::Admitted { .. } => {}
             Admission::SoldOut => return Err(CheckoutError::SoldOut),
@@ -45,7 +108,8 @@ impl Checkout {
             Admission::NotOnSale => return Err(CheckoutError::NotOnSale),
             Admission::NotReady => return Err(CheckoutError::NotReady),
         }
-        match self.publisher.place(order.clone()).await {
+        let key = key.map(|k| k.as_str().to_owned());
+        match self.publisher.place(order.clone(), key).await {
             Ok(Placement::NotPlaced { order, reason }) => {
                 self.give_back(&order).await;
                 Ok(Placement::NotPlaced { order, reason })

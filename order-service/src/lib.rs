@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod checkout;
 pub mod domain;
+pub mod idempotency;
 pub mod listener;
 pub mod publisher;
 pub mod routes;

@@ -26,6 +26,8 @@ pub enum LocalResult {
     Committed,
     /// A check-back decided this tx_no before the local transaction could.
     DecidedElsewhere(TxOutcome),
+    /// The same user's Idempotency-Key already has an order.
+    DuplicateRequest,
     Refused(String),
     Unavailable(String),
     CommitUncertain(String),
@@ -36,6 +38,7 @@ impl LocalResult {
         match result {
             Ok(()) => Self::Committed,
             Err(RecordError::AlreadyDecided(outcome)) => Self::DecidedElsewhere(outcome),
+            Err(RecordError::DuplicateRequest) => Self::DuplicateRequest,
             Err(RecordError::Refused(e)) => Self::Refused(e.to_string()),
             Err(RecordError::Unavailable(e)) => Self::Unavailable(e.to_string()),
             Err(RecordError::CommitUncertain(e)) => Self::CommitUncertain(e.to_string()),
@@ -50,6 +53,7 @@ impl LocalResult {
                 LocalTransactionState::CommitMessage
             }
             Self::DecidedElsewhere(TxOutcome::RolledBack)
+            | Self::DuplicateRequest
             | Self::Refused(_)
             | Self::Unavailable(_) => LocalTransactionState::RollbackMessage,
             Self::CommitUncertain(_) => LocalTransactionState::Unknown,
@@ -62,13 +66,15 @@ impl LocalResult {
 #[derive(Debug)]
 pub struct PendingOrder {
     pub order: OrderCreated,
+    pub idempotency_key: Option<String>,
     result: Mutex<Option<LocalResult>>,
 }
 
 impl PendingOrder {
-    pub fn new(order: OrderCreated) -> Arc<Self> {
+    pub fn new(order: OrderCreated, idempotency_key: Option<String>) -> Arc<Self> {
         Arc::new(Self {
             order,
+            idempotency_key,
             result: Mutex::new(None),
         })
     }
@@ -117,8 +123,11 @@ impl TransactionListener for OrderTxListener {
         let order = &pending.order;
         let span = tracing::info_span!("local_transaction", tx_no = %order.tx_no, order_no = %order.order_no);
         let _entered = span.enter();
-        let result =
-            LocalResult::from_record(self.runtime.block_on(store::record_order(&self.db, order)));
+        let result = LocalResult::from_record(self.runtime.block_on(store::record_order(
+            &self.db,
+            order,
+            pending.idempotency_key.as_deref(),
+        )));
         let state = result.broker_state();
         tracing::info!(?result, ?state, "local transaction done");
         pending.report(result);

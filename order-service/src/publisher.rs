@@ -30,6 +30,8 @@ pub enum Placement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotPlaced {
+    /// The user's Idempotency-Key already has an order.
+    DuplicateRequest,
     /// The database refused the order (constraint, trigger).
     Refused(String),
     /// The database or the broker could not be used; retrying may succeed.
@@ -80,7 +82,11 @@ impl OrderPublisher {
     /// Sends the half message, lets the listener record the order, and returns
     /// a definite answer whenever one can be had now.
     #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
-    pub async fn place(&self, order: OrderCreated) -> Result<Placement, PublishError> {
+    pub async fn place(
+        &self,
+        order: OrderCreated,
+        idempotency_key: Option<String>,
+    ) -> Result<Placement, PublishError> {
         let message = Message::builder()
             .topic(self.topic.as_str())
             .tags(TAG_ORDER_CREATED)
@@ -88,7 +94,7 @@ impl OrderPublisher {
             .body(order.encode())
             .build()
             .map_err(|e| PublishError::Message(e.to_string()))?;
-        let pending = PendingOrder::new(order);
+        let pending = PendingOrder::new(order, idempotency_key);
         let sent = {
             let producer = self.producer.read().await;
             let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;
@@ -114,6 +120,12 @@ impl OrderPublisher {
                 Placement::NotPlaced {
                     order,
                     reason: NotPlaced::Unavailable(why),
+                }
+            }
+            (LocalTransactionState::RollbackMessage, Some(LocalResult::DuplicateRequest)) => {
+                Placement::NotPlaced {
+                    order,
+                    reason: NotPlaced::DuplicateRequest,
                 }
             }
             (LocalTransactionState::RollbackMessage, None) => Placement::NotPlaced {

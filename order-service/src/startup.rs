@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
 use crate::checkout::Checkout;
+use crate::idempotency::IdempotencyClaims;
 use crate::listener::OrderTxListener;
 use crate::publisher::OrderPublisher;
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
@@ -85,6 +86,11 @@ impl Application {
         let state = web::Data::new(AppState {
             db: db.clone(),
             checkout: Checkout {
+                idempotency: IdempotencyClaims::new(
+                    deps.redis.clone(),
+                    &settings.redis.key_prefix,
+                    Duration::from_secs(10),
+                ),
                 admission,
                 publisher: Arc::clone(&publisher),
                 db: db.clone(),

@@ -37,6 +37,9 @@ pub enum RecordError {
     /// The tx_no was already decided (a check-back claimed it first).
     #[error("transaction already decided: {0:?}")]
     AlreadyDecided(TxOutcome),
+    /// An order with the same user and Idempotency-Key exists already.
+    #[error("an order for this Idempotency-Key exists")]
+    DuplicateRequest,
     /// The database refused the order (a constraint or trigger); nothing was written.
     #[error("the database refused the order: {0}")]
     Refused(#[source] DbErr),
@@ -60,6 +63,7 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
 pub async fn record_order(
     db: &DatabaseConnection,
     order: &OrderCreated,
+    idempotency_key: Option<&str>,
 ) -> Result<(), RecordError> {
     let txn = db.begin().await.map_err(RecordError::Unavailable)?;
     let claimed = txn
@@ -79,8 +83,8 @@ pub async fn record_order(
         return Err(classify(err));
     }
     txn.execute_raw(stmt(
-        "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, \
+         idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             order.order_no.as_str().into(),
             order.tx_no.as_str().into(),
@@ -90,10 +94,17 @@ pub async fn record_order(
             OrderStatus::New.as_db().into(),
             order.created_at.naive_utc().into(),
             order.created_at.naive_utc().into(),
+            idempotency_key.map(str::to_owned).into(),
         ],
     ))
     .await
-    .map_err(classify)?;
+    .map_err(|err| {
+        if idempotency_key.is_some() && is_duplicate_key(&err) {
+            RecordError::DuplicateRequest
+        } else {
+            classify(err)
+        }
+    })?;
     txn.commit().await.map_err(RecordError::CommitUncertain)?;
     tracing::info!("order recorded");
     Ok(())
@@ -170,6 +181,23 @@ impl TryFrom<OrderRow> for Order {
 
 const ORDER_COLUMNS: &str =
     "order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at";
+
+/// The order a user created with `idempotency_key`, if any.
+#[tracing::instrument(skip(db))]
+pub async fn find_order_by_idempotency_key(
+    db: &DatabaseConnection,
+    user_id: i64,
+    idempotency_key: &str,
+) -> Result<Option<Order>, DbErr> {
+    OrderRow::find_by_statement(stmt(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? AND idempotency_key = ?"),
+        [user_id.into(), idempotency_key.into()],
+    ))
+    .one(db)
+    .await?
+    .map(Order::try_from)
+    .transpose()
+}
 
 #[tracing::instrument(skip(db))]
 pub async fn find_order(db: &DatabaseConnection, order_no: &str) -> Result<Option<Order>, DbErr> {

@@ -164,6 +164,44 @@ pub async fn place_order(
         .await
 }
 
+/// `POST /api/orders` with an `Idempotency-Key`; also says whether it was a replay.
+pub async fn place_order_with_key(
+    order_service: &RunningService,
+    user_id: i64,
+    product_id: i64,
+    count: i64,
+    key: &str,
+) -> (StatusCode, Value, bool) {
+    let response = order_service
+        .http
+        .post(format!("{}/api/orders", order_service.base_url))
+        .header("Idempotency-Key", key)
+        .json(&json!({"user_id": user_id, "product_id": product_id, "count": count}))
+        .send()
+        .await
+        .expect("HTTP request");
+    let status = response.status();
+    let replayed = response.headers().get("Idempotent-Replayed").is_some();
+    (status, response.json().await.expect("JSON body"), replayed)
+}
+
+/// Opens a sale with a per-user limit of `limit` orders.
+pub async fn open_sale_with_limit(
+    order_service: &RunningService,
+    product_id: i64,
+    stock: i64,
+    limit: i64,
+) {
+    let (status, body) = order_service
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/sales/{product_id}"),
+            Some(&json!({"stock": stock, "per_user_limit": limit})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// Opens a sale of `stock` items through order-service (stock DB + Redis), one order per user.
 pub async fn open_sale(order_service: &RunningService, product_id: i64, stock: i64) {
     let (status, body) = order_service

@@ -136,7 +136,7 @@ impl TransactionListener for CommitThenVanish {
     ) -> LocalTransactionState {
         let order = OrderCreated::decode(msg.get_body().expect("body")).expect("order");
         self.runtime
-            .block_on(order_service::store::record_order(&self.db, &order))
+            .block_on(order_service::store::record_order(&self.db, &order, None))
             .expect("local transaction commits");
         LocalTransactionState::Unknown
     }
@@ -341,7 +341,7 @@ async fn local_transaction_and_check_back_never_disagree() {
         races.push(tokio::spawn(async move {
             let record = async move {
                 tokio::time::sleep(Duration::from_millis(record_delay)).await;
-                order_service::store::record_order(&db1, &order1).await
+                order_service::store::record_order(&db1, &order1, None).await
             };
             let tx_no = order.tx_no.to_string();
             let resolve = async move {

@@ -7,8 +7,8 @@ use common::http::{error_response, invalid_field};
 use common::messages::OrderCreated;
 use serde_json::json;
 
-use crate::checkout::CheckoutError;
-use crate::domain::{NewOrder, OrderStatus};
+use crate::checkout::{Checkedout, CheckoutError};
+use crate::domain::{IdempotencyKey, NewOrder, OrderStatus};
 use crate::publisher::{NotPlaced, Placement};
 use crate::startup::AppState;
 use crate::store;
@@ -39,9 +39,13 @@ impl ResponseError for OrderApiError {
                 StatusCode::CONFLICT
             }
             Self::Checkout(CheckoutError::NotOnSale) => StatusCode::NOT_FOUND,
+            Self::Checkout(CheckoutError::IdempotencyKeyReused) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotPlaced(_)
             | Self::Checkout(
-                CheckoutError::NotReady | CheckoutError::Admission(_) | CheckoutError::Publish(_),
+                CheckoutError::NotReady
+                | CheckoutError::Admission(_)
+                | CheckoutError::Idempotency(_)
+                | CheckoutError::Publish(_),
             )
             | Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -78,6 +82,19 @@ impl ResponseError for OrderApiError {
                 "LIMIT_EXCEEDED",
                 "you already hold the most orders allowed for this product",
             ),
+            Self::Checkout(CheckoutError::IdempotencyKeyReused) => error_response(
+                status,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was used for a different order (product or count)",
+            ),
+            Self::Checkout(CheckoutError::Idempotency(err)) => {
+                tracing::error!(%err, "idempotency check failed");
+                retry_later(error_response(
+                    status,
+                    "IDEMPOTENCY_UNAVAILABLE",
+                    "the Idempotency-Key could not be checked; nothing was placed, retry",
+                ))
+            }
             Self::Checkout(CheckoutError::NotOnSale) => {
                 error_response(status, "PRODUCT_NOT_ON_SALE", "this product is not on sale")
             }
@@ -137,11 +154,24 @@ fn placed_body(order: &OrderCreated, status: &str) -> serde_json::Value {
 /// `POST /api/orders` `{"user_id","product_id","count"}` → 201 NEW, 202 PENDING,
 /// or an error naming why nothing was placed (sold out, limit, not on sale, …).
 pub async fn place_order(
+    request: actix_web::HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
     let order = NewOrder::parse(&body, state.rules.max_count_per_order)?;
-    match state.checkout.place(order).await? {
+    let key = match request.headers().get("Idempotency-Key") {
+        None => None,
+        Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
+    };
+    let placement = match state.checkout.place(order, key).await? {
+        Checkedout::Replayed(order) => {
+            return Ok(HttpResponse::Created()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(order));
+        }
+        Checkedout::Placed(placement) => placement,
+    };
+    match placement {
         Placement::Committed(order) => {
             Ok(HttpResponse::Created().json(placed_body(&order, OrderStatus::New.as_db())))
         }
@@ -156,6 +186,12 @@ pub async fn place_order(
             reason: NotPlaced::Unavailable(why),
             ..
         } => Err(OrderApiError::NotPlaced(why)),
+        Placement::NotPlaced {
+            reason: NotPlaced::DuplicateRequest,
+            ..
+        } => Err(OrderApiError::NotPlaced(
+            "an order for this Idempotency-Key exists but could not be read".into(),
+        )),
     }
 }
 

@@ -1,0 +1,101 @@
+//! `seckill-bench sold-out-flood`: requests for a sold-out product against
+//! order-service, vs. the same client and concurrency against a trivial
+//! actix-web handler started in this process (the ceiling of one HTTP round trip).
+
+use clap::Args;
+use serde_json::json;
+
+use crate::sale::{burst, print_stats};
+
+#[derive(Debug, Args)]
+pub struct FloodArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8091")]
+    pub order_url: String,
+    #[arg(long, default_value_t = 20_000)]
+    pub requests: usize,
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+async fn trivial() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Conflict()
+        .json(json!({"code": "SOLD_OUT", "message": "this product is sold out"}))
+}
+
+pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let product = 3_000_000_000_i64
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+            % 1_000_000_000) as i64;
+    let opened = http
+        .put(format!("{}/api/sales/{product}", args.order_url))
+        .json(&json!({"stock": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        opened.status().is_success(),
+        "opening the sale: {}",
+        opened.text().await?
+    );
+    let sold = http
+        .post(format!("{}/api/orders", args.order_url))
+        .json(&json!({"user_id": 1, "product_id": product, "count": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        sold.status().as_u16() == 201,
+        "buying the only item: {}",
+        sold.status()
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let trivial_url = format!("http://{}/api/orders", listener.local_addr()?);
+    let server = actix_web::HttpServer::new(|| {
+        actix_web::App::new().route("/api/orders", actix_web::web::post().to(trivial))
+    })
+    .listen(listener)?
+    .disable_signals()
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+
+    eprintln!(
+        "[bench] sold-out flood: {} requests, concurrency {}",
+        args.requests, args.concurrency
+    );
+    let body = |i: usize| json!({"user_id": 2 + i, "product_id": product, "count": 1});
+    let order_service = burst(
+        &http,
+        &format!("{}/api/orders", args.order_url),
+        args.requests,
+        args.concurrency,
+        body,
+    )
+    .await;
+    eprintln!("[bench] trivial actix-web handler: same load");
+    let baseline = burst(&http, &trivial_url, args.requests, args.concurrency, body).await;
+    handle.stop(true).await;
+
+    println!();
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>9}",
+        "", "req/s", "p50 ms", "p95 ms", "p99 ms"
+    );
+    print_stats("order-service, sold-out product", &order_service.stats);
+    print_stats("trivial actix-web handler", &baseline.stats);
+    println!();
+    println!("answers from order-service: {:?}", order_service.answers);
+    println!(
+        "ratio sold-out flood / trivial handler: {:.2}",
+        order_service.stats.rate() / baseline.stats.rate()
+    );
+    anyhow::ensure!(
+        order_service.answers.get("SOLD_OUT") == Some(&args.requests),
+        "every request should have been answered SOLD_OUT"
+    );
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! `seckill-bench sale`: a flash sale through the real HTTP API — open a sale
+//! of S items, fire N orders from U users with concurrency C — then a summary
+//! and the invariants (exit non-zero when one fails). Also the sold-out flood
+//! against a trivial actix-web handler measured in the same run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde_json::json;
+
+use crate::load::Stats;
+
+#[derive(Debug, Args)]
+pub struct SaleArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8091")]
+    pub order_url: String,
+    /// Items on sale.
+    #[arg(long, default_value_t = 100)]
+    pub stock: u32,
+    /// Order requests to fire.
+    #[arg(long, default_value_t = 2000)]
+    pub requests: usize,
+    /// Distinct buyers (request i comes from buyer i mod users).
+    #[arg(long, default_value_t = 500)]
+    pub users: usize,
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Product for the run (default: a fresh one).
+    #[arg(long)]
+    pub product_id: Option<i64>,
+    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
+    pub mysql_url: String,
+    #[arg(long, default_value = "seckill_order")]
+    pub order_db: String,
+    #[arg(long, default_value = "seckill_stock")]
+    pub stock_db: String,
+}
+
+/// What one burst of order requests gave.
+pub struct Burst {
+    pub stats: Stats,
+    pub answers: BTreeMap<String, usize>,
+}
+
+/// Fires `requests` POSTs (built by `body(i)`) at `url`, `concurrency` at a time,
+/// printing progress every 10 %.
+pub async fn burst(
+    http: &reqwest::Client,
+    url: &str,
+    requests: usize,
+    concurrency: usize,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> Burst {
+    let started = Instant::now();
+    let step = (requests / 10).max(1);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<(String, Duration)> = futures::stream::iter(0..requests)
+        .map(|i| {
+            let request = http.post(url).json(&body(i));
+            let done = &done;
+            async move {
+                let t = Instant::now();
+                let answer = match request.send().await {
+                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
+                        "CREATED".to_owned()
+                    }
+                    Ok(response) => {
+                        let status = response.status();
+                        let body: serde_json::Value = response.json().await.unwrap_or_default();
+                        body["code"]
+                            .as_str()
+                            .map_or_else(|| status.to_string(), str::to_owned)
+                    }
+                    Err(err) => format!("transport: {err}"),
+                };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n.is_multiple_of(step) {
+                    eprintln!("[bench]   {n}/{requests} requests");
+                }
+                (answer, t.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut answers = BTreeMap::new();
+    let mut latencies = Vec::with_capacity(results.len());
+    for (answer, latency) in results {
+        *answers.entry(answer).or_default() += 1;
+        latencies.push(latency);
+    }
+    Burst {
+        stats: Stats::new(latencies, elapsed),
+        answers,
+    }
+}
+
+fn fresh_product_id() -> i64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    2_000_000_000 + (nanos % 1_000_000_000) as i64
+}
+
+async fn open_sale(
+    http: &reqwest::Client,
+    order_url: &str,
+    product: i64,
+    stock: u32,
+) -> anyhow::Result<()> {
+    let response = http
+        .put(format!("{order_url}/api/sales/{product}"))
+        .json(&json!({"stock": stock, "per_user_limit": 1}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "opening the sale: {}",
+        response.text().await?
+    );
+    Ok(())
+}
+
+pub fn print_stats(name: &str, stats: &Stats) {
+    println!(
+        "{name:<34} {:>10.0} {:>9.1} {:>9.1} {:>9.1}",
+        stats.rate(),
+        stats.percentile(50.0).as_secs_f64() * 1e3,
+        stats.percentile(95.0).as_secs_f64() * 1e3,
+        stats.percentile(99.0).as_secs_f64() * 1e3
+    );
+}
+
+pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let product = args.product_id.unwrap_or_else(fresh_product_id);
+    open_sale(&http, &args.order_url, product, args.stock).await?;
+    eprintln!(
+        "[bench] sale of {} items (product {product}): {} requests from {} users, concurrency {}",
+        args.stock, args.requests, args.users, args.concurrency
+    );
+    let users = args.users.max(1);
+    let sale = burst(
+        &http,
+        &format!("{}/api/orders", args.order_url),
+        args.requests,
+        args.concurrency,
+        |i| json!({"user_id": 1 + (i % users), "product_id": product, "count": 1}),
+    )
+    .await;
+
+    println!();
+    println!(
+        "{:<34} {:>10} {:>9} {:>9} {:>9}",
+        "", "req/s", "p50 ms", "p95 ms", "p99 ms"
+    );
+    print_stats("flash sale, all requests", &sale.stats);
+    println!();
+    for (answer, n) in &sale.answers {
+        println!("  {answer:<30} {n:>8}");
+    }
+    check(args, &http, product, &sale).await
+}
+
+async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str, product: i64) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [product.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
+    Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0))
+}
+
+async fn check(
+    args: &SaleArgs,
+    http: &reqwest::Client,
+    product: i64,
+    sale: &Burst,
+) -> anyhow::Result<()> {
+    let order_db = Database::connect(format!("{}/{}", args.mysql_url, args.order_db)).await?;
+    let stock_db = Database::connect(format!("{}/{}", args.mysql_url, args.stock_db)).await?;
+    let committed = scalar(
+        &order_db,
+        "SELECT COUNT(*) FROM orders WHERE product_id = ?",
+        product,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let applied_sql = "SELECT COUNT(*) FROM tx_log WHERE product_id = ?";
+    while scalar(&stock_db, applied_sql, product).await? < committed && Instant::now() < deadline {
+        eprintln!("[bench] waiting for stock-service to apply {committed} orders");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let created = *sale.answers.get("CREATED").unwrap_or(&0) as i64;
+    let winners_possible = (args.stock as i64).min(args.users.min(args.requests) as i64);
+    let deducted = scalar(
+        &stock_db,
+        "SELECT CAST(COALESCE(SUM(count), 0) AS SIGNED) FROM tx_log WHERE product_id = ? AND outcome = 'DEDUCTED'",
+        product,
+    )
+    .await?;
+    let deducted_orders = scalar(
+        &stock_db,
+        "SELECT COUNT(*) FROM tx_log WHERE product_id = ? AND outcome = 'DEDUCTED'",
+        product,
+    )
+    .await?;
+    let db_stock = scalar(
+        &stock_db,
+        "SELECT total_count FROM stock WHERE product_id = ?",
+        product,
+    )
+    .await?;
+    let double_holders = scalar(
+        &order_db,
+        "SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE product_id = ? GROUP BY user_id HAVING COUNT(*) > 1) t",
+        product,
+    )
+    .await?;
+    let redis_stock = http
+        .get(format!("{}/api/sales/{product}", args.order_url))
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["stock"]
+        .as_i64()
+        .unwrap_or(-1);
+    let oversold = (deducted - args.stock as i64).max(0);
+    println!();
+    println!(
+        "stock {} | created {created} | committed {committed} | deducted {deducted} | DB stock {db_stock} | Redis stock {redis_stock} | oversold {oversold}",
+        args.stock
+    );
+    let checks = [
+        (
+            format!("orders == min(stock, buyers) = {winners_possible}"),
+            committed == winners_possible && created == committed,
+        ),
+        ("oversold = 0".to_owned(), oversold == 0),
+        (
+            "each winner holds one order".to_owned(),
+            double_holders == 0,
+        ),
+        (
+            "every committed order deducted exactly once".to_owned(),
+            deducted_orders == committed,
+        ),
+        (
+            "Redis stock == DB stock".to_owned(),
+            redis_stock == db_stock,
+        ),
+        (
+            "DB stock == stock - deducted".to_owned(),
+            db_stock == args.stock as i64 - deducted,
+        ),
+    ];
+    let mut failed = false;
+    for (name, ok) in &checks {
+        println!("  [{}] {name}", if *ok { "ok" } else { "FAIL" });
+        failed |= !ok;
+    }
+    anyhow::ensure!(!failed, "an invariant failed");
+    Ok(())
+}

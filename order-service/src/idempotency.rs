@@ -1,0 +1,155 @@
+//! `Idempotency-Key`: a retried `POST /api/orders` returns the order of the
+//! first attempt instead of placing a second one, even when the retries race.
+//!
+//! The first attempt claims `<prefix>:idem:<user>:<key>` in Redis (SET NX,
+//! 24 h) with its order_no, tx_no and what it orders. A retry that finds the
+//! claim waits for that order and replays it; if the first attempt's
+//! transaction rolled back, the claim is dropped and the retry places anew.
+//! The order DB's unique (user_id, idempotency_key) index is the backstop for
+//! a claim Redis lost.
+
+use std::time::{Duration, Instant};
+
+use common::messages::OrderCreated;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+
+use crate::domain::{IdempotencyKey, Order};
+use crate::store;
+
+const CLAIM_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// What a retry found.
+pub enum Earlier {
+    /// No earlier attempt holds the key: this request owns it now.
+    None,
+    /// The earlier attempt's order.
+    Order(Order),
+    /// The earlier attempt is still undecided after waiting.
+    Pending { order_no: String, tx_no: String },
+    /// The key was used for a different order (product or count).
+    Mismatch,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    #[error("order database: {0}")]
+    Database(#[from] DbErr),
+}
+
+pub struct IdempotencyClaims {
+    redis: ConnectionManager,
+    prefix: String,
+    release: Script,
+    wait: Duration,
+}
+
+impl IdempotencyClaims {
+    pub fn new(redis: ConnectionManager, prefix: &str, wait: Duration) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+            release: Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            ),
+            wait,
+        }
+    }
+
+    fn key(&self, order: &OrderCreated, key: &IdempotencyKey) -> String {
+        format!("{}:idem:{}:{}", self.prefix, order.user_id, key.as_str())
+    }
+
+    fn value(order: &OrderCreated) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            order.order_no, order.tx_no, order.product_id, order.count
+        )
+    }
+
+    /// Claims `key` for `order`, or finds (and waits for) the attempt that holds it.
+    #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, idempotency_key = key.as_str()))]
+    pub async fn claim_or_find(
+        &self,
+        db: &DatabaseConnection,
+        order: &OrderCreated,
+        key: &IdempotencyKey,
+    ) -> Result<Earlier, IdempotencyError> {
+        let redis_key = self.key(order, key);
+        let started = Instant::now();
+        loop {
+            let mut redis = self.redis.clone();
+            let claimed: Option<String> = redis::cmd("SET")
+                .arg(&redis_key)
+                .arg(Self::value(order))
+                .arg("NX")
+                .arg("EX")
+                .arg(CLAIM_TTL_SECS)
+                .query_async(&mut redis)
+                .await?;
+            if claimed.is_some() {
+                return Ok(Earlier::None);
+            }
+            let Some(held) = redis::cmd("GET")
+                .arg(&redis_key)
+                .query_async::<Option<String>>(&mut redis)
+                .await?
+            else {
+                continue; // released in between: claim again
+            };
+            let parts: Vec<&str> = held.split('|').collect();
+            let [order_no, tx_no, product, count] = parts[..] else {
+                return Ok(Earlier::Mismatch);
+            };
+            if product != order.product_id.to_string() || count != order.count.to_string() {
+                return Ok(Earlier::Mismatch);
+            }
+            if let Some(found) = store::find_order(db, order_no).await? {
+                return Ok(Earlier::Order(found));
+            }
+            if rolled_back(db, tx_no).await? {
+                self.release
+                    .key(&redis_key)
+                    .arg(&held)
+                    .invoke_async::<i64>(&mut redis)
+                    .await?;
+                continue;
+            }
+            if started.elapsed() > self.wait {
+                return Ok(Earlier::Pending {
+                    order_no: order_no.to_owned(),
+                    tx_no: tx_no.to_owned(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Drops this attempt's claim (it placed nothing), so a retry can place anew.
+    pub async fn release(
+        &self,
+        order: &OrderCreated,
+        key: &IdempotencyKey,
+    ) -> Result<(), RedisError> {
+        self.release
+            .key(self.key(order, key))
+            .arg(Self::value(order))
+            .invoke_async::<i64>(&mut self.redis.clone())
+            .await
+            .map(drop)
+    }
+}
+
+async fn rolled_back(db: &DatabaseConnection, tx_no: &str) -> Result<bool, DbErr> {
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            "SELECT 1 FROM tx_log WHERE tx_no = ? AND outcome = 'ROLLED_BACK'",
+            [tx_no.into()],
+        ))
+        .await?
+        .is_some())
+}

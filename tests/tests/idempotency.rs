@@ -1,0 +1,119 @@
+//! `Idempotency-Key`: retries return the first attempt's order, never a second one.
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+use seckill_tests::services::{
+    open_sale_with_limit, place_order_with_key, sale_view, spawn_order_service, spawn_stock_service,
+};
+use seckill_tests::{TestEnv, db};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_with_the_same_key_returns_the_same_order() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    // A limit of 3 so that only the key, not the per-user limit, stops a second order.
+    open_sale_with_limit(&orders, 1, 10, 3).await;
+
+    let (status, first, replayed) = place_order_with_key(&orders, 5, 1, 1, "retry-1").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
+    let (status, again, replayed) = place_order_with_key(&orders, 5, 1, 1, "retry-1").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["order_no"], first["order_no"]);
+    assert_eq!(again["status"], "NEW");
+
+    // A different key is a different order; the same key for another count is refused.
+    let (status, other, _) = place_order_with_key(&orders, 5, 1, 1, "retry-2").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(other["order_no"], first["order_no"]);
+    let (status, body, _) = place_order_with_key(&orders, 5, 1, 2, "retry-1").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "IDEMPOTENCY_KEY_REUSED");
+    let (status, body, _) = place_order_with_key(&orders, 5, 1, 1, "no spaces allowed").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "Idempotency-Key");
+
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
+        2
+    );
+    assert_eq!(sale_view(&orders, 1).await, (8, 2));
+
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_retries_with_one_key_create_one_order() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale_with_limit(&orders, 1, 10, 10).await;
+
+    let answers: Vec<_> = futures::stream::iter(0..10)
+        .map(|_| place_order_with_key(&orders, 7, 1, 1, "double-click"))
+        .buffer_unordered(10)
+        .collect()
+        .await;
+
+    let order_nos: std::collections::HashSet<_> = answers
+        .iter()
+        .map(|(status, body, _)| {
+            assert_eq!(*status, StatusCode::CREATED, "{body}");
+            body["order_no"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(order_nos.len(), 1, "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|(_, _, replayed)| !replayed).count(),
+        1
+    );
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
+        1
+    );
+    assert_eq!(
+        sale_view(&orders, 1).await,
+        (9, 1),
+        "one reservation, none leaked"
+    );
+
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale_with_limit(&orders, 1, 10, 3).await;
+    let (status, first, _) = place_order_with_key(&orders, 9, 1, 1, "k").await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Redis forgets everything, including the claim; the sale state is rebuilt.
+    env.flush_redis().await;
+    let (status, body) = orders
+        .call(Method::POST, "/api/admin/admission/rebuild", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, again, replayed) = place_order_with_key(&orders, 9, 1, 1, "k").await;
+    assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
+    assert_eq!(again["order_no"], first["order_no"]);
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
+        1
+    );
+    assert_eq!(
+        sale_view(&orders, 1).await,
+        (9, 1),
+        "the second attempt's reservation went back"
+    );
+
+    orders.stop().await;
+    stock.stop().await;
+}
