@@ -27,6 +27,12 @@ enum Command {
     Sale(sale::SaleArgs),
     /// Requests for a sold-out product vs. a trivial actix-web handler.
     SoldOutFlood(flood::FloodArgs),
+    /// (internal) the trivial actix-web handler, for sold-out-flood's baseline.
+    #[command(hide = true)]
+    TrivialServer {
+        #[arg(long)]
+        port: u16,
+    },
 }
 
 #[tokio::main]
@@ -34,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     match Command::parse() {
         Command::Sale(args) => sale::run(&args).await,
         Command::SoldOutFlood(args) => flood::run(&args).await,
+        Command::TrivialServer { port } => flood::serve_trivial(port).await,
         Command::OrderPath(args) => {
             let order_path = load::run_order_path(&args).await?;
             let plain = baseline::plain_sends(&args.mq(), args.orders, args.concurrency).await?;

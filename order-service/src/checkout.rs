@@ -57,6 +57,9 @@ impl Checkout {
         new_order: NewOrder,
         key: Option<IdempotencyKey>,
     ) -> Result<Checkedout, CheckoutError> {
+        if self.admission.sold_out_locally(new_order.product_id) {
+            return Err(CheckoutError::SoldOut); // the flood, answered from memory
+        }
         let order = new_order.into_message();
         if let Some(key) = &key {
             match self

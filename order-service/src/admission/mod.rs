@@ -135,14 +135,16 @@ impl AdmissionGate {
         self.redis.clone()
     }
 
+    /// Whether this instance saw `product` sold out within the sold-out TTL.
+    pub fn sold_out_locally(&self, product: ProductId) -> bool {
+        self.sold_out.is_sold_out(product, self.sold_out_ttl)
+    }
+
     /// Reserves `order.count` for `order.user_id` under `order.tx_no`, or says why not.
     /// A product this instance saw sold out is refused from memory.
     #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, product_id = %order.product_id))]
     pub async fn admit(&self, order: &OrderCreated) -> Result<Admission, RedisError> {
-        if self
-            .sold_out
-            .is_sold_out(order.product_id, self.sold_out_ttl)
-        {
+        if self.sold_out_locally(order.product_id) {
             return Ok(Admission::SoldOut);
         }
         let (code, stock): (i64, i64) = self
