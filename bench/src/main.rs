@@ -9,6 +9,7 @@
 //! invariants (every order deducted exactly once, stock == initial − ordered)
 //! and exits non-zero when one fails.
 
+mod admission;
 mod baseline;
 mod flood;
 mod load;
@@ -25,6 +26,8 @@ enum Command {
     OrderPath(load::OrderPathArgs),
     /// A flash sale: S items, N requests from U buyers, concurrency C; summary + invariants.
     Sale(sale::SaleArgs),
+    /// The admission step alone vs. redis-benchmark running the same Lua script.
+    Admission(admission::AdmissionArgs),
     /// Requests for a sold-out product vs. a trivial actix-web handler.
     SoldOutFlood(flood::FloodArgs),
     /// (internal) the trivial actix-web handler, for sold-out-flood's baseline.
@@ -39,6 +42,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Command::parse() {
         Command::Sale(args) => sale::run(&args).await,
+        Command::Admission(args) => admission::run(&args).await,
         Command::SoldOutFlood(args) => flood::run(&args).await,
         Command::TrivialServer { port } => flood::serve_trivial(port).await,
         Command::OrderPath(args) => {
