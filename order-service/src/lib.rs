@@ -23,6 +23,7 @@ pub mod domain;
 pub mod idempotency;
 pub mod listener;
 pub mod publisher;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;

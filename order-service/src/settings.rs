@@ -13,6 +13,21 @@ pub struct Settings {
     pub log: LogSettings,
     pub orders: OrderRules,
     pub admission: AdmissionSettings,
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Per-instance request limits on `POST /api/orders`; 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub per_user_per_sec: u32,
+    pub per_user_burst: u32,
+    /// Off by default: behind a gateway or NAT many buyers share an address.
+    pub per_address_per_sec: u32,
+    pub per_address_burst: u32,
+    /// Take the client address from `X-Forwarded-For`/`Forwarded` (only behind
+    /// a gateway that sets them), else from the TCP peer.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +74,13 @@ impl Default for Settings {
                 sold_out_ttl_ms: 1_000,
                 ready_check_ms: 1_000,
                 rebuild_quiet_timeout_secs: 30,
+            },
+            rate_limit: RateLimitSettings {
+                per_user_per_sec: 20,
+                per_user_burst: 40,
+                per_address_per_sec: 0,
+                per_address_burst: 0,
+                trust_forwarded_for: false,
             },
         }
     }

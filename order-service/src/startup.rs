@@ -16,6 +16,7 @@ use crate::checkout::Checkout;
 use crate::idempotency::IdempotencyClaims;
 use crate::listener::OrderTxListener;
 use crate::publisher::OrderPublisher;
+use crate::rate_limit::RateLimits;
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
 use crate::stock_client::StockClient;
 
@@ -26,6 +27,7 @@ pub struct AppState {
     pub stock: Arc<StockClient>,
     pub rules: OrderRules,
     pub admission_settings: AdmissionSettings,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 pub struct Application {
@@ -82,6 +84,16 @@ impl Application {
             )),
         ];
 
+        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit));
+        let idle_limits = Arc::clone(&rate_limits);
+        let mut background = background;
+        background.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                idle_limits.forget_idle();
+            }
+        }));
+
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let state = web::Data::new(AppState {
             db: db.clone(),
@@ -98,6 +110,7 @@ impl Application {
             stock,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
+            rate_limits,
         });
         let deps = web::Data::new(deps);
         let server = common::http::start_server(

@@ -27,12 +27,15 @@ pub enum OrderApiError {
     Checkout(#[from] CheckoutError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
+    #[error("rate limited for {0:?}")]
+    RateLimited(std::time::Duration),
 }
 
 impl ResponseError for OrderApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Refused(_) => StatusCode::CONFLICT,
             Self::Checkout(CheckoutError::SoldOut | CheckoutError::LimitExceeded) => {
@@ -55,6 +58,19 @@ impl ResponseError for OrderApiError {
         let status = self.status_code();
         match self {
             Self::Invalid(err) => invalid_field(err),
+            Self::RateLimited(wait) => {
+                let mut response = error_response(
+                    status,
+                    "RATE_LIMITED",
+                    "too many order requests; retry after the given seconds",
+                );
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(secs.max(1)),
+                );
+                response
+            }
             Self::NotFound(order_no) => {
                 error_response(status, "ORDER_NOT_FOUND", format!("no order {order_no}"))
             }
@@ -131,6 +147,14 @@ impl ResponseError for OrderApiError {
     }
 }
 
+/// `1.2.3.4`, `[::1]:80` or `1.2.3.4:5678` (the peer, when no header was set).
+fn parse_client_address(raw: &str) -> Option<std::net::IpAddr> {
+    raw.parse::<std::net::SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| raw.parse())
+        .ok()
+}
+
 fn retry_later(mut response: HttpResponse) -> HttpResponse {
     response.headers_mut().insert(
         actix_web::http::header::RETRY_AFTER,
@@ -158,7 +182,25 @@ pub async fn place_order(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
+    let address = if state.rate_limits.trust_forwarded_for {
+        request
+            .connection_info()
+            .realip_remote_addr()
+            .and_then(parse_client_address)
+    } else {
+        request.peer_addr().map(|a| a.ip())
+    };
+    if let Some(address) = address {
+        state
+            .rate_limits
+            .check_address(address)
+            .map_err(OrderApiError::RateLimited)?;
+    }
     let order = NewOrder::parse(&body, state.rules.max_count_per_order)?;
+    state
+        .rate_limits
+        .check_user(order.user_id.get())
+        .map_err(OrderApiError::RateLimited)?;
     let key = match request.headers().get("Idempotency-Key") {
         None => None,
         Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
