@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod checkout;
+pub mod cli;
 pub mod domain;
 pub mod idempotency;
 pub mod listener;

@@ -311,6 +311,26 @@ impl OrderServiceProcess {
     }
 }
 
+/// Runs `order-service <args>` (an admin subcommand) for `env`; returns exit code and stdout.
+pub fn order_service_command(
+    env: &TestEnv,
+    stock: &RunningService,
+    args: &[&str],
+) -> (i32, String) {
+    let output = Command::new(built_binary("order-service"))
+        .args(args)
+        .env("APP_DATABASE__NAME", &env.order_db)
+        .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
+        .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
+        .env("APP_LOG__LEVEL", "warn")
+        .output()
+        .expect("run order-service");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
 impl Drop for OrderServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -319,7 +339,7 @@ impl Drop for OrderServiceProcess {
 }
 
 /// `target/<profile>/<name>`, next to this test executable's `deps/` folder.
-fn built_binary(name: &str) -> PathBuf {
+pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()

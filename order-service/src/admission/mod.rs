@@ -15,6 +15,7 @@
 //! `<p>:restock` and every instance forgets the flag.
 
 pub mod rebuild;
+pub mod reconcile;
 
 use std::collections::HashMap;
 use std::sync::RwLock;

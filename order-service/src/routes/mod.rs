@@ -15,5 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/admin/admission/rebuild",
             web::post().to(sales::rebuild),
-        );
+        )
+        .route("/api/admin/reconcile", web::get().to(sales::reconcile))
+        .route("/api/admin/reconcile/repair", web::post().to(sales::repair));
 }

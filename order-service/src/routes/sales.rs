@@ -11,6 +11,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
 use crate::admission::rebuild::{RebuildError, rebuild as rebuild_admission};
+use crate::admission::reconcile::reconcile as reconcile_admission;
 use crate::startup::AppState;
 use crate::stock_client::StockClientError;
 
@@ -177,6 +178,24 @@ pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApi
     )
     .await?;
     Ok(HttpResponse::Ok().json(json!({"rebuilt_sales": sales})))
+}
+
+/// `GET /api/admin/reconcile`: Redis against both databases, per product.
+pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+    let report = reconcile_admission(&state.checkout.admission, &state.db, &state.stock).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /api/admin/reconcile/repair`: rebuild Redis from the databases, then reconcile.
+pub async fn repair(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+    rebuild_admission(
+        &state.checkout.admission,
+        &state.db,
+        &state.stock,
+        quiet_timeout(&state),
+    )
+    .await?;
+    reconcile(state).await
 }
 
 fn quiet_timeout(state: &AppState) -> Duration {

@@ -1,0 +1,179 @@
+//! Reconciliation, the seed of the consistency auditor: per product on sale,
+//! Redis's admission state against the stock DB (through stock-service) and
+//! the order DB. Once the pipeline is quiet (every committed order applied),
+//! Redis stock must equal the DB stock and Redis's reservations must be
+//! exactly the NEW/PAID orders. Repair = [`super::rebuild::rebuild`].
+
+use common::domain::ProductId;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use serde::Serialize;
+
+use super::AdmissionGate;
+use super::rebuild::RebuildError;
+use crate::stock_client::StockClient;
+
+#[derive(Debug, Serialize)]
+pub struct ProductReport {
+    pub product_id: i64,
+    pub redis_stock: Option<i64>,
+    pub redis_reserved_orders: i64,
+    pub redis_reserved_items: i64,
+    pub db_stock: Option<i64>,
+    pub committed_orders: i64,
+    pub applied_orders: i64,
+    pub held_orders: i64,
+    pub held_items: i64,
+    /// Every committed order applied by stock-service: the comparison is exact.
+    pub quiet: bool,
+    pub differences: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The admission state is present in Redis.
+    pub ready: bool,
+    pub consistent: bool,
+    pub products: Vec<ProductReport>,
+}
+
+async fn count(db: &DatabaseConnection, sql: &str, product: i64) -> Result<i64, sea_orm::DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::MySql,
+            sql,
+            [product.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn reconcile(
+    gate: &AdmissionGate,
+    db: &DatabaseConnection,
+    stock: &StockClient,
+) -> Result<Report, RebuildError> {
+    let ready = gate.is_ready().await?;
+    let sales = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT product_id FROM sales ORDER BY product_id",
+        ))
+        .await?;
+    let mut products = Vec::with_capacity(sales.len());
+    for row in sales {
+        let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+        let id = product.get();
+        let committed_orders =
+            count(db, "SELECT COUNT(*) FROM orders WHERE product_id = ?", id).await?;
+        let held_orders = count(
+            db,
+            "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
+            id,
+        )
+        .await?;
+        let held_items = count(
+            db,
+            "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
+            id,
+        )
+        .await?;
+        let level = stock.stock(product).await?;
+        let mut redis = gate.redis();
+        let (redis_stock, reservations): (Option<i64>, Vec<String>) = redis::pipe()
+            .hget(gate.keys().sale(product), "stock")
+            .hvals(gate.keys().reservations(product))
+            .query_async(&mut redis)
+            .await?;
+        let redis_reserved_items = reservations
+            .iter()
+            .filter_map(|r| r.split_once(':').and_then(|(_, n)| n.parse::<i64>().ok()))
+            .sum();
+        let applied_orders = level.map_or(0, |l| l.applied_orders);
+        let db_stock = level.map(|l| l.total_count);
+        let quiet = applied_orders >= committed_orders;
+        let mut differences = Vec::new();
+        if !ready {
+            differences.push("admission state missing in Redis (rebuild pending)".to_owned());
+        } else if quiet {
+            if redis_stock != db_stock {
+                differences.push(format!(
+                    "Redis stock {redis_stock:?} != DB stock {db_stock:?}"
+                ));
+            }
+            if reservations.len() as i64 != held_orders {
+                differences.push(format!(
+                    "Redis holds {} reservations, the order DB {held_orders} NEW/PAID orders",
+                    reservations.len()
+                ));
+            }
+            if redis_reserved_items != held_items {
+                differences.push(format!(
+                    "Redis reserves {redis_reserved_items} items, orders hold {held_items}"
+                ));
+            }
+        }
+        products.push(ProductReport {
+            product_id: id,
+            redis_stock,
+            redis_reserved_orders: reservations.len() as i64,
+            redis_reserved_items,
+            db_stock,
+            committed_orders,
+            applied_orders,
+            held_orders,
+            held_items,
+            quiet,
+            differences,
+        });
+    }
+    let consistent = ready && products.iter().all(|p| p.differences.is_empty());
+    Ok(Report {
+        ready,
+        consistent,
+        products,
+    })
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:>12} {:>11} {:>9} {:>13} {:>9} {:>9} {:>6}  verdict",
+            "product", "redis stock", "DB stock", "reserved/held", "committed", "applied", "quiet"
+        )?;
+        for p in &self.products {
+            let show = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+            writeln!(
+                f,
+                "{:>12} {:>11} {:>9} {:>13} {:>9} {:>9} {:>6}  {}",
+                p.product_id,
+                show(p.redis_stock),
+                show(p.db_stock),
+                format!("{}/{}", p.redis_reserved_orders, p.held_orders),
+                p.committed_orders,
+                p.applied_orders,
+                if p.quiet { "yes" } else { "no" },
+                if p.differences.is_empty() {
+                    "ok".to_owned()
+                } else {
+                    p.differences.join("; ")
+                }
+            )?;
+        }
+        write!(
+            f,
+            "{}",
+            if self.consistent {
+                "consistent"
+            } else {
+                "DIFFERENCES FOUND"
+            }
+        )
+    }
+}

@@ -1,0 +1,50 @@
+//! Admin subcommands of the `order-service` binary:
+//! `order-service reconcile [--repair]` prints the reconciliation of Redis
+//! against the databases (exit 1 on differences); `--repair` rebuilds Redis
+//! from the databases first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::admission::rebuild::rebuild;
+use crate::admission::reconcile::reconcile;
+use crate::admission::{AdmissionGate, Keys};
+use crate::settings::Settings;
+use crate::stock_client::StockClient;
+
+/// Runs `args` (without the program name) when it names a subcommand;
+/// `None` means: no subcommand, run the service.
+pub async fn run(settings: &Settings, args: &[String]) -> Option<anyhow::Result<i32>> {
+    match args.first().map(String::as_str) {
+        Some("reconcile") => {
+            Some(run_reconcile(settings, args[1..].iter().any(|a| a == "--repair")).await)
+        }
+        Some(other) => Some(Err(anyhow::anyhow!(
+            "unknown subcommand {other:?}; usage: order-service [reconcile [--repair]]"
+        ))),
+        None => None,
+    }
+}
+
+async fn run_reconcile(settings: &Settings, repair: bool) -> anyhow::Result<i32> {
+    let db = common::db::connect_and_migrate(&settings.database, crate::SCHEMA).await?;
+    let gate = Arc::new(AdmissionGate::new(
+        common::deps::connect_redis(&settings.redis).await?,
+        Keys::new(&settings.redis.key_prefix),
+        Duration::from_millis(settings.admission.sold_out_ttl_ms),
+    ));
+    let stock = StockClient::new(&settings.admission.stock_service_url);
+    if repair {
+        let sales = rebuild(
+            &gate,
+            &db,
+            &stock,
+            Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+        )
+        .await?;
+        println!("rebuilt the admission state of {sales} sales from the databases");
+    }
+    let report = reconcile(&gate, &db, &stock).await?;
+    println!("{report}");
+    Ok(if report.consistent { 0 } else { 1 })
+}
