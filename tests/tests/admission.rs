@@ -200,3 +200,41 @@ async fn lost_admission_state_is_rebuilt_automatically() {
     orders.stop().await;
     stock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restock_reaches_every_instance_that_remembered_sold_out() {
+    // Two instances; A remembers "sold out" for a minute unless told otherwise.
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let mut settings = seckill_tests::services::order_settings(&env, &stock.base_url);
+    settings.admission.sold_out_ttl_ms = 60_000;
+    let a = spawn_order_service_with(settings).await;
+    let b = spawn_order_service(&env, &stock).await;
+    open_sale(&a, 1, 1).await;
+    assert_eq!(place_order(&a, 1, 1, 1).await.0, StatusCode::CREATED);
+    let (status, body) = place_order(&a, 2, 1, 1).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("SOLD_OUT"))
+    );
+
+    // B restocks; A hears it over Redis pub/sub and admits again at once.
+    open_sale(&b, 1, 5).await;
+    let placed = eventually(
+        "instance A to admit after the restock",
+        Duration::from_secs(5),
+        || {
+            let a = &a;
+            async move {
+                let (status, _) = place_order(a, 3, 1, 1).await;
+                (status == StatusCode::CREATED).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(placed, ());
+
+    a.stop().await;
+    b.stop().await;
+    stock.stop().await;
+}
