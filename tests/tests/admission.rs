@@ -220,7 +220,7 @@ async fn a_restock_reaches_every_instance_that_remembered_sold_out() {
 
     // B restocks; A hears it over Redis pub/sub and admits again at once.
     open_sale(&b, 1, 5).await;
-    let placed = eventually(
+    eventually(
         "instance A to admit after the restock",
         Duration::from_secs(5),
         || {
@@ -232,7 +232,6 @@ async fn a_restock_reaches_every_instance_that_remembered_sold_out() {
         },
     )
     .await;
-    assert_eq!(placed, ());
 
     a.stop().await;
     b.stop().await;
