@@ -160,7 +160,12 @@ pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun
     })
 }
 
-async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str, product: i64) -> anyhow::Result<i64> {
+/// The first column of the first row of `sql` (bound to `product`) as a BIGINT; NULL reads 0.
+pub async fn scalar(
+    db: &sea_orm::DatabaseConnection,
+    sql: &str,
+    product: i64,
+) -> anyhow::Result<i64> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::MySql,

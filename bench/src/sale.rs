@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::Database;
 use serde_json::json;
 
-use crate::load::Stats;
+use crate::load::{Stats, scalar};
 
 #[derive(Debug, Args)]
 pub struct SaleArgs {
@@ -166,18 +166,6 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
         println!("  {answer:<30} {n:>8}");
     }
     check(args, &http, product, &sale).await
-}
-
-async fn scalar(db: &sea_orm::DatabaseConnection, sql: &str, product: i64) -> anyhow::Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [product.into()],
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
-    Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0))
 }
 
 async fn check(

@@ -96,6 +96,17 @@ fn init_logs() {
     }
 }
 
+/// An `OrderCreated` with fresh ids, as order-service would send it.
+pub fn order_message(user: i64, product: i64, count: i64) -> common::messages::OrderCreated {
+    use common::domain::{ProductId, Quantity, UserId};
+    order_service::domain::NewOrder {
+        user_id: UserId::parse(user).expect("user id"),
+        product_id: ProductId::parse(product).expect("product id"),
+        count: Quantity::parse(count, Quantity::HARD_MAX).expect("count"),
+    }
+    .into_message()
+}
+
 /// Polls `check` until it yields `Some`, or panics with `what` after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
 where

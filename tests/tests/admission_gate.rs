@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use common::domain::{ProductId, Quantity, UserId};
-use common::messages::OrderCreated;
+use common::domain::ProductId;
 use order_service::admission::{Admission, AdmissionGate, Keys};
-use order_service::domain::NewOrder;
-use seckill_tests::TestEnv;
+use seckill_tests::{TestEnv, order_message};
 
 async fn gate(env: &TestEnv) -> AdmissionGate {
     let redis = common::deps::connect_redis(&common::settings::RedisSettings::default())
@@ -27,27 +25,18 @@ async fn gate(env: &TestEnv) -> AdmissionGate {
     gate
 }
 
-fn order(user: i64, product: i64, count: i64) -> OrderCreated {
-    NewOrder {
-        user_id: UserId::parse(user).unwrap(),
-        product_id: ProductId::parse(product).unwrap(),
-        count: Quantity::parse(count, 10).unwrap(),
-    }
-    .into_message()
-}
-
 #[tokio::test]
 async fn admission_answers_each_case() {
     let env = TestEnv::new();
     let gate = gate(&env).await;
     let product = ProductId::parse(1).unwrap();
     assert_eq!(
-        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
         Admission::NotOnSale
     );
 
     gate.open_sale(product, 3, 1).await.unwrap();
-    let first = order(1, 1, 2);
+    let first = order_message(1, 1, 2);
     assert_eq!(
         gate.admit(&first).await.unwrap(),
         Admission::Admitted { remaining: 1 }
@@ -58,20 +47,20 @@ async fn admission_answers_each_case() {
         "same tx_no: no second reservation"
     );
     assert_eq!(
-        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
         Admission::LimitExceeded
     );
     assert_eq!(
-        gate.admit(&order(2, 1, 2)).await.unwrap(),
+        gate.admit(&order_message(2, 1, 2)).await.unwrap(),
         Admission::SoldOut,
         "2 wanted, 1 left"
     );
     assert_eq!(
-        gate.admit(&order(2, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(2, 1, 1)).await.unwrap(),
         Admission::Admitted { remaining: 0 }
     );
     assert_eq!(
-        gate.admit(&order(3, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(3, 1, 1)).await.unwrap(),
         Admission::SoldOut
     );
     assert!(
@@ -82,7 +71,7 @@ async fn admission_answers_each_case() {
     env.flush_redis().await;
     tokio::time::sleep(Duration::from_millis(60)).await; // past the local sold-out memory
     assert_eq!(
-        gate.admit(&order(4, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(4, 1, 1)).await.unwrap(),
         Admission::NotReady
     );
 }
@@ -93,7 +82,7 @@ async fn a_reservation_goes_back_exactly_once() {
     let gate = gate(&env).await;
     let product = ProductId::parse(1).unwrap();
     gate.open_sale(product, 1, 1).await.unwrap();
-    let held = order(1, 1, 1);
+    let held = order_message(1, 1, 1);
     assert_eq!(
         gate.admit(&held).await.unwrap(),
         Admission::Admitted { remaining: 0 }
@@ -108,7 +97,7 @@ async fn a_reservation_goes_back_exactly_once() {
     assert_eq!(gate.sale_view(product).await.unwrap(), Some((1, 1, 0)));
     // The buyer may buy again.
     assert_eq!(
-        gate.admit(&order(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
         Admission::Admitted { remaining: 0 }
     );
 }

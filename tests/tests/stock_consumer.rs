@@ -3,22 +3,10 @@
 
 use std::time::Duration;
 
-use common::domain::{ProductId, Quantity, UserId};
-use common::messages::OrderCreated;
 use futures::StreamExt;
-use order_service::domain::NewOrder;
 use seckill_tests::broker::TopicWriter;
 use seckill_tests::services::{set_stock, spawn_stock_service, stock_of};
-use seckill_tests::{TestEnv, db, eventually};
-
-fn order(user: i64, product: i64, count: i64) -> OrderCreated {
-    NewOrder {
-        user_id: UserId::parse(user).unwrap(),
-        product_id: ProductId::parse(product).unwrap(),
-        count: Quantity::parse(count, 10).unwrap(),
-    }
-    .into_message()
-}
+use seckill_tests::{TestEnv, db, eventually, order_message};
 
 async fn wait_for_applied(stock_db: &sea_orm::DatabaseConnection, count: i64, limit: Duration) {
     eventually(&format!("{count} applied messages"), limit, || async move {
@@ -35,13 +23,13 @@ async fn duplicate_delivery_deducts_stock_once() {
     set_stock(&stock, 1, 10).await;
     set_stock(&stock, 2, 10).await;
     let writer = TopicWriter::start(&env).await;
-    let twice = order(1, 1, 2);
+    let twice = order_message(1, 1, 2);
 
     // Act: the same message three times, then a marker behind it.
     writer.send(&twice).await;
     writer.send(&twice).await;
     writer.send(&twice).await;
-    writer.send(&order(2, 2, 1)).await;
+    writer.send(&order_message(2, 2, 1)).await;
 
     // Assert
     let stock_db = db::connect(&env.stock_db).await;
@@ -78,7 +66,7 @@ async fn two_hundred_concurrent_orders_for_fifty_items_never_oversell() {
     let writer = TopicWriter::start(&env).await;
 
     // Act: 200 one-item orders from 200 buyers, 32 sends in flight.
-    let orders: Vec<_> = (1..=200).map(|user| order(user, 1, 1)).collect();
+    let orders: Vec<_> = (1..=200).map(|user| order_message(user, 1, 1)).collect();
     futures::stream::iter(&orders)
         .for_each_concurrent(32, |o| writer.send(o))
         .await;
@@ -135,7 +123,7 @@ async fn message_that_fails_on_a_database_fault_is_redelivered_not_lost() {
     let writer = TopicWriter::start(&env).await;
 
     // Act: the message arrives during the fault; the fault then clears.
-    writer.send(&order(1, 1, 2)).await;
+    writer.send(&order_message(1, 1, 2)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
