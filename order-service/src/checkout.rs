@@ -42,6 +42,11 @@ pub enum Checkedout {
     Placed(Placement),
     /// An earlier attempt with the same Idempotency-Key created this order.
     Replayed(Order),
+    /// An earlier attempt with the same Idempotency-Key is still undecided.
+    ReplayPending {
+        order_no: String,
+        tx_no: String,
+    },
 }
 
 pub struct Checkout {
@@ -70,8 +75,8 @@ impl Checkout {
                 Earlier::None => {}
                 Earlier::Order(found) => return Ok(Checkedout::Replayed(found)),
                 Earlier::Mismatch => return Err(CheckoutError::IdempotencyKeyReused),
-                Earlier::Pending { .. } => {
-                    return Ok(Checkedout::Placed(Placement::Pending(order)));
+                Earlier::Pending { order_no, tx_no } => {
+                    return Ok(Checkedout::ReplayPending { order_no, tx_no });
                 }
             }
         }

@@ -117,3 +117,50 @@ async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
     orders.stop().await;
     stock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
+    // Arrange: the first attempt's local transaction stalls on a gap lock that
+    // blocks inserts into orders but not reads (the retry reads orders).
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale_with_limit(&orders, 1, 10, 3).await;
+    let locker = db::connect_session(&env.order_db).await;
+    db::exec(&locker, "BEGIN").await;
+    db::exec(&locker, "SELECT * FROM orders FOR UPDATE").await;
+    let base = orders.base_url.clone();
+    let first = tokio::spawn(async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/api/orders"))
+            .header("Idempotency-Key", "slow")
+            .json(&serde_json::json!({"user_id": 4, "product_id": 1, "count": 1}))
+            .send()
+            .await
+            .expect("response");
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.expect("json"),
+        )
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Act: the retry waits for it (10 s), then gives up waiting.
+    let (status, retry, replayed) = place_order_with_key(&orders, 4, 1, 1, "slow").await;
+    db::exec(&locker, "COMMIT").await;
+    let (first_status, first_body) = first.await.expect("first attempt");
+
+    // Assert: the retry named the first attempt's order, which then committed.
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true), "{retry}");
+    assert_eq!(retry["status"], "PENDING");
+    assert_eq!(first_status, StatusCode::CREATED, "{first_body}");
+    assert_eq!(retry["order_no"], first_body["order_no"]);
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
+        1
+    );
+
+    orders.stop().await;
+    stock.stop().await;
+}

@@ -211,6 +211,11 @@ pub async fn place_order(
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(order));
         }
+        Checkedout::ReplayPending { order_no, tx_no } => {
+            return Ok(HttpResponse::Accepted()
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(json!({"order_no": order_no, "tx_no": tx_no, "status": "PENDING"})));
+        }
         Checkedout::Placed(placement) => placement,
     };
     match placement {
