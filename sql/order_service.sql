@@ -50,3 +50,8 @@ CREATE TABLE IF NOT EXISTS sales (
 -- impossible even if the Redis claim on the key was lost.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key VARCHAR(64) NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS uk_orders_idempotency ON orders (user_id, idempotency_key);
+
+-- Payment: the simulated payment reference and when it was accepted. A paid
+-- order keeps its pay_no, so repeating the same payment is recognised.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS pay_no VARCHAR(64) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS paid_at DATETIME(3) NULL;

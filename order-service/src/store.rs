@@ -158,6 +158,8 @@ struct OrderRow {
     status: String,
     create_time: NaiveDateTime,
     updated_at: NaiveDateTime,
+    pay_no: Option<String>,
+    paid_at: Option<NaiveDateTime>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -175,12 +177,97 @@ impl TryFrom<OrderRow> for Order {
             status,
             created_at: DateTime::from_naive_utc_and_offset(row.create_time, Utc),
             updated_at: DateTime::from_naive_utc_and_offset(row.updated_at, Utc),
+            pay_no: row.pay_no,
+            paid_at: row
+                .paid_at
+                .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
         })
     }
 }
 
-const ORDER_COLUMNS: &str =
-    "order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at";
+const ORDER_COLUMNS: &str = "order_no, tx_no, user_id, product_id, pay_count, status, create_time, \
+     updated_at, pay_no, paid_at";
+
+/// What paying an order came to.
+#[derive(Debug)]
+pub enum Payment {
+    /// NEW → PAID now (or earlier with the same pay_no: repeating is harmless).
+    Paid(Order),
+    /// The order is not NEW: cancelled, failed, or paid with another pay_no.
+    NotPayable(Order),
+    /// No such order for this user.
+    NotFound,
+}
+
+/// `NEW → PAID` as one conditional update: of racing payments (or a payment
+/// racing a cancel), exactly one changes the row.
+#[tracing::instrument(skip(db), fields(order_no = %order_no))]
+pub async fn pay_order(
+    db: &DatabaseConnection,
+    order_no: &str,
+    user_id: i64,
+    pay_no: &str,
+) -> Result<Payment, DbErr> {
+    let now = Utc::now().naive_utc();
+    db.execute_raw(stmt(
+        "UPDATE orders SET status = 'PAID', pay_no = ?, paid_at = ?, updated_at = ? \
+         WHERE order_no = ? AND user_id = ? AND status = 'NEW'",
+        [
+            pay_no.into(),
+            now.into(),
+            now.into(),
+            order_no.into(),
+            user_id.into(),
+        ],
+    ))
+    .await?;
+    let Some(order) = find_order(db, order_no)
+        .await?
+        .filter(|o| o.user_id == user_id)
+    else {
+        return Ok(Payment::NotFound);
+    };
+    Ok(
+        if order.status == OrderStatus::Paid && order.pay_no.as_deref() == Some(pay_no) {
+            tracing::info!(pay_no, "order paid");
+            Payment::Paid(order)
+        } else {
+            Payment::NotPayable(order)
+        },
+    )
+}
+
+/// A user's orders, newest first: one page and the total.
+#[tracing::instrument(skip(db))]
+pub async fn orders_of_user(
+    db: &DatabaseConnection,
+    user_id: i64,
+    page: u32,
+    page_size: u32,
+) -> Result<(Vec<Order>, i64), DbErr> {
+    let total = db
+        .query_one_raw(stmt(
+            "SELECT COUNT(*) AS n FROM orders WHERE user_id = ?",
+            [user_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
+    let orders = OrderRow::find_by_statement(stmt(
+        &format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"
+        ),
+        [user_id.into(), i64::from(page_size).into(), (offset as i64).into()],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(Order::try_from)
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok((orders, total))
+}
 
 /// The order a user created with `idempotency_key`, if any.
 #[tracing::instrument(skip(db))]

@@ -9,6 +9,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
         .route("/readyz", web::get().to(common::deps::readyz))
         .route("/api/orders", web::post().to(orders::place_order))
+        .route("/api/orders", web::get().to(orders::list_orders))
+        .route(
+            "/api/orders/{order_no}/pay",
+            web::post().to(orders::pay_order),
+        )
         .route("/api/orders/{order_no}", web::get().to(orders::get_order))
         .route("/api/sales/{product_id}", web::put().to(sales::open_sale))
         .route("/api/sales/{product_id}", web::get().to(sales::get_sale))

@@ -2,13 +2,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
-use common::domain::{InvalidValue, OrderNo};
-use common::http::{error_response, invalid_field};
+use common::domain::{InvalidValue, OrderNo, UserId};
+use common::http::{JsonFields, error_response, invalid_field};
 use common::messages::OrderCreated;
 use serde_json::json;
 
 use crate::checkout::{Checkedout, CheckoutError};
-use crate::domain::{IdempotencyKey, NewOrder, OrderStatus};
+use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, PayNo};
 use crate::publisher::{NotPlaced, Placement};
 use crate::startup::AppState;
 use crate::store;
@@ -29,6 +29,11 @@ pub enum OrderApiError {
     Database(#[from] sea_orm::DbErr),
     #[error("rate limited for {0:?}")]
     RateLimited(std::time::Duration),
+    #[error("order {order_no} is {status:?}, not payable")]
+    NotPayable {
+        order_no: String,
+        status: OrderStatus,
+    },
 }
 
 impl ResponseError for OrderApiError {
@@ -36,6 +41,7 @@ impl ResponseError for OrderApiError {
         match self {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotPayable { .. } => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Refused(_) => StatusCode::CONFLICT,
             Self::Checkout(CheckoutError::SoldOut | CheckoutError::LimitExceeded) => {
@@ -71,6 +77,22 @@ impl ResponseError for OrderApiError {
                 );
                 response
             }
+            Self::NotPayable {
+                order_no,
+                status: order_status,
+            } => error_response(
+                status,
+                "ORDER_NOT_PAYABLE",
+                format!(
+                    "order {order_no} is {} and cannot be paid{}",
+                    order_status.as_db(),
+                    if *order_status == OrderStatus::Paid {
+                        " again with another payment"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
             Self::NotFound(order_no) => {
                 error_response(status, "ORDER_NOT_FOUND", format!("no order {order_no}"))
             }
@@ -254,4 +276,78 @@ pub async fn get_order(
         Some(order) => Ok(HttpResponse::Ok().json(order)),
         None => Err(OrderApiError::NotFound(raw)),
     }
+}
+
+/// `POST /api/orders/{order_no}/pay` `{"user_id": int, "pay_no": string}` →
+/// 200 PAID (again with the same pay_no: 200, nothing changes); 409
+/// ORDER_NOT_PAYABLE when cancelled, failed or paid with another pay_no; 404
+/// when the order is unknown or another user's.
+pub async fn pay_order(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, OrderApiError> {
+    let raw = path.into_inner();
+    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    let fields = JsonFields::of(&body)?;
+    let user_id = UserId::parse(fields.int("user_id")?)?;
+    let pay_no = match body.get("pay_no") {
+        Some(serde_json::Value::String(s)) => PayNo::parse(s)?,
+        _ => {
+            return Err(InvalidValue {
+                field: "pay_no",
+                reason: "is required and must be a string".into(),
+            }
+            .into());
+        }
+    };
+    match store::pay_order(&state.db, order_no.as_str(), user_id.get(), pay_no.as_str()).await? {
+        store::Payment::Paid(order) => Ok(HttpResponse::Ok().json(order)),
+        store::Payment::NotPayable(order) => Err(OrderApiError::NotPayable {
+            order_no: order.order_no,
+            status: order.status,
+        }),
+        store::Payment::NotFound => Err(OrderApiError::NotFound(raw)),
+    }
+}
+
+/// `GET /api/orders?user_id=&page=1&page_size=20` → a user's orders, newest first.
+pub async fn list_orders(
+    state: web::Data<AppState>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, OrderApiError> {
+    let number = |field: &'static str, default: Option<i64>| -> Result<i64, InvalidValue> {
+        match query.get(field) {
+            None => default.ok_or(InvalidValue {
+                field,
+                reason: "is required".into(),
+            }),
+            Some(raw) => raw.parse::<i64>().map_err(|_| InvalidValue {
+                field,
+                reason: format!("must be an integer, got {raw:?}"),
+            }),
+        }
+    };
+    let user_id = UserId::parse(number("user_id", None)?)?;
+    let page = number("page", Some(1))?;
+    let page_size = number("page_size", Some(20))?;
+    if !(1..=1_000_000).contains(&page) {
+        return Err(InvalidValue {
+            field: "page",
+            reason: format!("must be 1 or more, got {page}"),
+        }
+        .into());
+    }
+    if !(1..=100).contains(&page_size) {
+        return Err(InvalidValue {
+            field: "page_size",
+            reason: format!("must be 1 to 100, got {page_size}"),
+        }
+        .into());
+    }
+    let (orders, total) =
+        store::orders_of_user(&state.db, user_id.get(), page as u32, page_size as u32).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user_id, "page": page, "page_size": page_size, "total": total, "orders": orders,
+    })))
 }
