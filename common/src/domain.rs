@@ -41,6 +41,14 @@ macro_rules! positive_id {
             pub fn get(self) -> i64 {
                 self.0
             }
+
+            /// Parses a path segment or query value such as `"42"`.
+            pub fn parse_text(raw: &str) -> Result<Self, InvalidValue> {
+                let number = raw.parse::<i64>().map_err(|_| {
+                    InvalidValue::new($field, format!("must be a positive integer, got {raw:?}"))
+                })?;
+                Self::parse(number)
+            }
         }
 
         impl TryFrom<i64> for $name {
@@ -196,6 +204,9 @@ mod tests {
         assert!(UserId::parse(1).is_ok());
         assert_eq!(UserId::parse(0).unwrap_err().field, "user_id");
         assert_eq!(ProductId::parse(-5).unwrap_err().field, "product_id");
+        assert_eq!(ProductId::parse_text("42").unwrap().get(), 42);
+        assert!(ProductId::parse_text("4x").is_err());
+        assert!(ProductId::parse_text("0").is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub enum SaleApiError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
     #[error("product {0} is not on sale")]
-    NotOnSale(i64),
+    NotOnSale(String),
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
     #[error(transparent)]
@@ -89,15 +89,6 @@ impl ResponseError for SaleApiError {
     }
 }
 
-fn parse_product(raw: &str) -> Result<ProductId, InvalidValue> {
-    raw.parse::<i64>()
-        .map_err(|_| InvalidValue {
-            field: "product_id",
-            reason: format!("must be a positive integer, got {raw:?}"),
-        })
-        .and_then(ProductId::parse)
-}
-
 fn bounded(field: &'static str, value: i64, min: i64) -> Result<u32, InvalidValue> {
     if value < min || value > i64::from(i32::MAX) {
         return Err(InvalidValue {
@@ -116,7 +107,7 @@ pub async fn open_sale(
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, SaleApiError> {
-    let product = parse_product(&path)?;
+    let product = ProductId::parse_text(&path)?;
     let fields = JsonFields::of(&body)?;
     let stock = bounded("stock", fields.int("stock")?, 0)?;
     let limit = match body.get("per_user_limit") {
@@ -159,12 +150,12 @@ pub async fn get_sale(
     path: web::Path<String>,
 ) -> Result<HttpResponse, SaleApiError> {
     let raw = path.into_inner();
-    let product = parse_product(&raw).map_err(|_| SaleApiError::NotOnSale(0))?;
+    let product = ProductId::parse_text(&raw).map_err(|_| SaleApiError::NotOnSale(raw.clone()))?;
     match state.checkout.admission.sale_view(product).await? {
         Some((stock, limit, reserved)) => Ok(HttpResponse::Ok().json(json!({
             "product_id": product, "stock": stock, "per_user_limit": limit, "reserved_orders": reserved,
         }))),
-        None => Err(SaleApiError::NotOnSale(product.get())),
+        None => Err(SaleApiError::NotOnSale(raw)),
     }
 }
 

@@ -47,20 +47,13 @@ impl ResponseError for StockApiError {
     }
 }
 
-fn parse_product(raw: &str) -> Result<ProductId, InvalidValue> {
-    let number = raw.parse::<i64>().map_err(|_| InvalidValue {
-        field: "product_id",
-        reason: format!("must be a positive integer, got {raw:?}"),
-    })?;
-    ProductId::parse(number)
-}
-
 pub async fn get_stock(
     deps: web::Data<Dependencies>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, StockApiError> {
     let raw = path.into_inner();
-    let product_id = parse_product(&raw).map_err(|_| StockApiError::NotFound(raw.clone()))?;
+    let product_id =
+        ProductId::parse_text(&raw).map_err(|_| StockApiError::NotFound(raw.clone()))?;
     match store::get_stock(&deps.db, product_id).await? {
         Some(stock) => Ok(HttpResponse::Ok().json(stock)),
         None => Err(StockApiError::NotFound(raw)),
@@ -73,7 +66,7 @@ pub async fn set_stock(
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, StockApiError> {
-    let product_id = parse_product(&path)?;
+    let product_id = ProductId::parse_text(&path)?;
     let total = JsonFields::of(&body)?.int("total_count")?;
     let total_count = u32::try_from(total)
         .ok()
