@@ -38,11 +38,7 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let product = 3_000_000_000_i64
-        + (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-            % 1_000_000_000) as i64;
+    let product = crate::load::fresh_product_id();
     let opened = http
         .put(format!("{}/api/sales/{product}", args.order_url))
         .json(&json!({"stock": 1}))

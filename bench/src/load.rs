@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use common::settings::MqSettings;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -24,6 +24,13 @@ pub struct OrderPathArgs {
     pub product_id: i64,
     #[arg(long, default_value = "127.0.0.1:9876")]
     pub namesrv_addr: String,
+    #[command(flatten)]
+    pub databases: DatabaseArgs,
+}
+
+/// Where the invariant checks read the two databases.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     pub mysql_url: String,
     #[arg(long, default_value = "seckill_order")]
@@ -32,12 +39,21 @@ pub struct OrderPathArgs {
     pub stock_db: String,
 }
 
+impl DatabaseArgs {
+    /// (order DB, stock DB).
+    pub async fn connect(&self) -> anyhow::Result<(DatabaseConnection, DatabaseConnection)> {
+        let order_db = Database::connect(format!("{}/{}", self.mysql_url, self.order_db)).await?;
+        let stock_db = Database::connect(format!("{}/{}", self.mysql_url, self.stock_db)).await?;
+        Ok((order_db, stock_db))
+    }
+}
+
 /// A product id no earlier run used, so the invariants see this run only.
-fn fresh_product_id() -> i64 {
-    let secs = std::time::SystemTime::now()
+pub fn fresh_product_id() -> i64 {
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    1_000_000 + (secs % 1_000_000_000) as i64
+        .map_or(0, |d| d.as_nanos());
+    1_000_000 + (nanos % 1_000_000_000_000) as i64
 }
 
 impl OrderPathArgs {
@@ -180,8 +196,7 @@ pub async fn scalar(
 /// Waits for the pipeline to go quiet, then checks: no oversell, every
 /// committed order deducted exactly once, stock == initial − deducted.
 pub async fn check_invariants(args: &OrderPathArgs, run: &OrderPathRun) -> anyhow::Result<()> {
-    let order_db = Database::connect(format!("{}/{}", args.mysql_url, args.order_db)).await?;
-    let stock_db = Database::connect(format!("{}/{}", args.mysql_url, args.stock_db)).await?;
+    let (order_db, stock_db) = args.databases.connect().await?;
     let ordered_sql = "SELECT CAST(COALESCE(SUM(pay_count), 0) AS SIGNED) FROM orders WHERE product_id = ? AND status = 'NEW'";
     let applied_sql = "SELECT COUNT(*) FROM tx_log WHERE product_id = ?";
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use sea_orm::Database;
 use serde_json::json;
 
-use crate::load::{Stats, scalar};
+use crate::load::{DatabaseArgs, Stats, fresh_product_id, scalar};
 
 #[derive(Debug, Args)]
 pub struct SaleArgs {
@@ -31,12 +30,8 @@ pub struct SaleArgs {
     /// Product for the run (default: a fresh one).
     #[arg(long)]
     pub product_id: Option<i64>,
-    #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
-    pub mysql_url: String,
-    #[arg(long, default_value = "seckill_order")]
-    pub order_db: String,
-    #[arg(long, default_value = "seckill_stock")]
-    pub stock_db: String,
+    #[command(flatten)]
+    pub databases: DatabaseArgs,
 }
 
 /// What one burst of order requests gave.
@@ -97,13 +92,6 @@ pub async fn burst(
         stats: Stats::new(latencies, elapsed),
         answers,
     }
-}
-
-fn fresh_product_id() -> i64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    2_000_000_000 + (nanos % 1_000_000_000) as i64
 }
 
 async fn open_sale(
@@ -174,8 +162,7 @@ async fn check(
     product: i64,
     sale: &Burst,
 ) -> anyhow::Result<()> {
-    let order_db = Database::connect(format!("{}/{}", args.mysql_url, args.order_db)).await?;
-    let stock_db = Database::connect(format!("{}/{}", args.mysql_url, args.stock_db)).await?;
+    let (order_db, stock_db) = args.databases.connect().await?;
     let committed = scalar(
         &order_db,
         "SELECT COUNT(*) FROM orders WHERE product_id = ?",

@@ -4,10 +4,8 @@
 use std::any::Any;
 use std::time::Duration;
 
-use common::domain::{ProductId, Quantity, UserId};
 use common::messages::{OrderCreated, TAG_ORDER_CREATED};
 use common::mq::MqRuntime;
-use order_service::domain::NewOrder;
 use reqwest::{Method, StatusCode};
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
 use rocketmq_model::common::message::MessageTrait;
@@ -18,7 +16,7 @@ use seckill_tests::services::{
     OrderServiceProcess, open_sale, sale_view, set_stock, spawn_order_service, spawn_stock_service,
     stock_of,
 };
-use seckill_tests::{TestEnv, db, eventually};
+use seckill_tests::{TestEnv, db, eventually, order_message};
 
 const CHECK_BACK_WAIT: Duration = Duration::from_secs(60);
 
@@ -172,12 +170,7 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
         })
         .build();
     producer.start().await.expect("producer");
-    let order = NewOrder {
-        user_id: UserId::parse(3).unwrap(),
-        product_id: ProductId::parse(1).unwrap(),
-        count: Quantity::parse(2, 5).unwrap(),
-    }
-    .into_message();
+    let order = order_message(3, 1, 2);
     let message = Message::builder()
         .topic(env.topic.as_str())
         .tags(TAG_ORDER_CREATED)
@@ -320,11 +313,6 @@ async fn local_transaction_and_check_back_never_disagree() {
     )
     .await
     .expect("order database");
-    let new_order = NewOrder {
-        user_id: UserId::parse(1).unwrap(),
-        product_id: ProductId::parse(1).unwrap(),
-        count: Quantity::parse(1, 5).unwrap(),
-    };
 
     // Act: 90 races; a third start with the check-back ahead, a third with the
     // local transaction ahead, a third together.
@@ -335,7 +323,7 @@ async fn local_transaction_and_check_back_never_disagree() {
             1 => (0, 3),
             _ => (0, 0),
         };
-        let order = new_order.into_message();
+        let order = order_message(1, 1, 1);
         let (db1, db2) = (db.clone(), db.clone());
         let order1 = order.clone();
         races.push(tokio::spawn(async move {
