@@ -55,3 +55,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS uk_orders_idempotency ON orders (user_id, idem
 -- order keeps its pay_no, so repeating the same payment is recognised.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS pay_no VARCHAR(64) NULL;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS paid_at DATETIME(3) NULL;
+
+-- Closing an order: the cancellation's own transaction (its tx_log row has
+-- the same tx_no; stock-service dedupes its stock return on it), why and when
+-- the order was closed (BUYER / TIMEOUT cancel, STOCK_INSUFFICIENT failure),
+-- and when its Redis reservation was given back (NULL: the sweeper retries).
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS cancel_tx_no VARCHAR(64) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS closed_reason VARCHAR(32) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS closed_at DATETIME(3) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS reservation_returned_at DATETIME(3) NULL;
+CREATE INDEX IF NOT EXISTS idx_orders_status_time ON orders (status, create_time);

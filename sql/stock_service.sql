@@ -12,8 +12,11 @@ CREATE TABLE IF NOT EXISTS stock (
 ) ENGINE = InnoDB;
 
 -- Every order message applied, keyed by its tx_no: a redelivered message finds
--- its row and does nothing. outcome: DEDUCTED, or INSUFFICIENT when the stock
--- could not cover the order (nothing was deducted; the order is compensated).
+-- its row and does nothing. An order's creation: DEDUCTED, or INSUFFICIENT
+-- when the stock could not cover it (nothing deducted; order-service is told
+-- and fails the order), or VOIDED when its cancellation came first (the later
+-- creation then finds this row and deducts nothing). A cancellation (its own
+-- tx_no): RESTORED (stock given back) or NOTHING_TO_RESTORE.
 CREATE TABLE IF NOT EXISTS tx_log (
   tx_no       VARCHAR(64) NOT NULL PRIMARY KEY,
   create_time DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
@@ -22,5 +25,11 @@ CREATE TABLE IF NOT EXISTS tx_log (
   count       INT         NOT NULL,
   outcome     VARCHAR(16) NOT NULL,
   KEY idx_stock_tx_log_product (product_id, outcome),
-  CONSTRAINT ck_stock_tx_log_outcome CHECK (outcome IN ('DEDUCTED', 'INSUFFICIENT'))
+  CONSTRAINT ck_stock_tx_log_outcome_v2 CHECK (outcome IN
+    ('DEDUCTED', 'INSUFFICIENT', 'VOIDED', 'RESTORED', 'NOTHING_TO_RESTORE'))
 ) ENGINE = InnoDB;
+
+-- Databases created before cancellations existed: widen the outcome check.
+ALTER TABLE tx_log DROP CONSTRAINT IF EXISTS ck_stock_tx_log_outcome;
+ALTER TABLE tx_log ADD CONSTRAINT IF NOT EXISTS ck_stock_tx_log_outcome_v2 CHECK (outcome IN
+  ('DEDUCTED', 'INSUFFICIENT', 'VOIDED', 'RESTORED', 'NOTHING_TO_RESTORE'));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::domain::{OrderNo, ProductId, Quantity, TxNo, UserId};
-use common::messages::OrderCreated;
+use common::messages::{Envelope, OrderCreated};
 use common::mq::MqRuntime;
 use common::settings::MqSettings;
 use futures::StreamExt;

@@ -32,9 +32,11 @@ impl Dependencies {
             .with_context(|| format!("preparing the database {}", database.name))?;
         let redis = connect_redis(redis).await?;
         let runtime = MqRuntime::start(service, mq)?;
-        crate::mq::ensure_topic(&runtime, mq, &mq.order_topic)
-            .await
-            .context("creating the order topic (is the broker up?)")?;
+        for topic in [&mq.order_topic, &mq.stock_topic] {
+            crate::mq::ensure_topic(&runtime, mq, topic)
+                .await
+                .with_context(|| format!("creating the topic {topic} (is the broker up?)"))?;
+        }
         Ok((
             Self {
                 db,

@@ -7,6 +7,7 @@
 //! until an upgraded consumer takes it, instead of being misread.
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{OrderNo, ProductId, Quantity, TxNo, UserId};
@@ -14,16 +15,31 @@ use crate::domain::{OrderNo, ProductId, Quantity, TxNo, UserId};
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u16 = 1;
 
-/// Topic of the order events (creation now; cancellation later).
+/// Topic of the order events: [`OrderCreated`] and [`OrderCancelled`] (for
+/// stock-service) and the delayed [`OrderTimeout`] (for order-service itself).
 pub const ORDER_TOPIC: &str = "seckill_order_events";
+/// Topic of stock-service's events for order-service: [`StockInsufficient`].
+pub const STOCK_TOPIC: &str = "seckill_stock_events";
 /// Tag of [`OrderCreated`] on [`ORDER_TOPIC`].
 pub const TAG_ORDER_CREATED: &str = "OrderCreated";
+/// Tag of [`OrderCancelled`] on [`ORDER_TOPIC`].
+pub const TAG_ORDER_CANCELLED: &str = "OrderCancelled";
+/// Tag of [`OrderTimeout`] on [`ORDER_TOPIC`].
+pub const TAG_ORDER_TIMEOUT: &str = "OrderTimeout";
+/// Tag of [`StockInsufficient`] on [`STOCK_TOPIC`].
+pub const TAG_STOCK_INSUFFICIENT: &str = "StockInsufficient";
 /// Producer group of order-service's transactional producer. The broker sends
 /// check-backs to any live member of this group, so every order-service
 /// instance must use the same name.
 pub const ORDER_TX_PRODUCER_GROUP: &str = "seckill_order_tx_producer";
 /// Consumer group of stock-service on [`ORDER_TOPIC`].
 pub const STOCK_CONSUMER_GROUP: &str = "seckill_stock_consumer";
+/// Producer group of stock-service's [`StockInsufficient`] producer.
+pub const STOCK_EVENTS_PRODUCER_GROUP: &str = "seckill_stock_events_producer";
+/// Consumer group of order-service on its own timeouts and on [`STOCK_TOPIC`].
+pub const ORDER_EVENTS_CONSUMER_GROUP: &str = "seckill_order_events_consumer";
+/// Producer group of order-service's plain producer (the delayed timeouts).
+pub const ORDER_TIMEOUT_PRODUCER_GROUP: &str = "seckill_order_timeout_producer";
 
 /// An order was committed in the order database; stock must be deducted once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +51,148 @@ pub struct OrderCreated {
     pub product_id: ProductId,
     pub count: Quantity,
     pub created_at: DateTime<Utc>,
+}
+
+/// Why an order was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CancelReason {
+    /// The buyer cancelled it.
+    Buyer,
+    /// It was not paid in time.
+    Timeout,
+}
+
+impl CancelReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buyer => "BUYER",
+            Self::Timeout => "TIMEOUT",
+        }
+    }
+}
+
+/// A NEW order was cancelled in the order database (its own distributed
+/// transaction, `tx_no`); stock-service gives the stock of the order created
+/// by `order_tx_no` back, once, even when this arrives before the creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub schema_version: u16,
+    /// The cancellation's own transaction: stock-service dedupes on it.
+    pub tx_no: TxNo,
+    pub order_no: OrderNo,
+    /// The transaction that created the order (the [`OrderCreated`] tx_no).
+    pub order_tx_no: TxNo,
+    pub user_id: UserId,
+    pub product_id: ProductId,
+    pub count: Quantity,
+    pub reason: CancelReason,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+/// Sent delayed when an order commits: when it arrives, the order is
+/// cancelled unless paid by `deadline` (an early arrival is sent on again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTimeout {
+    pub schema_version: u16,
+    pub order_no: OrderNo,
+    pub deadline: DateTime<Utc>,
+}
+
+/// stock-service could not deduct the order created by `order_tx_no`
+/// (nothing was deducted; recorded INSUFFICIENT in its tx_log). Sent again on
+/// redelivery until the send succeeds; order-service applies it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockInsufficient {
+    pub schema_version: u16,
+    pub order_tx_no: TxNo,
+    pub order_no: OrderNo,
+    pub product_id: ProductId,
+    pub count: Quantity,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// A versioned JSON message body.
+pub trait Envelope: Serialize + DeserializeOwned {
+    /// Its name in errors and logs.
+    const KIND: &'static str;
+
+    fn schema_version(&self) -> u16;
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("messages always serialize")
+    }
+
+    fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        if body.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let kind = Self::KIND;
+        let message: Self = serde_json::from_slice(body)
+            .map_err(|source| DecodeError::Malformed { kind, source })?;
+        let found = message.schema_version();
+        if found > SCHEMA_VERSION {
+            return Err(DecodeError::TooNew { kind, found });
+        }
+        Ok(message)
+    }
+}
+
+macro_rules! envelope {
+    ($($ty:ident),*) => {$(
+        impl Envelope for $ty {
+            const KIND: &'static str = stringify!($ty);
+            fn schema_version(&self) -> u16 {
+                self.schema_version
+            }
+        }
+    )*};
+}
+envelope!(
+    OrderCreated,
+    OrderCancelled,
+    OrderTimeout,
+    StockInsufficient
+);
+
+impl OrderCancelled {
+    /// Cancels the order `created` describes, as a transaction of its own.
+    pub fn of(created: &OrderCreated, reason: CancelReason) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            tx_no: TxNo::generate(),
+            order_no: created.order_no.clone(),
+            order_tx_no: created.tx_no.clone(),
+            user_id: created.user_id,
+            product_id: created.product_id,
+            count: created.count,
+            reason,
+            cancelled_at: Utc::now(),
+        }
+    }
+}
+
+impl OrderTimeout {
+    pub fn new(order_no: OrderNo, deadline: DateTime<Utc>) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            order_no,
+            deadline,
+        }
+    }
+}
+
+impl StockInsufficient {
+    pub fn of(created: &OrderCreated) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            order_tx_no: created.tx_no.clone(),
+            order_no: created.order_no.clone(),
+            product_id: created.product_id,
+            count: created.count,
+            detected_at: Utc::now(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,26 +226,6 @@ impl OrderCreated {
             count,
             created_at: Utc::now(),
         }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("OrderCreated always serializes")
-    }
-
-    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        if body.is_empty() {
-            return Err(DecodeError::Empty);
-        }
-        let kind = "OrderCreated";
-        let message: Self = serde_json::from_slice(body)
-            .map_err(|source| DecodeError::Malformed { kind, source })?;
-        if message.schema_version > SCHEMA_VERSION {
-            return Err(DecodeError::TooNew {
-                kind,
-                found: message.schema_version,
-            });
-        }
-        Ok(message)
     }
 }
 
@@ -148,5 +286,21 @@ mod tests {
             Err(DecodeError::Malformed { .. })
         ));
         assert!(matches!(OrderCreated::decode(b""), Err(DecodeError::Empty)));
+    }
+
+    #[test]
+    fn a_cancellation_names_both_transactions_and_round_trips() {
+        let created = sample();
+        let cancel = OrderCancelled::of(&created, CancelReason::Timeout);
+        assert_ne!(cancel.tx_no, created.tx_no);
+        assert_eq!(cancel.order_tx_no, created.tx_no);
+        let body = String::from_utf8(cancel.encode()).unwrap();
+        assert!(body.contains(r#""reason":"TIMEOUT""#), "{body}");
+        assert_eq!(OrderCancelled::decode(body.as_bytes()).unwrap(), cancel);
+        let insufficient = StockInsufficient::of(&created);
+        assert_eq!(
+            StockInsufficient::decode(&insufficient.encode()).unwrap(),
+            insufficient
+        );
     }
 }

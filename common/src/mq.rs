@@ -108,6 +108,46 @@ pub async fn ensure_topic(
     Ok(())
 }
 
+/// The broker's delay levels (its default `messageDelayLevel`): level `i + 1`
+/// delays a message by `DELAY_LEVELS[i]`. A message cannot ask for any other
+/// delay, so a longer wait is sent on in steps (see [`delay_level_for`]).
+pub const DELAY_LEVELS: [Duration; 18] = {
+    const fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+    [
+        s(1),
+        s(5),
+        s(10),
+        s(30),
+        s(60),
+        s(120),
+        s(180),
+        s(240),
+        s(300),
+        s(360),
+        s(420),
+        s(480),
+        s(540),
+        s(600),
+        s(1200),
+        s(1800),
+        s(3600),
+        s(7200),
+    ]
+};
+
+/// The longest delay level not beyond `remaining` (the shortest when
+/// `remaining` is under a second): `(level, its delay)`. Arriving early is
+/// fine, the receiver sends the message on for what is left; late never.
+pub fn delay_level_for(remaining: Duration) -> (i32, Duration) {
+    let index = DELAY_LEVELS
+        .iter()
+        .rposition(|d| *d <= remaining)
+        .unwrap_or(0);
+    (index as i32 + 1, DELAY_LEVELS[index])
+}
+
 /// Whether a TCP connection to `addr` opens within `timeout`.
 pub async fn tcp_reachable(addr: &str, timeout: Duration) -> bool {
     matches!(
@@ -127,4 +167,26 @@ pub async fn probe_broker(settings: &MqSettings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_levels_never_overshoot_and_reach_fifteen_minutes_in_two_steps() {
+        let fifteen = Duration::from_secs(900);
+        let (level, first) = delay_level_for(fifteen);
+        assert_eq!((level, first), (14, Duration::from_secs(600)));
+        assert_eq!(
+            delay_level_for(fifteen - first),
+            (9, Duration::from_secs(300))
+        );
+        assert_eq!(
+            delay_level_for(Duration::from_secs(3)).1,
+            Duration::from_secs(1)
+        );
+        assert_eq!(delay_level_for(Duration::ZERO), (1, Duration::from_secs(1)));
+        assert_eq!(delay_level_for(Duration::from_secs(86_400)).0, 18);
+    }
 }

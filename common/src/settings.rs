@@ -144,6 +144,8 @@ pub struct MqSettings {
     /// The broker's address, probed by `/readyz` (clients learn it from the name server).
     pub broker_addr: String,
     pub order_topic: String,
+    /// stock-service's events for order-service (insufficient stock).
+    pub stock_topic: String,
     /// Queues created for a topic this service sets up.
     pub topic_queues: u32,
     /// Listener calls (local transactions, check-backs, consumption) that may
@@ -161,6 +163,7 @@ impl Default for MqSettings {
             namesrv_addr: "127.0.0.1:9876".into(),
             broker_addr: "127.0.0.1:10911".into(),
             order_topic: crate::messages::ORDER_TOPIC.into(),
+            stock_topic: crate::messages::STOCK_TOPIC.into(),
             topic_queues: 4,
             listener_concurrency: 64,
             listener_queue_depth: 1024,

@@ -1,6 +1,7 @@
 //! The order path as one call: (replay an earlier attempt with the same
 //! Idempotency-Key, or) admit in Redis, then send the transactional message
-//! whose local transaction records the order. Whenever the order ends up not
+//! whose local transaction records the order; a committed order's payment
+//! timeout is scheduled. Whenever the order ends up not
 //! placed, its reservation goes back (at most once, keyed by tx_no) and its
 //! idempotency claim is dropped.
 
@@ -15,6 +16,7 @@ use crate::domain::{IdempotencyKey, NewOrder, Order};
 use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
 use crate::publisher::{NotPlaced, OrderPublisher, Placement, PublishError};
 use crate::store::{self, TxOutcome};
+use crate::timeouts::TimeoutScheduler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckoutError {
@@ -52,6 +54,7 @@ pub enum Checkedout {
 pub struct Checkout {
     pub admission: Arc<AdmissionGate>,
     pub publisher: Arc<OrderPublisher>,
+    pub timeouts: Arc<TimeoutScheduler>,
     pub idempotency: IdempotencyClaims,
     pub db: DatabaseConnection,
 }
@@ -121,6 +124,13 @@ impl Checkout {
             Ok(Placement::NotPlaced { order, reason }) => {
                 self.give_back(&order).await;
                 Ok(Placement::NotPlaced { order, reason })
+            }
+            Ok(Placement::Committed(order)) => {
+                // The buyer need not wait for the timer to be set.
+                let timeouts = Arc::clone(&self.timeouts);
+                let scheduled = order.clone();
+                tokio::spawn(async move { timeouts.schedule_for(&scheduled).await });
+                Ok(Placement::Committed(order))
             }
             Ok(placement) => Ok(placement),
             Err(err) => {

@@ -62,7 +62,8 @@ impl IdempotencyKey {
     }
 }
 
-/// Where an order stands. Only `NEW` exists so far; pay/cancel add the rest.
+/// Where an order stands: `NEW`, then exactly one of `PAID`, `CANCELLED`
+/// (buyer or timeout) or `FAILED` (stock-service could not deduct it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
@@ -102,7 +103,26 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
     pub pay_no: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// Why a CANCELLED/FAILED order was closed: BUYER, TIMEOUT or STOCK_INSUFFICIENT.
+    pub closed_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Until when a NEW order can be paid; after it, it is cancelled.
+    pub pay_deadline: Option<DateTime<Utc>>,
 }
+
+impl Order {
+    /// Fills in [`Order::pay_deadline`] for a NEW order.
+    pub fn with_pay_deadline(mut self, payment_timeout: std::time::Duration) -> Self {
+        self.pay_deadline = (self.status == OrderStatus::New).then(|| {
+            self.created_at
+                + chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::MAX)
+        });
+        self
+    }
+}
+
+/// Why [`OrderStatus::Failed`]: stock-service had no stock for the order.
+pub const CLOSED_STOCK_INSUFFICIENT: &str = "STOCK_INSUFFICIENT";
 
 /// A simulated payment reference: 1–64 characters of `[A-Za-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

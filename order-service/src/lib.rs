@@ -13,6 +13,12 @@
 //!    answers from `tx_log` through [`store::resolve_tx`], which claims the
 //!    tx_no so the answer is final; a rolled-back order's reservation goes back.
 //!
+//! After creation ([`lifecycle`]): pay (`store::pay_order`), cancel by the
+//! buyer or by the payment timeout ([`timeouts`] delayed messages, consumed by
+//! [`events`], backed by a sweeper) as a transactional `OrderCancelled` of its
+//! own, and compensation when stock-service reports insufficient stock
+//! ([`events`] → `FAILED`); every closed order's reservation goes back once.
+//!
 //! [`routes::sales`] opens sales (stock via [`stock_client`], Redis state) and
 //! rebuilds the admission state ([`admission::rebuild`]) when Redis lost it.
 //! [`startup`] wires it together; [`settings`] holds its configuration.
@@ -21,7 +27,9 @@ pub mod admission;
 pub mod checkout;
 pub mod cli;
 pub mod domain;
+pub mod events;
 pub mod idempotency;
+pub mod lifecycle;
 pub mod listener;
 pub mod publisher;
 pub mod rate_limit;
@@ -30,6 +38,7 @@ pub mod settings;
 pub mod startup;
 pub mod stock_client;
 pub mod store;
+pub mod timeouts;
 
 /// The schema this service applies to its database at start-up.
 pub const SCHEMA: &str = include_str!("../../sql/order_service.sql");

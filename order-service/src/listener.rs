@@ -1,6 +1,7 @@
 //! The transaction listener RocketMQ calls: once after each half message is
-//! stored (run the local transaction) and whenever the broker checks back on a
-//! transaction it never heard the end of (answer from `tx_log`).
+//! stored (run the local transaction: record an order, or cancel one) and
+//! whenever the broker checks back on a transaction it never heard the end of
+//! (answer from `tx_log`).
 //!
 //! The client calls both synchronously on its own blocking lane, so each call
 //! drives its async DB work on the application's runtime with `Handle::block_on`
@@ -9,7 +10,8 @@
 use std::any::Any;
 use std::sync::{Arc, Mutex};
 
-use common::messages::OrderCreated;
+use chrono::NaiveDateTime;
+use common::messages::{Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED};
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener};
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -28,6 +30,8 @@ pub enum LocalResult {
     DecidedElsewhere(TxOutcome),
     /// The same user's Idempotency-Key already has an order.
     DuplicateRequest,
+    /// The order to cancel is not NEW any more (or not due yet).
+    NotCancellable,
     Refused(String),
     Unavailable(String),
     CommitUncertain(String),
@@ -39,6 +43,7 @@ impl LocalResult {
             Ok(()) => Self::Committed,
             Err(RecordError::AlreadyDecided(outcome)) => Self::DecidedElsewhere(outcome),
             Err(RecordError::DuplicateRequest) => Self::DuplicateRequest,
+            Err(RecordError::NotCancellable) => Self::NotCancellable,
             Err(RecordError::Refused(e)) => Self::Refused(e.to_string()),
             Err(RecordError::Unavailable(e)) => Self::Unavailable(e.to_string()),
             Err(RecordError::CommitUncertain(e)) => Self::CommitUncertain(e.to_string()),
@@ -54,6 +59,7 @@ impl LocalResult {
             }
             Self::DecidedElsewhere(TxOutcome::RolledBack)
             | Self::DuplicateRequest
+            | Self::NotCancellable
             | Self::Refused(_)
             | Self::Unavailable(_) => LocalTransactionState::RollbackMessage,
             Self::CommitUncertain(_) => LocalTransactionState::Unknown,
@@ -61,20 +67,42 @@ impl LocalResult {
     }
 }
 
-/// The argument passed with each transactional send: the order to record and a
-/// slot the listener fills with its [`LocalResult`].
+/// The local transaction a transactional send stands for.
 #[derive(Debug)]
-pub struct PendingOrder {
-    pub order: OrderCreated,
-    pub idempotency_key: Option<String>,
+pub enum LocalWork {
+    /// Record a NEW order.
+    Create {
+        order: OrderCreated,
+        idempotency_key: Option<String>,
+    },
+    /// Cancel a NEW order; a timeout passes the creation cut-off it must meet.
+    Cancel {
+        cancel: OrderCancelled,
+        due_if_created_before: Option<NaiveDateTime>,
+    },
+}
+
+impl LocalWork {
+    pub fn tx_no(&self) -> &str {
+        match self {
+            Self::Create { order, .. } => order.tx_no.as_str(),
+            Self::Cancel { cancel, .. } => cancel.tx_no.as_str(),
+        }
+    }
+}
+
+/// The argument passed with each transactional send: the local work to do and
+/// a slot the listener fills with its [`LocalResult`].
+#[derive(Debug)]
+pub struct PendingTx {
+    pub work: LocalWork,
     result: Mutex<Option<LocalResult>>,
 }
 
-impl PendingOrder {
-    pub fn new(order: OrderCreated, idempotency_key: Option<String>) -> Arc<Self> {
+impl PendingTx {
+    pub fn new(work: LocalWork) -> Arc<Self> {
         Arc::new(Self {
-            order,
-            idempotency_key,
+            work,
             result: Mutex::new(None),
         })
     }
@@ -114,20 +142,33 @@ impl TransactionListener for OrderTxListener {
         _msg: &dyn MessageTrait,
         arg: Option<&(dyn Any + Send + Sync)>,
     ) -> LocalTransactionState {
-        let Some(pending) = arg.and_then(|arg| arg.downcast_ref::<Arc<PendingOrder>>()) else {
+        let Some(pending) = arg.and_then(|arg| arg.downcast_ref::<Arc<PendingTx>>()) else {
             tracing::error!(
-                "transactional send without its PendingOrder; leaving it to the check-back"
+                "transactional send without its PendingTx; leaving it to the check-back"
             );
             return LocalTransactionState::Unknown;
         };
-        let order = &pending.order;
-        let span = tracing::info_span!("local_transaction", tx_no = %order.tx_no, order_no = %order.order_no);
+        let span = tracing::info_span!("local_transaction", tx_no = %pending.work.tx_no());
         let _entered = span.enter();
-        let result = LocalResult::from_record(self.runtime.block_on(store::record_order(
-            &self.db,
-            order,
-            pending.idempotency_key.as_deref(),
-        )));
+        let recorded = match &pending.work {
+            LocalWork::Create {
+                order,
+                idempotency_key,
+            } => self.runtime.block_on(store::record_order(
+                &self.db,
+                order,
+                idempotency_key.as_deref(),
+            )),
+            LocalWork::Cancel {
+                cancel,
+                due_if_created_before,
+            } => self.runtime.block_on(store::record_cancel(
+                &self.db,
+                cancel,
+                *due_if_created_before,
+            )),
+        };
+        let result = LocalResult::from_record(recorded);
         let state = result.broker_state();
         tracing::info!(?result, ?state, "local transaction done");
         pending.report(result);
@@ -136,6 +177,9 @@ impl TransactionListener for OrderTxListener {
 
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
         let body = msg.body().unwrap_or_default();
+        if msg.get_tags().as_deref() == Some(TAG_ORDER_CANCELLED) {
+            return self.check_cancel(msg, &body);
+        }
         let order = match OrderCreated::decode(&body) {
             Ok(order) => order,
             Err(err) => {
@@ -162,6 +206,34 @@ impl TransactionListener for OrderTxListener {
                 }
                 LocalTransactionState::RollbackMessage
             }
+            Err(err) => {
+                tracing::warn!(%err, "check-back could not read tx_log; the broker will ask again");
+                LocalTransactionState::Unknown
+            }
+        }
+    }
+}
+
+impl OrderTxListener {
+    /// A cancellation's check-back: its own tx_no decides. Nothing to give
+    /// back either way here: a committed cancel's reservation is returned by
+    /// whoever committed it, or by the sweeper.
+    fn check_cancel(&self, msg: &MessageExt, body: &[u8]) -> LocalTransactionState {
+        let cancel = match OrderCancelled::decode(body) {
+            Ok(cancel) => cancel,
+            Err(err) => {
+                tracing::error!(%err, msg_id = %msg.msg_id(), "check-back on an unreadable cancellation");
+                return LocalTransactionState::Unknown;
+            }
+        };
+        let span = tracing::info_span!("check_back_cancel", tx_no = %cancel.tx_no, order_no = %cancel.order_no);
+        let _entered = span.enter();
+        match self
+            .runtime
+            .block_on(store::resolve_tx(&self.db, cancel.tx_no.as_str()))
+        {
+            Ok(TxOutcome::Committed) => LocalTransactionState::CommitMessage,
+            Ok(TxOutcome::RolledBack) => LocalTransactionState::RollbackMessage,
             Err(err) => {
                 tracing::warn!(%err, "check-back could not read tx_log; the broker will ask again");
                 LocalTransactionState::Unknown

@@ -1,16 +1,20 @@
-//! Sends each order as a transactional `OrderCreated` message and turns the
-//! client's answer into a definite [`Placement`] for the HTTP layer.
+//! Sends each order as a transactional `OrderCreated` message, and each
+//! cancellation as a transactional `OrderCancelled`, and turns the client's
+//! answer into a definite [`Placement`] / [`Cancellation`] for the caller.
 
 use std::sync::Arc;
 
-use common::messages::{OrderCreated, TAG_ORDER_CREATED};
+use chrono::NaiveDateTime;
+use common::messages::{
+    Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED, TAG_ORDER_CREATED,
+};
 use common::mq::{MqError, MqRuntime};
 use rocketmq_client_rust::{LocalTransactionState, TransactionMQProducer};
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
 use tokio::sync::RwLock;
 
-use crate::listener::{LocalResult, OrderTxListener, PendingOrder};
+use crate::listener::{LocalResult, LocalWork, OrderTxListener, PendingTx};
 use crate::settings::Settings;
 use crate::store::{self, TxOutcome};
 
@@ -35,6 +39,19 @@ pub enum NotPlaced {
     /// The database refused the order (constraint, trigger).
     Refused(String),
     /// The database or the broker could not be used; retrying may succeed.
+    Unavailable(String),
+}
+
+/// Where a cancellation ended up once the send returned.
+#[derive(Debug)]
+pub enum Cancellation {
+    /// CANCELLED and committed: stock-service will give the stock back.
+    Cancelled(OrderCancelled),
+    /// Not decided yet; the broker's check-back will decide it.
+    Pending(OrderCancelled),
+    /// The order was not NEW (paid, cancelled, failed) or not due: nothing changed.
+    NotCancellable,
+    /// The database or the broker could not be used; nothing changed.
     Unavailable(String),
 }
 
@@ -87,27 +104,17 @@ impl OrderPublisher {
         order: OrderCreated,
         idempotency_key: Option<String>,
     ) -> Result<Placement, PublishError> {
-        let message = Message::builder()
-            .topic(self.topic.as_str())
-            .tags(TAG_ORDER_CREATED)
-            .keys(vec![order.tx_no.to_string(), order.order_no.to_string()])
-            .body(order.encode())
-            .build()
-            .map_err(|e| PublishError::Message(e.to_string()))?;
-        let pending = PendingOrder::new(order, idempotency_key);
-        let sent = {
-            let producer = self.producer.read().await;
-            let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;
-            producer
-                .send_message_in_transaction(message, Some(Arc::clone(&pending)))
-                .await?
-        };
-        let state = sent
-            .local_transaction_state
-            .unwrap_or(LocalTransactionState::Unknown);
-        let local = pending.result();
-        tracing::info!(?state, ?local, "transactional send returned");
-        let order = pending.order.clone();
+        let (state, local) = self
+            .send_in_transaction(
+                TAG_ORDER_CREATED,
+                vec![order.tx_no.to_string(), order.order_no.to_string()],
+                order.encode(),
+                LocalWork::Create {
+                    order: order.clone(),
+                    idempotency_key,
+                },
+            )
+            .await?;
         Ok(match (state, local) {
             (LocalTransactionState::CommitMessage, _) => Placement::Committed(order),
             (LocalTransactionState::RollbackMessage, Some(LocalResult::Refused(why))) => {
@@ -137,6 +144,86 @@ impl OrderPublisher {
             // the check-back makes, so the buyer rarely has to wait for the broker.
             _ => self.settle(order).await,
         })
+    }
+
+    /// Sends the cancellation's half message; the listener runs its local
+    /// transaction (NEW → CANCELLED, only if `due_if_created_before` is met).
+    #[tracing::instrument(skip_all, fields(tx_no = %cancel.tx_no, order_no = %cancel.order_no))]
+    pub async fn cancel(
+        &self,
+        cancel: OrderCancelled,
+        due_if_created_before: Option<NaiveDateTime>,
+    ) -> Result<Cancellation, PublishError> {
+        let (state, local) = self
+            .send_in_transaction(
+                TAG_ORDER_CANCELLED,
+                vec![
+                    cancel.tx_no.to_string(),
+                    cancel.order_no.to_string(),
+                    cancel.order_tx_no.to_string(),
+                ],
+                cancel.encode(),
+                LocalWork::Cancel {
+                    cancel: cancel.clone(),
+                    due_if_created_before,
+                },
+            )
+            .await?;
+        Ok(match (state, local) {
+            (LocalTransactionState::CommitMessage, _) => Cancellation::Cancelled(cancel),
+            (LocalTransactionState::RollbackMessage, Some(LocalResult::NotCancellable)) => {
+                Cancellation::NotCancellable
+            }
+            (
+                LocalTransactionState::RollbackMessage,
+                Some(LocalResult::Refused(why) | LocalResult::Unavailable(why)),
+            ) => Cancellation::Unavailable(why),
+            (LocalTransactionState::RollbackMessage, None) => {
+                Cancellation::Unavailable("the broker could not store the message".into())
+            }
+            _ => match store::resolve_tx(&self.db, cancel.tx_no.as_str()).await {
+                Ok(TxOutcome::Committed) => Cancellation::Cancelled(cancel),
+                Ok(TxOutcome::RolledBack) => Cancellation::Unavailable(
+                    "the cancellation could not be recorded in time".into(),
+                ),
+                Err(err) => {
+                    tracing::warn!(%err, "outcome unknown; the broker's check-back will decide");
+                    Cancellation::Pending(cancel)
+                }
+            },
+        })
+    }
+
+    /// One half message with its local work; the broker's answer and the
+    /// listener's own (None when the local transaction never ran).
+    async fn send_in_transaction(
+        &self,
+        tag: &str,
+        keys: Vec<String>,
+        body: Vec<u8>,
+        work: LocalWork,
+    ) -> Result<(LocalTransactionState, Option<LocalResult>), PublishError> {
+        let message = Message::builder()
+            .topic(self.topic.as_str())
+            .tags(tag)
+            .keys(keys)
+            .body(body)
+            .build()
+            .map_err(|e| PublishError::Message(e.to_string()))?;
+        let pending = PendingTx::new(work);
+        let sent = {
+            let producer = self.producer.read().await;
+            let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;
+            producer
+                .send_message_in_transaction(message, Some(Arc::clone(&pending)))
+                .await?
+        };
+        let state = sent
+            .local_transaction_state
+            .unwrap_or(LocalTransactionState::Unknown);
+        let local = pending.result();
+        tracing::info!(?state, ?local, "transactional send returned");
+        Ok((state, local))
     }
 
     async fn settle(&self, order: OrderCreated) -> Placement {

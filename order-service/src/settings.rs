@@ -14,6 +14,29 @@ pub struct Settings {
     pub orders: OrderRules,
     pub admission: AdmissionSettings,
     pub rate_limit: RateLimitSettings,
+    pub lifecycle: LifecycleSettings,
+}
+
+/// After an order is created: its payment time, the timeout messages and the
+/// sweeper that backs them up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleSettings {
+    /// A NEW order not paid within this is cancelled.
+    pub payment_timeout_secs: u64,
+    /// How often the sweeper cancels overdue orders (a lost or early timeout
+    /// message) and returns reservations a stop left behind.
+    pub sweep_interval_ms: u64,
+    /// Consumer group of order-service on its timeouts and stock-service's events.
+    pub events_group: String,
+    /// Producer group of the delayed timeout messages.
+    pub timeout_producer_group: String,
+}
+
+impl LifecycleSettings {
+    pub fn payment_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.payment_timeout_secs)
+    }
 }
 
 /// Per-instance request limits on `POST /api/orders`; 0 turns a limit off.
@@ -81,6 +104,12 @@ impl Default for Settings {
                 per_address_per_sec: 0,
                 per_address_burst: 0,
                 trust_forwarded_for: false,
+            },
+            lifecycle: LifecycleSettings {
+                payment_timeout_secs: 15 * 60,
+                sweep_interval_ms: 30_000,
+                events_group: common::messages::ORDER_EVENTS_CONSUMER_GROUP.into(),
+                timeout_producer_group: common::messages::ORDER_TIMEOUT_PRODUCER_GROUP.into(),
             },
         }
     }

@@ -13,12 +13,16 @@ use tokio::task::JoinHandle;
 
 use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
 use crate::checkout::Checkout;
+use crate::domain::Order;
+use crate::events::EventConsumer;
 use crate::idempotency::IdempotencyClaims;
+use crate::lifecycle::{Lifecycle, keep_sweeping};
 use crate::listener::OrderTxListener;
 use crate::publisher::OrderPublisher;
 use crate::rate_limit::RateLimits;
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
 use crate::stock_client::StockClient;
+use crate::timeouts::TimeoutScheduler;
 
 /// What the order handlers share; built once at start-up.
 pub struct AppState {
@@ -28,12 +32,22 @@ pub struct AppState {
     pub rules: OrderRules,
     pub admission_settings: AdmissionSettings,
     pub rate_limits: Arc<RateLimits>,
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+impl AppState {
+    /// An order as the API shows it (with its payment deadline when NEW).
+    pub fn shown(&self, order: Order) -> Order {
+        order.with_pay_deadline(self.lifecycle.payment_timeout())
+    }
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     publisher: Arc<OrderPublisher>,
+    timeouts: Arc<TimeoutScheduler>,
+    events: EventConsumer,
     background: Vec<JoinHandle<()>>,
     mq: MqRuntime,
     db: DatabaseConnection,
@@ -68,8 +82,31 @@ impl Application {
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the transactional producer: {e}"))?,
         );
+        let timeouts = Arc::new(
+            TimeoutScheduler::start(&mq, &settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the timeout producer: {e}"))?,
+        );
+        let lifecycle = Arc::new(Lifecycle::new(
+            db.clone(),
+            Arc::clone(&publisher),
+            Arc::clone(&admission),
+            settings.lifecycle.payment_timeout(),
+        ));
+        let events = EventConsumer::start(
+            &mq,
+            &settings,
+            Arc::clone(&lifecycle),
+            Arc::clone(&timeouts),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the event consumer: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
         let background = vec![
+            tokio::spawn(keep_sweeping(
+                Arc::clone(&lifecycle),
+                Duration::from_millis(settings.lifecycle.sweep_interval_ms),
+            )),
             tokio::spawn(rebuild::keep_ready(
                 Arc::clone(&admission),
                 db.clone(),
@@ -105,8 +142,10 @@ impl Application {
                 ),
                 admission,
                 publisher: Arc::clone(&publisher),
+                timeouts: Arc::clone(&timeouts),
                 db: db.clone(),
             },
+            lifecycle,
             stock,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
@@ -125,6 +164,8 @@ impl Application {
             port,
             server,
             publisher,
+            timeouts,
+            events,
             background,
             mq,
             db,
@@ -143,6 +184,8 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
+        self.events.shutdown().await;
+        self.timeouts.shutdown().await;
         self.publisher.shutdown().await;
         self.mq.shutdown().await;
         let _ = self.db.close().await;

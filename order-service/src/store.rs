@@ -4,13 +4,13 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use common::db::is_duplicate_key;
-use common::messages::OrderCreated;
+use common::messages::{OrderCancelled, OrderCreated};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
     TransactionTrait, Value,
 };
 
-use crate::domain::{Order, OrderStatus};
+use crate::domain::{CLOSED_STOCK_INSUFFICIENT, Order, OrderStatus};
 
 /// The final outcome of one distributed transaction, as `tx_log` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub enum RecordError {
     /// The tx_no was already decided (a check-back claimed it first).
     #[error("transaction already decided: {0:?}")]
     AlreadyDecided(TxOutcome),
+    /// The order to cancel is no longer NEW (paid, cancelled, failed) or not due.
+    #[error("the order is not cancellable")]
+    NotCancellable,
     /// An order with the same user and Idempotency-Key exists already.
     #[error("an order for this Idempotency-Key exists")]
     DuplicateRequest,
@@ -65,23 +68,7 @@ pub async fn record_order(
     order: &OrderCreated,
     idempotency_key: Option<&str>,
 ) -> Result<(), RecordError> {
-    let txn = db.begin().await.map_err(RecordError::Unavailable)?;
-    let claimed = txn
-        .execute_raw(stmt(
-            "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
-            [order.tx_no.as_str().into()],
-        ))
-        .await;
-    if let Err(err) = claimed {
-        drop(txn);
-        if is_duplicate_key(&err) {
-            let outcome = resolve_tx(db, order.tx_no.as_str())
-                .await
-                .map_err(RecordError::Unavailable)?;
-            return Err(RecordError::AlreadyDecided(outcome));
-        }
-        return Err(classify(err));
-    }
+    let txn = begin_claimed(db, order.tx_no.as_str()).await?;
     txn.execute_raw(stmt(
         "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, \
          idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -108,6 +95,179 @@ pub async fn record_order(
     txn.commit().await.map_err(RecordError::CommitUncertain)?;
     tracing::info!("order recorded");
     Ok(())
+}
+
+/// Opens a local transaction whose first statement claims `tx_no` as
+/// COMMITTED in `tx_log`: the row lock makes a concurrent check-back wait for
+/// this transaction's end; a row already there means the tx_no was decided.
+async fn begin_claimed(
+    db: &DatabaseConnection,
+    tx_no: &str,
+) -> Result<sea_orm::DatabaseTransaction, RecordError> {
+    let txn = db.begin().await.map_err(RecordError::Unavailable)?;
+    let claimed = txn
+        .execute_raw(stmt(
+            "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
+            [tx_no.into()],
+        ))
+        .await;
+    match claimed {
+        Ok(_) => Ok(txn),
+        Err(err) => {
+            drop(txn);
+            if is_duplicate_key(&err) {
+                let outcome = resolve_tx(db, tx_no)
+                    .await
+                    .map_err(RecordError::Unavailable)?;
+                return Err(RecordError::AlreadyDecided(outcome));
+            }
+            Err(classify(err))
+        }
+    }
+}
+
+/// The cancellation's local transaction: its own `tx_log` row (COMMITTED) and
+/// the conditional `NEW → CANCELLED` update, together or not at all. When the
+/// order is not NEW any more (or, for a timeout, not yet due: created after
+/// `due_if_created_before`) nothing is written and the answer is
+/// [`RecordError::NotCancellable`]: of a cancel racing a payment, exactly one wins.
+#[tracing::instrument(skip_all, fields(tx_no = %cancel.tx_no, order_no = %cancel.order_no))]
+pub async fn record_cancel(
+    db: &DatabaseConnection,
+    cancel: &OrderCancelled,
+    due_if_created_before: Option<NaiveDateTime>,
+) -> Result<(), RecordError> {
+    let txn = begin_claimed(db, cancel.tx_no.as_str()).await?;
+    let now = Utc::now().naive_utc();
+    let mut sql = String::from(
+        "UPDATE orders SET status = 'CANCELLED', cancel_tx_no = ?, closed_reason = ?, \
+         closed_at = ?, updated_at = ? WHERE order_no = ? AND tx_no = ? AND status = 'NEW'",
+    );
+    let mut values: Vec<Value> = vec![
+        cancel.tx_no.as_str().into(),
+        cancel.reason.as_str().into(),
+        now.into(),
+        now.into(),
+        cancel.order_no.as_str().into(),
+        cancel.order_tx_no.as_str().into(),
+    ];
+    if let Some(cutoff) = due_if_created_before {
+        sql.push_str(" AND create_time <= ?");
+        values.push(cutoff.into());
+    }
+    let changed = txn
+        .execute_raw(stmt(&sql, values))
+        .await
+        .map_err(classify)?
+        .rows_affected();
+    if changed != 1 {
+        drop(txn);
+        return Err(RecordError::NotCancellable);
+    }
+    txn.commit().await.map_err(RecordError::CommitUncertain)?;
+    tracing::info!(reason = cancel.reason.as_str(), "order cancelled");
+    Ok(())
+}
+
+/// What [`fail_order`] came to.
+#[derive(Debug)]
+pub enum Failing {
+    /// NEW → FAILED now.
+    Failed(Order),
+    /// Closed before (cancelled, failed by an earlier delivery) or paid.
+    AlreadyClosed(Order),
+    NotFound,
+}
+
+/// Compensation for stock that could not be deducted: `NEW → FAILED`, once.
+#[tracing::instrument(skip(db))]
+pub async fn fail_order(db: &DatabaseConnection, order_tx_no: &str) -> Result<Failing, DbErr> {
+    let now = Utc::now().naive_utc();
+    let changed = db
+        .execute_raw(stmt(
+            "UPDATE orders SET status = 'FAILED', closed_reason = ?, closed_at = ?, updated_at = ? \
+             WHERE tx_no = ? AND status = 'NEW'",
+            [
+                CLOSED_STOCK_INSUFFICIENT.into(),
+                now.into(),
+                now.into(),
+                order_tx_no.into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    let order = OrderRow::find_by_statement(stmt(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE tx_no = ?"),
+        [order_tx_no.into()],
+    ))
+    .one(db)
+    .await?
+    .map(Order::try_from)
+    .transpose()?;
+    Ok(match order {
+        None => Failing::NotFound,
+        Some(order) if changed == 1 => Failing::Failed(order),
+        Some(order) => Failing::AlreadyClosed(order),
+    })
+}
+
+/// Records that a closed order's Redis reservation was given back.
+pub async fn mark_reservation_returned(
+    db: &DatabaseConnection,
+    order_no: &str,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE orders SET reservation_returned_at = ? WHERE order_no = ? \
+         AND reservation_returned_at IS NULL",
+        [Utc::now().naive_utc().into(), order_no.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// NEW orders created before `cutoff` (their payment time is over), oldest first.
+pub async fn orders_past_deadline(
+    db: &DatabaseConnection,
+    cutoff: NaiveDateTime,
+    limit: u32,
+) -> Result<Vec<Order>, DbErr> {
+    select_orders(
+        "status = 'NEW' AND create_time <= ? ORDER BY create_time LIMIT ?",
+        [cutoff.into(), i64::from(limit).into()],
+        db,
+    )
+    .await
+}
+
+/// CANCELLED/FAILED orders whose Redis reservation was not yet given back
+/// (the service stopped between the two), oldest first.
+pub async fn closed_orders_holding_reservations(
+    db: &DatabaseConnection,
+    limit: u32,
+) -> Result<Vec<Order>, DbErr> {
+    select_orders(
+        "status IN ('CANCELLED', 'FAILED') AND reservation_returned_at IS NULL \
+         ORDER BY closed_at LIMIT ?",
+        [i64::from(limit).into()],
+        db,
+    )
+    .await
+}
+
+async fn select_orders(
+    condition: &str,
+    values: impl IntoIterator<Item = Value>,
+    db: &DatabaseConnection,
+) -> Result<Vec<Order>, DbErr> {
+    OrderRow::find_by_statement(stmt(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {condition}"),
+        values,
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(Order::try_from)
+    .collect()
 }
 
 /// A statement that the server executed and refused is a refusal; anything
@@ -160,6 +320,8 @@ struct OrderRow {
     updated_at: NaiveDateTime,
     pay_no: Option<String>,
     paid_at: Option<NaiveDateTime>,
+    closed_reason: Option<String>,
+    closed_at: Option<NaiveDateTime>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -181,12 +343,17 @@ impl TryFrom<OrderRow> for Order {
             paid_at: row
                 .paid_at
                 .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
+            closed_reason: row.closed_reason,
+            closed_at: row
+                .closed_at
+                .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
+            pay_deadline: None,
         })
     }
 }
 
 const ORDER_COLUMNS: &str = "order_no, tx_no, user_id, product_id, pay_count, status, create_time, \
-     updated_at, pay_no, paid_at";
+     updated_at, pay_no, paid_at, closed_reason, closed_at";
 
 /// What paying an order came to.
 #[derive(Debug)]
@@ -200,24 +367,27 @@ pub enum Payment {
 }
 
 /// `NEW → PAID` as one conditional update: of racing payments (or a payment
-/// racing a cancel), exactly one changes the row.
+/// racing a cancel or the timeout), exactly one changes the row. An order
+/// created at or before `created_after` is past its deadline: not payable.
 #[tracing::instrument(skip(db), fields(order_no = %order_no))]
 pub async fn pay_order(
     db: &DatabaseConnection,
     order_no: &str,
     user_id: i64,
     pay_no: &str,
+    created_after: NaiveDateTime,
 ) -> Result<Payment, DbErr> {
     let now = Utc::now().naive_utc();
     db.execute_raw(stmt(
         "UPDATE orders SET status = 'PAID', pay_no = ?, paid_at = ?, updated_at = ? \
-         WHERE order_no = ? AND user_id = ? AND status = 'NEW'",
+         WHERE order_no = ? AND user_id = ? AND status = 'NEW' AND create_time > ?",
         [
             pay_no.into(),
             now.into(),
             now.into(),
             order_no.into(),
             user_id.into(),
+            created_after.into(),
         ],
     ))
     .await?;

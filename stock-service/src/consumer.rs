@@ -1,47 +1,125 @@
-//! The push consumer on the order topic. The client calls the listener
-//! synchronously on its blocking lane; each call drives the DB work on the
-//! application's runtime with `Handle::block_on`.
+//! The push consumer on the order topic: applies each order's creation
+//! (deduct) and cancellation (give back) exactly once, and tells
+//! order-service when a creation found too little stock. The client calls the
+//! listener synchronously on its blocking lane; each call drives the DB work
+//! on the application's runtime with `Handle::block_on`.
 
-use common::messages::{OrderCreated, TAG_ORDER_CREATED};
+use common::messages::{
+    Envelope, OrderCancelled, OrderCreated, StockInsufficient, TAG_ORDER_CANCELLED,
+    TAG_ORDER_CREATED, TAG_STOCK_INSUFFICIENT,
+};
 use common::mq::{MqError, MqRuntime};
 use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
-    MQPushConsumer, MessageListenerConcurrently,
+    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
+    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
 };
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
+use std::sync::Arc;
 use tokio::runtime::Handle;
+use tokio::sync::RwLock;
 
 use crate::settings::Settings;
-use crate::store;
+use crate::store::{self, Applied};
+
+/// Sends [`StockInsufficient`] to order-service.
+struct StockEvents {
+    producer: RwLock<Option<DefaultMQProducer>>,
+    topic: String,
+}
+
+impl StockEvents {
+    async fn tell_insufficient(&self, order: &OrderCreated) -> Result<(), String> {
+        let message = Message::builder()
+            .topic(self.topic.as_str())
+            .tags(TAG_STOCK_INSUFFICIENT)
+            .keys(vec![order.tx_no.to_string(), order.order_no.to_string()])
+            .body(StockInsufficient::of(order).encode())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let producer = self.producer.read().await;
+        let producer = producer.as_ref().ok_or("the producer is shut down")?;
+        producer
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
 
 struct OrderListener {
     db: DatabaseConnection,
+    events: Arc<StockEvents>,
     runtime: Handle,
 }
 
 impl OrderListener {
-    /// Whether this message is done with (applied now or before). A message
-    /// that cannot be read or applied is left for redelivery and, after
+    /// Whether this message is done with (applied now or before, and
+    /// order-service told of insufficient stock). A message that cannot be
+    /// read or applied is left for redelivery and, after
     /// `max_reconsume_times`, the DLQ: never acknowledged unapplied.
     fn consume_one(&self, msg: &MessageExt) -> bool {
         let body = msg.body().unwrap_or_default();
-        let order = match OrderCreated::decode(&body) {
-            Ok(order) => order,
+        let tag = msg.get_tags().unwrap_or_default();
+        let done = match tag.as_str() {
+            TAG_ORDER_CANCELLED => OrderCancelled::decode(&body).map(|cancel| {
+                let span = tracing::info_span!("consume_cancel", tx_no = %cancel.tx_no,
+                    order_no = %cancel.order_no, reconsume_times = msg.reconsume_times());
+                let _entered = span.enter();
+                self.runtime.block_on(self.apply_cancel(&cancel))
+            }),
+            _ => OrderCreated::decode(&body).map(|order| {
+                let span = tracing::info_span!("consume", tx_no = %order.tx_no,
+                    order_no = %order.order_no, reconsume_times = msg.reconsume_times());
+                let _entered = span.enter();
+                self.runtime.block_on(self.apply_order(&order))
+            }),
+        };
+        done.unwrap_or_else(|err| {
+            tracing::error!(%err, msg_id = %msg.msg_id(), %tag, reconsume_times = msg.reconsume_times(),
+                "unreadable order message; retrying, then DLQ");
+            false
+        })
+    }
+
+    async fn apply_order(&self, order: &OrderCreated) -> bool {
+        let insufficient = match store::apply_order(&self.db, order).await {
+            Ok(Applied::Insufficient | Applied::Duplicate { insufficient: true }) => true,
+            Ok(
+                Applied::Deducted
+                | Applied::Duplicate {
+                    insufficient: false,
+                },
+            ) => false,
             Err(err) => {
-                tracing::error!(%err, msg_id = %msg.msg_id(), reconsume_times = msg.reconsume_times(),
-                    "unreadable order message; retrying, then DLQ");
+                tracing::warn!(%err, "applying the order failed; it will be redelivered");
                 return false;
             }
         };
-        let span = tracing::info_span!("consume", tx_no = %order.tx_no, order_no = %order.order_no,
-            reconsume_times = msg.reconsume_times());
-        let _entered = span.enter();
-        match self.runtime.block_on(store::apply_order(&self.db, &order)) {
+        if !insufficient {
+            return true;
+        }
+        // Recorded INSUFFICIENT; acknowledged only once order-service is told,
+        // so a failed send is retried by the redelivery (which finds the row).
+        match self.events.tell_insufficient(order).await {
+            Ok(()) => {
+                tracing::warn!(product_id = %order.product_id, "insufficient stock; order-service told");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(%err, "telling order-service of insufficient stock failed; retrying");
+                false
+            }
+        }
+    }
+
+    async fn apply_cancel(&self, cancel: &OrderCancelled) -> bool {
+        match store::apply_cancel(&self.db, cancel).await {
             Ok(_) => true,
             Err(err) => {
-                tracing::warn!(%err, "applying the order failed; it will be redelivered");
+                tracing::warn!(%err, "applying the cancellation failed; it will be redelivered");
                 false
             }
         }
@@ -65,9 +143,10 @@ impl MessageListenerConcurrently for OrderListener {
     }
 }
 
-/// The running consumer; [`OrderConsumer::shutdown`] stops it.
+/// The running consumer and its producer; [`OrderConsumer::shutdown`] stops them.
 pub struct OrderConsumer {
     consumer: DefaultMQPushConsumer,
+    events: Arc<StockEvents>,
 }
 
 impl OrderConsumer {
@@ -76,6 +155,16 @@ impl OrderConsumer {
         settings: &Settings,
         db: DatabaseConnection,
     ) -> Result<Self, MqError> {
+        let mut producer = DefaultMQProducer::builder(mq.client())
+            .producer_group(settings.consumer.events_producer_group.clone())
+            .name_server_addr(settings.mq.namesrv_addr.clone())
+            .send_msg_timeout(settings.mq.send_timeout_ms)
+            .build();
+        producer.start().await?;
+        let events = Arc::new(StockEvents {
+            producer: RwLock::new(Some(producer)),
+            topic: settings.mq.stock_topic.clone(),
+        });
         let mut consumer = DefaultMQPushConsumer::builder(mq.client())
             .consumer_group(settings.consumer.group.clone())
             .name_server_addr(settings.mq.namesrv_addr.clone())
@@ -87,17 +176,24 @@ impl OrderConsumer {
             .max_reconsume_times(settings.consumer.max_reconsume_times)
             .build();
         consumer
-            .subscribe(settings.mq.order_topic.as_str(), TAG_ORDER_CREATED)
+            .subscribe(
+                settings.mq.order_topic.as_str(),
+                format!("{TAG_ORDER_CREATED} || {TAG_ORDER_CANCELLED}").as_str(),
+            )
             .await?;
         consumer.register_message_listener_concurrently(OrderListener {
             db,
+            events: Arc::clone(&events),
             runtime: Handle::current(),
         });
         consumer.start().await?;
-        Ok(Self { consumer })
+        Ok(Self { consumer, events })
     }
 
     pub async fn shutdown(mut self) {
         self.consumer.shutdown().await;
+        if let Some(mut producer) = self.events.producer.write().await.take() {
+            producer.shutdown().await;
+        }
     }
 }

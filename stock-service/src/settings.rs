@@ -22,6 +22,8 @@ pub struct ConsumerSettings {
     pub threads: u32,
     /// Redeliveries before a message goes to the group's DLQ (`%DLQ%<group>`).
     pub max_reconsume_times: i32,
+    /// Producer group of the StockInsufficient messages sent to order-service.
+    pub events_producer_group: String,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
                 group: common::messages::STOCK_CONSUMER_GROUP.into(),
                 threads: 16,
                 max_reconsume_times: 16,
+                events_producer_group: common::messages::STOCK_EVENTS_PRODUCER_GROUP.into(),
             },
         }
     }

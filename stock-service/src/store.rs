@@ -1,8 +1,9 @@
-//! The stock database: applying an order exactly once, and reading/setting stock.
+//! The stock database: applying an order's creation and its cancellation
+//! exactly once each, in either order, and reading/setting stock.
 
 use common::db::is_duplicate_key;
 use common::domain::ProductId;
-use common::messages::OrderCreated;
+use common::messages::{OrderCancelled, OrderCreated};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
 };
@@ -15,6 +16,21 @@ pub enum Applied {
     /// Not enough stock: nothing deducted, recorded as INSUFFICIENT.
     Insufficient,
     /// The tx_no was applied before: this delivery did nothing.
+    /// `insufficient` repeats the first delivery's finding (to tell order-service again).
+    Duplicate {
+        insufficient: bool,
+    },
+}
+
+/// What applying one cancellation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    /// The order's deducted stock was given back.
+    Restored,
+    /// Nothing had been deducted (insufficient), or the cancellation came
+    /// before the creation, which is now voided and will deduct nothing.
+    NothingToRestore,
+    /// This cancellation was applied before: this delivery did nothing.
     Duplicate,
 }
 
@@ -42,8 +58,15 @@ pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Resul
         .await;
     match claimed {
         Err(err) if is_duplicate_key(&err) => {
-            tracing::info!("already applied; duplicate delivery ignored");
-            return Ok(Applied::Duplicate);
+            drop(txn);
+            let previous = outcome_of(db, order.tx_no.as_str()).await?;
+            tracing::info!(
+                ?previous,
+                "already applied (or voided); duplicate delivery ignored"
+            );
+            return Ok(Applied::Duplicate {
+                insufficient: previous.as_deref() == Some("INSUFFICIENT"),
+            });
         }
         Err(err) => return Err(err),
         Ok(_) => {}
@@ -73,13 +96,99 @@ pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Resul
     Ok(applied)
 }
 
+/// One DB transaction per cancellation. Claims the cancellation's own tx_no
+/// (a redelivery stops there), then settles the creation's row: absent means
+/// the creation was not applied yet, so a VOIDED row takes its place and the
+/// creation, arriving later, hits the duplicate key and deducts nothing;
+/// DEDUCTED means the stock goes back. A creation being applied right now
+/// holds its row's lock, so the claim waits and then sees its outcome.
+#[tracing::instrument(skip_all, fields(tx_no = %cancel.tx_no, order_no = %cancel.order_no))]
+pub async fn apply_cancel(
+    db: &DatabaseConnection,
+    cancel: &OrderCancelled,
+) -> Result<Restored, DbErr> {
+    let count = i64::from(cancel.count);
+    let row = |tx_no: &str, outcome: &'static str| -> [Value; 5] {
+        [
+            tx_no.into(),
+            cancel.order_no.as_str().into(),
+            cancel.product_id.get().into(),
+            count.into(),
+            outcome.into(),
+        ]
+    };
+    let txn = db.begin().await?;
+    let claimed = txn
+        .execute_raw(stmt(
+            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) VALUES (?, ?, ?, ?, ?)",
+            row(cancel.tx_no.as_str(), "NOTHING_TO_RESTORE"),
+        ))
+        .await;
+    match claimed {
+        Err(err) if is_duplicate_key(&err) => {
+            tracing::info!("cancellation applied before; duplicate delivery ignored");
+            return Ok(Restored::Duplicate);
+        }
+        Err(err) => return Err(err),
+        Ok(_) => {}
+    }
+    let voided = txn
+        .execute_raw(stmt(
+            "INSERT IGNORE INTO tx_log (tx_no, order_no, product_id, count, outcome) \
+             VALUES (?, ?, ?, ?, ?)",
+            row(cancel.order_tx_no.as_str(), "VOIDED"),
+        ))
+        .await?
+        .rows_affected()
+        == 1;
+    let creation = if voided {
+        "VOIDED".to_owned()
+    } else {
+        txn.query_one_raw(stmt(
+            "SELECT outcome FROM tx_log WHERE tx_no = ? FOR UPDATE",
+            [cancel.order_tx_no.as_str().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("tx_log {}", cancel.order_tx_no)))?
+        .try_get::<String>("", "outcome")?
+    };
+    let restored = if creation == "DEDUCTED" {
+        txn.execute_raw(stmt(
+            "UPDATE stock SET total_count = total_count + ? WHERE product_id = ?",
+            [count.into(), cancel.product_id.get().into()],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            "UPDATE tx_log SET outcome = 'RESTORED' WHERE tx_no = ?",
+            [cancel.tx_no.as_str().into()],
+        ))
+        .await?;
+        Restored::Restored
+    } else {
+        Restored::NothingToRestore
+    };
+    txn.commit().await?;
+    tracing::info!(?restored, creation, product_id = %cancel.product_id, count, "cancellation applied");
+    Ok(restored)
+}
+
+async fn outcome_of(db: &DatabaseConnection, tx_no: &str) -> Result<Option<String>, DbErr> {
+    db.query_one_raw(stmt(
+        "SELECT outcome FROM tx_log WHERE tx_no = ?",
+        [tx_no.into()],
+    ))
+    .await?
+    .map(|row| row.try_get::<String>("", "outcome"))
+    .transpose()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Stock {
     pub product_id: i64,
     pub total_count: i64,
-    /// Order messages applied for this product (deducted or insufficient):
-    /// order-service compares it with its committed orders to know the
-    /// pipeline is quiet.
+    /// Order messages applied for this product: creations (deducted,
+    /// insufficient or voided) and cancellations. order-service compares it
+    /// with its committed creations + cancellations to know the pipeline is quiet.
     pub applied_orders: i64,
 }
 

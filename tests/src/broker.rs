@@ -1,6 +1,9 @@
 //! Sending straight to the order topic, as a producer other than order-service.
 
-use common::messages::{OrderCreated, TAG_ORDER_CREATED};
+use common::messages::{
+    Envelope, OrderCancelled, OrderCreated, StockInsufficient, TAG_ORDER_CANCELLED,
+    TAG_ORDER_CREATED, TAG_STOCK_INSUFFICIENT,
+};
 use common::mq::MqRuntime;
 use rocketmq_client_rust::DefaultMQProducer;
 use rocketmq_model::common::message::message_single::Message;
@@ -12,15 +15,18 @@ pub struct TopicWriter {
     producer: DefaultMQProducer,
     runtime: Option<MqRuntime>,
     topic: String,
+    stock_topic: String,
 }
 
 impl TopicWriter {
     pub async fn start(env: &TestEnv) -> Self {
         let settings = env.mq_settings();
         let runtime = MqRuntime::start("test-writer", &settings).expect("client runtime");
-        common::mq::ensure_topic(&runtime, &settings, &env.topic)
-            .await
-            .expect("order topic");
+        for topic in [&env.topic, &env.stock_topic] {
+            common::mq::ensure_topic(&runtime, &settings, topic)
+                .await
+                .expect("topic");
+        }
         let mut producer = DefaultMQProducer::builder(runtime.client())
             .producer_group(format!("{}_writer", env.producer_group))
             .name_server_addr(env.namesrv_addr.clone())
@@ -30,15 +36,41 @@ impl TopicWriter {
             producer,
             runtime: Some(runtime),
             topic: env.topic.clone(),
+            stock_topic: env.stock_topic.clone(),
         }
     }
 
     pub async fn send(&self, order: &OrderCreated) {
+        self.send_tagged(TAG_ORDER_CREATED, order.tx_no.as_str(), order.encode())
+            .await;
+    }
+
+    pub async fn send_cancel(&self, cancel: &OrderCancelled) {
+        self.send_tagged(TAG_ORDER_CANCELLED, cancel.tx_no.as_str(), cancel.encode())
+            .await;
+    }
+
+    /// A (repeated) StockInsufficient report, as stock-service sends it.
+    pub async fn send_insufficient(&self, report: &StockInsufficient) {
+        self.send_to(
+            &self.stock_topic,
+            TAG_STOCK_INSUFFICIENT,
+            report.order_tx_no.as_str(),
+            report.encode(),
+        )
+        .await;
+    }
+
+    async fn send_tagged(&self, tag: &str, key: &str, body: Vec<u8>) {
+        self.send_to(&self.topic, tag, key, body).await;
+    }
+
+    async fn send_to(&self, topic: &str, tag: &str, key: &str, body: Vec<u8>) {
         let message = Message::builder()
-            .topic(self.topic.as_str())
-            .tags(TAG_ORDER_CREATED)
-            .key(order.tx_no.to_string())
-            .body(order.encode())
+            .topic(topic)
+            .tags(tag)
+            .key(key)
+            .body(body)
             .build()
             .expect("message");
         self.producer.send(message).await.expect("plain send");

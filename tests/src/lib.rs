@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod db;
+pub mod invariants;
 pub mod services;
 
 use std::future::Future;
@@ -17,6 +18,7 @@ pub struct TestEnv {
     pub order_db: String,
     pub stock_db: String,
     pub topic: String,
+    pub stock_topic: String,
     pub producer_group: String,
     pub consumer_group: String,
     pub redis_prefix: String,
@@ -32,6 +34,7 @@ impl TestEnv {
             order_db: format!("seckill_t_{id}_order"),
             stock_db: format!("seckill_t_{id}_stock"),
             topic: format!("seckill_t_{id}"),
+            stock_topic: format!("seckill_t_{id}_stock_events"),
             producer_group: format!("seckill_t_{id}_tx"),
             consumer_group: format!("seckill_t_{id}_stock"),
             redis_prefix: format!("seckill_t_{id}"),
@@ -48,6 +51,7 @@ impl TestEnv {
             namesrv_addr: self.namesrv_addr.clone(),
             broker_addr: self.broker_addr.clone(),
             order_topic: self.topic.clone(),
+            stock_topic: self.stock_topic.clone(),
             ..Default::default()
         }
     }

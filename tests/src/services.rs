@@ -23,6 +23,8 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
     settings.orders.producer_group = env.producer_group.clone();
+    settings.lifecycle.events_group = format!("{}_events", env.producer_group);
+    settings.lifecycle.timeout_producer_group = format!("{}_timeouts", env.producer_group);
     settings
 }
 
@@ -34,6 +36,7 @@ pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
     settings.consumer.group = env.consumer_group.clone();
+    settings.consumer.events_producer_group = format!("{}_events", env.consumer_group);
     settings
 }
 
@@ -183,6 +186,50 @@ pub async fn place_order_with_key(
     let status = response.status();
     let replayed = response.headers().get("Idempotent-Replayed").is_some();
     (status, response.json().await.expect("JSON body"), replayed)
+}
+
+/// `POST /api/orders/{order_no}/pay` as the buyer `user_id`.
+pub async fn pay_order(
+    order_service: &RunningService,
+    order_no: &str,
+    user_id: i64,
+    pay_no: &str,
+) -> (StatusCode, Value) {
+    order_service
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/orders/{order_no}/pay"),
+            Some(&json!({"user_id": user_id, "pay_no": pay_no})),
+        )
+        .await
+}
+
+/// `POST /api/orders/{order_no}/cancel` as the buyer `user_id`.
+pub async fn cancel_order(
+    order_service: &RunningService,
+    order_no: &str,
+    user_id: i64,
+) -> (StatusCode, Value) {
+    order_service
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/orders/{order_no}/cancel"),
+            Some(&json!({"user_id": user_id})),
+        )
+        .await
+}
+
+/// `GET /api/orders/{order_no}`'s body (panics unless 200).
+pub async fn order_of(order_service: &RunningService, order_no: &str) -> Value {
+    let (status, body) = order_service
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/orders/{order_no}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
 }
 
 /// Opens a sale with a per-user limit of `limit` orders.

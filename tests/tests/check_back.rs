@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::time::Duration;
 
-use common::messages::{OrderCreated, TAG_ORDER_CREATED};
+use common::messages::{Envelope, OrderCreated, TAG_ORDER_CREATED};
 use common::mq::MqRuntime;
 use reqwest::{Method, StatusCode};
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};

@@ -4,25 +4,12 @@
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use seckill_tests::services::{
-    RunningService, open_sale_with_limit, place_order, spawn_order_service, spawn_stock_service,
+    open_sale_with_limit, place_order, spawn_order_service, spawn_stock_service,
 };
 use seckill_tests::{TestEnv, db};
-use serde_json::{Value, json};
+use serde_json::json;
 
-async fn pay(
-    orders: &RunningService,
-    order_no: &str,
-    user_id: i64,
-    pay_no: &str,
-) -> (StatusCode, Value) {
-    orders
-        .call(
-            Method::POST,
-            &format!("/api/orders/{order_no}/pay"),
-            Some(&json!({"user_id": user_id, "pay_no": pay_no})),
-        )
-        .await
-}
+use seckill_tests::services::pay_order as pay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paying_an_order_is_idempotent_and_only_for_its_buyer() {

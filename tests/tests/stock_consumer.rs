@@ -50,7 +50,12 @@ async fn duplicate_delivery_deducts_stock_once() {
     let applied = stock_service::store::apply_order(&stock_db, &twice)
         .await
         .unwrap();
-    assert_eq!(applied, stock_service::store::Applied::Duplicate);
+    assert_eq!(
+        applied,
+        stock_service::store::Applied::Duplicate {
+            insufficient: false
+        }
+    );
     assert_eq!(stock_of(&stock, 1).await, 8);
 
     writer.stop().await;

@@ -143,7 +143,13 @@ async fn rebuild_locked(
     Ok(sales.len())
 }
 
-/// Waits until stock-service has applied every committed order of `product`;
+/// Messages order-service committed for a product, as stock-service counts
+/// them: one per order (its creation) plus one per cancellation.
+pub const COMMITTED_MESSAGES_SQL: &str =
+    "SELECT COUNT(*) + COUNT(cancel_tx_no) AS n FROM orders WHERE product_id = ?";
+
+/// Waits until stock-service has applied every committed order of `product`
+/// (creations and cancellations);
 /// returns the then-final stock.
 async fn wait_until_applied(
     db: &DatabaseConnection,
@@ -154,10 +160,7 @@ async fn wait_until_applied(
     let started = Instant::now();
     loop {
         let committed = db
-            .query_one_raw(stmt(
-                "SELECT COUNT(*) AS n FROM orders WHERE product_id = ?",
-                product.get(),
-            ))
+            .query_one_raw(stmt(COMMITTED_MESSAGES_SQL, product.get()))
             .await?
             .map(|r| r.try_get::<i64>("", "n"))
             .transpose()?

@@ -69,8 +69,7 @@ pub async fn reconcile(
         let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)
             .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
         let id = product.get();
-        let committed_orders =
-            count(db, "SELECT COUNT(*) FROM orders WHERE product_id = ?", id).await?;
+        let committed_orders = count(db, super::rebuild::COMMITTED_MESSAGES_SQL, id).await?;
         let held_orders = count(
             db,
             "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",

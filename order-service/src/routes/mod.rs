@@ -14,6 +14,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/orders/{order_no}/pay",
             web::post().to(orders::pay_order),
         )
+        .route(
+            "/api/orders/{order_no}/cancel",
+            web::post().to(orders::cancel_order),
+        )
         .route("/api/orders/{order_no}", web::get().to(orders::get_order))
         .route("/api/sales/{product_id}", web::put().to(sales::open_sale))
         .route("/api/sales/{product_id}", web::get().to(sales::get_sale))

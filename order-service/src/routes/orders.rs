@@ -1,4 +1,4 @@
-//! `POST /api/orders` and `GET /api/orders/{order_no}`: parse, call, respond.
+//! The order endpoints: place, read, list, pay, cancel. Parse, call, respond.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::checkout::{Checkedout, CheckoutError};
 use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, PayNo};
+use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
 use crate::publisher::{NotPlaced, Placement};
 use crate::startup::AppState;
 use crate::store;
@@ -34,6 +35,13 @@ pub enum OrderApiError {
         order_no: String,
         status: OrderStatus,
     },
+    #[error("order {order_no} is {status:?}, not cancellable")]
+    NotCancellable {
+        order_no: String,
+        status: OrderStatus,
+    },
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
 }
 
 impl ResponseError for OrderApiError {
@@ -41,7 +49,7 @@ impl ResponseError for OrderApiError {
         match self {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotPayable { .. } => StatusCode::CONFLICT,
+            Self::NotPayable { .. } | Self::NotCancellable { .. } => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Refused(_) => StatusCode::CONFLICT,
             Self::Checkout(CheckoutError::SoldOut | CheckoutError::LimitExceeded) => {
@@ -56,6 +64,7 @@ impl ResponseError for OrderApiError {
                 | CheckoutError::Idempotency(_)
                 | CheckoutError::Publish(_),
             )
+            | Self::Lifecycle(_)
             | Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -86,13 +95,32 @@ impl ResponseError for OrderApiError {
                 format!(
                     "order {order_no} is {} and cannot be paid{}",
                     order_status.as_db(),
-                    if *order_status == OrderStatus::Paid {
-                        " again with another payment"
-                    } else {
-                        ""
+                    match order_status {
+                        OrderStatus::Paid => " again with another payment",
+                        OrderStatus::New => ": its payment deadline has passed",
+                        _ => "",
                     }
                 ),
             ),
+            Self::NotCancellable {
+                order_no,
+                status: order_status,
+            } => error_response(
+                status,
+                "ORDER_NOT_CANCELLABLE",
+                format!(
+                    "order {order_no} is {} and cannot be cancelled",
+                    order_status.as_db()
+                ),
+            ),
+            Self::Lifecycle(err) => {
+                tracing::warn!(%err, "order not changed");
+                retry_later(error_response(
+                    status,
+                    "ORDER_NOT_CHANGED",
+                    "the order could not be changed right now; nothing changed, retry",
+                ))
+            }
             Self::NotFound(order_no) => {
                 error_response(status, "ORDER_NOT_FOUND", format!("no order {order_no}"))
             }
@@ -273,7 +301,7 @@ pub async fn get_order(
     let raw = path.into_inner();
     let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
     match store::find_order(&state.db, order_no.as_str()).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(order)),
+        Some(order) => Ok(HttpResponse::Ok().json(state.shown(order))),
         None => Err(OrderApiError::NotFound(raw)),
     }
 }
@@ -301,13 +329,49 @@ pub async fn pay_order(
             .into());
         }
     };
-    match store::pay_order(&state.db, order_no.as_str(), user_id.get(), pay_no.as_str()).await? {
-        store::Payment::Paid(order) => Ok(HttpResponse::Ok().json(order)),
+    let paid = store::pay_order(
+        &state.db,
+        order_no.as_str(),
+        user_id.get(),
+        pay_no.as_str(),
+        state.lifecycle.payment_cutoff(),
+    )
+    .await?;
+    match paid {
+        store::Payment::Paid(order) => Ok(HttpResponse::Ok().json(state.shown(order))),
         store::Payment::NotPayable(order) => Err(OrderApiError::NotPayable {
             order_no: order.order_no,
             status: order.status,
         }),
         store::Payment::NotFound => Err(OrderApiError::NotFound(raw)),
+    }
+}
+
+/// `POST /api/orders/{order_no}/cancel` `{"user_id": int}` → 200 CANCELLED
+/// (stock and reservation go back); 202 `CANCEL_PENDING` while the broker's
+/// check-back decides; 409 ORDER_NOT_CANCELLABLE when not NEW; 404 when the
+/// order is unknown or another user's.
+pub async fn cancel_order(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, OrderApiError> {
+    let raw = path.into_inner();
+    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    let user_id = UserId::parse(JsonFields::of(&body)?.int("user_id")?)?;
+    match state
+        .lifecycle
+        .cancel(order_no.as_str(), CancelBy::Buyer(user_id))
+        .await?
+    {
+        CancelOutcome::Cancelled(order) => Ok(HttpResponse::Ok().json(state.shown(order))),
+        CancelOutcome::Pending(order) => Ok(HttpResponse::Accepted()
+            .json(json!({"order_no": order.order_no, "status": "CANCEL_PENDING"}))),
+        CancelOutcome::NotCancellable(order) => Err(OrderApiError::NotCancellable {
+            order_no: order.order_no,
+            status: order.status,
+        }),
+        CancelOutcome::NotFound => Err(OrderApiError::NotFound(raw)),
     }
 }
 
@@ -347,6 +411,7 @@ pub async fn list_orders(
     }
     let (orders, total) =
         store::orders_of_user(&state.db, user_id.get(), page as u32, page_size as u32).await?;
+    let orders: Vec<_> = orders.into_iter().map(|o| state.shown(o)).collect();
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user_id, "page": page, "page_size": page_size, "total": total, "orders": orders,
     })))

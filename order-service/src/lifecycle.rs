@@ -1,0 +1,234 @@
+//! An order's life after it is created: cancelled by its buyer or by the
+//! payment timeout, failed when stock-service had no stock for it, and the
+//! Redis reservation of every closed order given back exactly once.
+//!
+//! A cancellation is a distributed transaction of its own (see
+//! [`OrderPublisher::cancel`]); the reservation goes back only once it
+//! committed, and `reservation_returned_at` records that it did, so the
+//! sweeper finishes what a stop interrupted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+use common::domain::{InvalidValue, OrderNo, ProductId, Quantity, TxNo, UserId};
+use common::messages::{CancelReason, OrderCancelled, StockInsufficient};
+use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::admission::AdmissionGate;
+use crate::domain::{Order, OrderStatus};
+use crate::publisher::{Cancellation, OrderPublisher, PublishError};
+use crate::store::{self, Failing};
+
+/// Who cancels.
+#[derive(Debug, Clone, Copy)]
+pub enum CancelBy {
+    /// The buyer: only their own order.
+    Buyer(UserId),
+    /// The payment timeout: only an order past its deadline.
+    Timeout,
+}
+
+/// What a cancel request came to.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled(Order),
+    /// The broker's check-back decides shortly.
+    Pending(Order),
+    /// Not NEW (paid, cancelled, failed), or for a timeout not yet due.
+    NotCancellable(Order),
+    /// No such order (for a buyer: none of theirs).
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("order database: {0}")]
+    Database(#[from] DbErr),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("the cancellation was not recorded: {0}")]
+    Unavailable(String),
+    #[error("stored order is invalid: {0}")]
+    Invalid(#[from] InvalidValue),
+}
+
+/// What one sweeper pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub cancelled: usize,
+    pub reservations_returned: usize,
+}
+
+pub struct Lifecycle {
+    db: DatabaseConnection,
+    publisher: Arc<OrderPublisher>,
+    admission: Arc<AdmissionGate>,
+    payment_timeout: Duration,
+}
+
+impl Lifecycle {
+    pub fn new(
+        db: DatabaseConnection,
+        publisher: Arc<OrderPublisher>,
+        admission: Arc<AdmissionGate>,
+        payment_timeout: Duration,
+    ) -> Self {
+        Self {
+            db,
+            publisher,
+            admission,
+            payment_timeout,
+        }
+    }
+
+    pub fn payment_timeout(&self) -> Duration {
+        self.payment_timeout
+    }
+
+    /// Orders created at or before this are past their payment deadline.
+    pub fn payment_cutoff(&self) -> NaiveDateTime {
+        let timeout =
+            chrono::Duration::from_std(self.payment_timeout).unwrap_or(chrono::Duration::MAX);
+        (Utc::now() - timeout).naive_utc()
+    }
+
+    /// Cancels a NEW order: one conditional update tied to a transactional
+    /// `OrderCancelled`, then its reservation goes back.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel(
+        &self,
+        order_no: &str,
+        by: CancelBy,
+    ) -> Result<CancelOutcome, LifecycleError> {
+        let Some(order) = store::find_order(&self.db, order_no).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if let CancelBy::Buyer(user) = by
+            && order.user_id != user.get()
+        {
+            return Ok(CancelOutcome::NotFound);
+        }
+        if order.status != OrderStatus::New {
+            return Ok(CancelOutcome::NotCancellable(order));
+        }
+        let (reason, due_if_created_before) = match by {
+            CancelBy::Buyer(_) => (CancelReason::Buyer, None),
+            CancelBy::Timeout => (CancelReason::Timeout, Some(self.payment_cutoff())),
+        };
+        let cancel = cancellation_of(&order, reason)?;
+        match self.publisher.cancel(cancel, due_if_created_before).await? {
+            Cancellation::Cancelled(_) => {
+                self.return_reservation(&order).await;
+                Ok(CancelOutcome::Cancelled(self.reload(order).await?))
+            }
+            Cancellation::Pending(_) => Ok(CancelOutcome::Pending(order)),
+            Cancellation::NotCancellable => {
+                Ok(CancelOutcome::NotCancellable(self.reload(order).await?))
+            }
+            Cancellation::Unavailable(why) => Err(LifecycleError::Unavailable(why)),
+        }
+    }
+
+    /// Compensation for an order stock-service could not deduct: `NEW →
+    /// FAILED` and its reservation back. Repeating it changes nothing.
+    #[tracing::instrument(skip_all, fields(tx_no = %insufficient.order_tx_no, order_no = %insufficient.order_no))]
+    pub async fn fail(&self, insufficient: &StockInsufficient) -> Result<(), DbErr> {
+        match store::fail_order(&self.db, insufficient.order_tx_no.as_str()).await? {
+            Failing::Failed(order) => {
+                tracing::warn!("order failed: stock-service had no stock for it");
+                self.return_reservation(&order).await;
+            }
+            Failing::AlreadyClosed(order) if order.status == OrderStatus::Paid => {
+                // Paid before the stock was found missing: needs a refund by a person.
+                tracing::error!(
+                    "PAID order has no stock (stock-service found it insufficient); refund needed"
+                );
+            }
+            Failing::AlreadyClosed(order) => {
+                tracing::info!(status = ?order.status, "order already closed; nothing to fail");
+            }
+            Failing::NotFound => tracing::warn!("insufficient stock reported for an unknown order"),
+        }
+        Ok(())
+    }
+
+    /// One pass of the safety net: cancels overdue NEW orders (their timeout
+    /// message was lost, or came before a clock said so) and returns the
+    /// reservations a stop left behind on closed orders.
+    pub async fn sweep(&self) -> Result<Swept, LifecycleError> {
+        const BATCH: u32 = 200;
+        let mut swept = Swept::default();
+        for order in store::orders_past_deadline(&self.db, self.payment_cutoff(), BATCH).await? {
+            if let CancelOutcome::Cancelled(_) =
+                self.cancel(&order.order_no, CancelBy::Timeout).await?
+            {
+                swept.cancelled += 1;
+            }
+        }
+        for order in store::closed_orders_holding_reservations(&self.db, BATCH).await? {
+            if self.return_reservation(&order).await {
+                swept.reservations_returned += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Gives a closed order's Redis reservation back (release.lua does it at
+    /// most once per tx_no) and records that it did. `false` when Redis or the
+    /// DB failed: the sweeper tries again.
+    async fn return_reservation(&self, order: &Order) -> bool {
+        let released = match (
+            ProductId::parse(order.product_id),
+            TxNo::parse(&order.tx_no),
+        ) {
+            (Ok(product), Ok(tx_no)) => self.admission.release(product, &tx_no).await,
+            _ => return false,
+        };
+        if let Err(err) = released {
+            tracing::warn!(%err, order_no = %order.order_no, "reservation not returned yet; the sweeper retries");
+            return false;
+        }
+        match store::mark_reservation_returned(&self.db, &order.order_no).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(%err, order_no = %order.order_no, "reservation returned but not recorded; the sweeper retries");
+                false
+            }
+        }
+    }
+
+    async fn reload(&self, order: Order) -> Result<Order, DbErr> {
+        Ok(store::find_order(&self.db, &order.order_no)
+            .await?
+            .unwrap_or(order))
+    }
+}
+
+/// The cancellation message of a stored order.
+fn cancellation_of(order: &Order, reason: CancelReason) -> Result<OrderCancelled, InvalidValue> {
+    let created = common::messages::OrderCreated {
+        schema_version: common::messages::SCHEMA_VERSION,
+        tx_no: TxNo::parse(&order.tx_no)?,
+        order_no: OrderNo::parse(&order.order_no)?,
+        user_id: UserId::parse(order.user_id)?,
+        product_id: ProductId::parse(order.product_id)?,
+        count: Quantity::parse(order.count, Quantity::HARD_MAX)?,
+        created_at: order.created_at,
+    };
+    Ok(OrderCancelled::of(&created, reason))
+}
+
+/// Runs [`Lifecycle::sweep`] every `every` until aborted.
+pub async fn keep_sweeping(lifecycle: Arc<Lifecycle>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match lifecycle.sweep().await {
+            Ok(swept) if swept != Swept::default() => {
+                tracing::warn!(?swept, "sweeper closed what the timeout messages missed")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "sweep failed; next pass retries"),
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! An order's life after creation on the real stack: cancel (stock and Redis
+//! reservation back exactly once, buyer may buy again), payment timeout by
+//! delayed message and by the sweeper, pay racing the timeout, and
+//! compensation when stock-service finds too little stock. Every test ends
+//! with the invariant: initial stock = DB stock + Σ NEW/PAID, Redis agrees.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::messages::StockInsufficient;
+use reqwest::StatusCode;
+use seckill_tests::broker::TopicWriter;
+use seckill_tests::invariants::{assert_every_unit_accounted, wait_for_status};
+use seckill_tests::services::{
+    cancel_order, open_sale, open_sale_with_limit, order_settings, pay_order, place_order,
+    sale_view, set_stock, spawn_order_service, spawn_order_service_with, spawn_stock_service,
+    stock_of,
+};
+use seckill_tests::{TestEnv, db, eventually};
+
+fn order_no(placed: &serde_json::Value) -> String {
+    placed["order_no"].as_str().expect("order_no").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy_again() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale(&orders, 1, 5).await;
+    let (status, placed) = place_order(&orders, 7, 1, 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_no = order_no(&placed);
+    assert!(placed["order_no"].is_string());
+    eventually("deducted", Duration::from_secs(30), || async {
+        (stock_of(&stock, 1).await == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        place_order(&orders, 7, 1, 1).await.0,
+        StatusCode::CONFLICT,
+        "limit 1"
+    );
+
+    let (status, body) = cancel_order(&orders, &order_no, 8).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another buyer's order: {body}"
+    );
+    let (status, cancelled) = cancel_order(&orders, &order_no, 7).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["closed_reason"], "BUYER");
+    let (status, body) = cancel_order(&orders, &order_no, 7).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "ORDER_NOT_CANCELLABLE");
+    let (status, body) = pay_order(&orders, &order_no, 7, "pay-1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["code"], "ORDER_NOT_PAYABLE");
+
+    // Redis gave the reservation back at once; stock-service gives the stock back.
+    assert_eq!(sale_view(&orders, 1).await, (5, 0));
+    eventually("stock restored", Duration::from_secs(30), || async {
+        (stock_of(&stock, 1).await == 5).then_some(())
+    })
+    .await;
+    let stock_db = db::connect(&env.stock_db).await;
+    assert_eq!(
+        db::scalar(
+            &stock_db,
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'RESTORED'",
+            []
+        )
+        .await,
+        1
+    );
+
+    let (status, again) = place_order(&orders, 7, 1, 1).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the buyer may buy again: {again}"
+    );
+    assert_every_unit_accounted(&env, &orders, 1, 5).await;
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unpaid_orders_are_cancelled_by_their_timeout_message_and_cannot_be_paid_late() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let mut settings = order_settings(&env, &stock.base_url);
+    settings.lifecycle.payment_timeout_secs = 2;
+    settings.lifecycle.sweep_interval_ms = 3_600_000; // the delayed message alone
+    let orders = spawn_order_service_with(settings).await;
+    open_sale(&orders, 1, 5).await;
+    let unpaid = order_no(&place_order(&orders, 1, 1, 1).await.1);
+    let paid = order_no(&place_order(&orders, 2, 1, 1).await.1);
+    let (status, body) = pay_order(&orders, &paid, 2, "pay-2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["pay_deadline"].is_null(),
+        "a paid order has no deadline: {body}"
+    );
+
+    let cancelled = wait_for_status(&orders, &unpaid, "CANCELLED", Duration::from_secs(20)).await;
+    assert_eq!(cancelled["closed_reason"], "TIMEOUT");
+    let (status, body) = pay_order(&orders, &unpaid, 1, "pay-1").await;
+    assert_eq!(status, StatusCode::CONFLICT, "pay after timeout: {body}");
+    assert_eq!(body["code"], "ORDER_NOT_PAYABLE");
+    assert_eq!(
+        wait_for_status(&orders, &paid, "PAID", Duration::from_secs(1)).await["pay_no"],
+        "pay-2"
+    );
+    assert_every_unit_accounted(&env, &orders, 1, 5).await;
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweeper_cancels_overdue_orders_whose_timeout_message_is_far_off() {
+    // Created under a one-hour payment time: its timeout message is an hour away.
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let mut settings = order_settings(&env, &stock.base_url);
+    settings.lifecycle.payment_timeout_secs = 3_600;
+    let orders = spawn_order_service_with(settings.clone()).await;
+    open_sale(&orders, 1, 3).await;
+    let placed = place_order(&orders, 1, 1, 1).await;
+    assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
+    let order_no = order_no(&placed.1);
+    assert!(placed.1["order_no"].is_string());
+    orders.stop().await;
+
+    // Restarted with a one-second payment time: only the sweeper can notice.
+    settings.lifecycle.payment_timeout_secs = 1;
+    settings.lifecycle.sweep_interval_ms = 300;
+    let orders = spawn_order_service_with(settings).await;
+    let cancelled = wait_for_status(&orders, &order_no, "CANCELLED", Duration::from_secs(20)).await;
+    assert_eq!(cancelled["closed_reason"], "TIMEOUT");
+    assert_eq!(sale_view(&orders, 1).await, (3, 0));
+    assert_every_unit_accounted(&env, &orders, 1, 3).await;
+    orders.stop().await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state() {
+    const ORDERS: i64 = 50;
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let mut settings = order_settings(&env, &stock.base_url);
+    settings.lifecycle.payment_timeout_secs = 2;
+    settings.lifecycle.sweep_interval_ms = 100;
+    settings.rate_limit.per_user_per_sec = 0;
+    let orders = Arc::new(spawn_order_service_with(settings).await);
+    open_sale(&orders, 1, ORDERS).await;
+    let mut placed = Vec::new();
+    for user in 1..=ORDERS {
+        let (status, body) = place_order(&orders, user, 1, 1).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let created: chrono::DateTime<chrono::Utc> =
+            body["created_at"].as_str().unwrap().parse().unwrap();
+        placed.push((user, order_no(&body), created));
+    }
+    // Each payment lands within ±250 ms of its order's deadline.
+    let racers = placed.iter().map(|(user, order_no, created)| {
+        let orders = Arc::clone(&orders);
+        let (user, order_no) = (*user, order_no.clone());
+        let jitter = chrono::Duration::milliseconds((user * 37 % 500) - 250);
+        let at = *created + chrono::Duration::seconds(2) + jitter;
+        async move {
+            if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
+                tokio::time::sleep(wait).await;
+            }
+            let (status, body) = pay_order(&orders, &order_no, user, &format!("pay-{user}")).await;
+            assert!(
+                status == StatusCode::OK || status == StatusCode::CONFLICT,
+                "{status} {body}"
+            );
+            (order_no, status == StatusCode::OK)
+        }
+    });
+    let results = futures::future::join_all(racers).await;
+    let mut paid = 0;
+    for (order_no, payment_won) in &results {
+        let expected = if *payment_won { "PAID" } else { "CANCELLED" };
+        let order = wait_for_status(&orders, order_no, expected, Duration::from_secs(20)).await;
+        if *payment_won {
+            paid += 1;
+            assert!(order["closed_reason"].is_null(), "{order}");
+        }
+    }
+    tracing::info!(paid, cancelled = ORDERS - paid, "race outcome");
+    assert_every_unit_accounted(&env, &orders, 1, ORDERS).await;
+    let (stock_left, reserved) = sale_view(&orders, 1).await;
+    assert_eq!((stock_left, reserved), (ORDERS - paid, paid));
+    Arc::try_unwrap(orders)
+        .ok()
+        .expect("one owner")
+        .stop()
+        .await;
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale_with_limit(&orders, 1, 5, 1).await;
+    // Redis and the stock DB disagree: Redis admits, the DB has nothing.
+    set_stock(&stock, 1, 0).await;
+    let (status, placed) = place_order(&orders, 7, 1, 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_no = order_no(&placed);
+    let failed = wait_for_status(&orders, &order_no, "FAILED", Duration::from_secs(30)).await;
+    assert_eq!(failed["closed_reason"], "STOCK_INSUFFICIENT");
+    eventually("reservation returned", Duration::from_secs(10), || async {
+        (sale_view(&orders, 1).await == (5, 0)).then_some(())
+    })
+    .await;
+    let (status, body) = pay_order(&orders, &order_no, 7, "pay-7").await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a failed order is not payable: {body}"
+    );
+
+    // A repeated report changes nothing: no second release.
+    let writer = TopicWriter::start(&env).await;
+    let mut created = seckill_tests::order_message(7, 1, 2);
+    created.tx_no = common::domain::TxNo::parse(failed["tx_no"].as_str().unwrap()).unwrap();
+    created.order_no = common::domain::OrderNo::parse(&order_no).unwrap();
+    writer
+        .send_insufficient(&StockInsufficient::of(&created))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sale_view(&orders, 1).await, (5, 0));
+    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(
+        db::scalar(
+            &order_db,
+            "SELECT COUNT(*) FROM orders WHERE status = 'FAILED'",
+            []
+        )
+        .await,
+        1
+    );
+    let stock_db = db::connect(&env.stock_db).await;
+    assert_eq!(
+        db::scalar(
+            &stock_db,
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'INSUFFICIENT'",
+            []
+        )
+        .await,
+        1
+    );
+    // The stock DB never went below zero and holds nothing for the failed order.
+    assert_eq!(stock_of(&stock, 1).await, 0);
+    writer.stop().await;
+    orders.stop().await;
+    stock.stop().await;
+}
