@@ -23,13 +23,14 @@ CREATE TABLE IF NOT EXISTS tx_log (
   order_no    VARCHAR(64) NOT NULL,
   product_id  BIGINT      NOT NULL,
   count       INT         NOT NULL,
-  outcome     VARCHAR(16) NOT NULL,
+  outcome     VARCHAR(24) NOT NULL,
   KEY idx_stock_tx_log_product (product_id, outcome),
   CONSTRAINT ck_stock_tx_log_outcome_v2 CHECK (outcome IN
     ('DEDUCTED', 'INSUFFICIENT', 'VOIDED', 'RESTORED', 'NOTHING_TO_RESTORE'))
 ) ENGINE = InnoDB;
 
--- Databases created before cancellations existed: widen the outcome check.
+-- Databases created before cancellations existed: widen the outcome column and check.
+ALTER TABLE tx_log MODIFY COLUMN outcome VARCHAR(24) NOT NULL;
 ALTER TABLE tx_log DROP CONSTRAINT IF EXISTS ck_stock_tx_log_outcome;
 ALTER TABLE tx_log ADD CONSTRAINT IF NOT EXISTS ck_stock_tx_log_outcome_v2 CHECK (outcome IN
   ('DEDUCTED', 'INSUFFICIENT', 'VOIDED', 'RESTORED', 'NOTHING_TO_RESTORE'));

@@ -175,10 +175,12 @@ impl OrderConsumer {
             .consume_thread_max(settings.consumer.threads)
             .max_reconsume_times(settings.consumer.max_reconsume_times)
             .build();
+        // No spaces around `||`: client 1.0.0 hashes each tag untrimmed, so
+        // "A || B" silently matches neither.
         consumer
             .subscribe(
                 settings.mq.order_topic.as_str(),
-                format!("{TAG_ORDER_CREATED} || {TAG_ORDER_CANCELLED}").as_str(),
+                format!("{TAG_ORDER_CREATED}||{TAG_ORDER_CANCELLED}").as_str(),
             )
             .await?;
         consumer.register_message_listener_concurrently(OrderListener {
