@@ -65,3 +65,20 @@ ALTER TABLE orders ADD COLUMN IF NOT EXISTS closed_reason VARCHAR(32) NULL;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS closed_at DATETIME(3) NULL;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS reservation_returned_at DATETIME(3) NULL;
 CREATE INDEX IF NOT EXISTS idx_orders_status_time ON orders (status, create_time);
+
+-- Messages that will not be delivered by themselves: copied here from the
+-- DLQs of the watched consumer groups and from the broker's discarded
+-- transactions (checked back too often), for an operator to look at.
+-- Listed by reconciliation until marked resolved.
+CREATE TABLE IF NOT EXISTS dead_letters (
+  msg_id          VARCHAR(128) NOT NULL PRIMARY KEY,
+  source          VARCHAR(255) NOT NULL,
+  original_topic  VARCHAR(255) NULL,
+  tags            VARCHAR(255) NULL,
+  msg_keys        VARCHAR(512) NULL,
+  body            TEXT         NOT NULL,
+  reconsume_times INT          NOT NULL DEFAULT 0,
+  seen_at         DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  resolved_at     DATETIME(3)  NULL,
+  KEY idx_dead_letters_open (resolved_at, seen_at)
+) ENGINE = InnoDB;

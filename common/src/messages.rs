@@ -38,6 +38,8 @@ pub const STOCK_CONSUMER_GROUP: &str = "seckill_stock_consumer";
 pub const STOCK_EVENTS_PRODUCER_GROUP: &str = "seckill_stock_events_producer";
 /// Consumer group of order-service on its own timeouts and on [`STOCK_TOPIC`].
 pub const ORDER_EVENTS_CONSUMER_GROUP: &str = "seckill_order_events_consumer";
+/// Consumer group of order-service's watch on the DLQs and discarded transactions.
+pub const DEAD_LETTER_WATCH_GROUP: &str = "seckill_dead_letter_watch";
 /// Producer group of order-service's plain producer (the delayed timeouts).
 pub const ORDER_TIMEOUT_PRODUCER_GROUP: &str = "seckill_order_timeout_producer";
 

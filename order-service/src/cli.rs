@@ -1,7 +1,7 @@
 //! Admin subcommands of the `order-service` binary:
 //! `order-service reconcile [--repair]` prints the reconciliation of Redis
-//! against the databases (exit 1 on differences); `--repair` rebuilds Redis
-//! from the databases first.
+//! against the databases and the unresolved dead letters (exit 1 on
+//! differences or dead letters); `--repair` rebuilds Redis from the databases first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,5 +46,5 @@ async fn run_reconcile(settings: &Settings, repair: bool) -> anyhow::Result<i32>
     }
     let report = reconcile(&gate, &db, &stock).await?;
     println!("{report}");
-    Ok(if report.consistent { 0 } else { 1 })
+    Ok(if report.all_clear() { 0 } else { 1 })
 }

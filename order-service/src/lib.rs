@@ -26,6 +26,7 @@
 pub mod admission;
 pub mod checkout;
 pub mod cli;
+pub mod dead_letters;
 pub mod domain;
 pub mod events;
 pub mod idempotency;

@@ -15,6 +15,19 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     pub rate_limit: RateLimitSettings,
     pub lifecycle: LifecycleSettings,
+    pub dead_letters: DeadLetterSettings,
+}
+
+/// Which stuck messages order-service watches (see `dead_letters`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSettings {
+    /// Consumer group of the watcher itself.
+    pub group: String,
+    /// Consumer groups whose DLQ (`%DLQ%<group>`) is watched.
+    pub watched_groups: Vec<String>,
+    /// Also watch half messages the broker discarded after too many check-backs.
+    pub watch_discarded_transactions: bool,
 }
 
 /// After an order is created: its payment time, the timeout messages and the
@@ -110,6 +123,14 @@ impl Default for Settings {
                 sweep_interval_ms: 30_000,
                 events_group: common::messages::ORDER_EVENTS_CONSUMER_GROUP.into(),
                 timeout_producer_group: common::messages::ORDER_TIMEOUT_PRODUCER_GROUP.into(),
+            },
+            dead_letters: DeadLetterSettings {
+                group: common::messages::DEAD_LETTER_WATCH_GROUP.into(),
+                watched_groups: vec![
+                    common::messages::STOCK_CONSUMER_GROUP.into(),
+                    common::messages::ORDER_EVENTS_CONSUMER_GROUP.into(),
+                ],
+                watch_discarded_transactions: true,
             },
         }
     }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
 use crate::checkout::Checkout;
+use crate::dead_letters::DeadLetterWatch;
 use crate::domain::Order;
 use crate::events::EventConsumer;
 use crate::idempotency::IdempotencyClaims;
@@ -48,6 +49,7 @@ pub struct Application {
     publisher: Arc<OrderPublisher>,
     timeouts: Arc<TimeoutScheduler>,
     events: EventConsumer,
+    dead_letters: DeadLetterWatch,
     background: Vec<JoinHandle<()>>,
     mq: MqRuntime,
     db: DatabaseConnection,
@@ -101,6 +103,9 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the event consumer: {e}"))?;
+        let dead_letters = DeadLetterWatch::start(&mq, &settings, db.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
         let background = vec![
             tokio::spawn(keep_sweeping(
@@ -166,6 +171,7 @@ impl Application {
             publisher,
             timeouts,
             events,
+            dead_letters,
             background,
             mq,
             db,
@@ -184,6 +190,7 @@ impl Application {
         for task in &self.background {
             task.abort();
         }
+        self.dead_letters.shutdown().await;
         self.events.shutdown().await;
         self.timeouts.shutdown().await;
         self.publisher.shutdown().await;

@@ -61,7 +61,8 @@ impl TopicWriter {
         .await;
     }
 
-    async fn send_tagged(&self, tag: &str, key: &str, body: Vec<u8>) {
+    /// Any body under any tag on the order topic (e.g. one no consumer can read).
+    pub async fn send_tagged(&self, tag: &str, key: &str, body: Vec<u8>) {
         self.send_to(&self.topic, tag, key, body).await;
     }
 

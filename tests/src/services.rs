@@ -25,6 +25,11 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
     settings.orders.producer_group = env.producer_group.clone();
     settings.lifecycle.events_group = format!("{}_events", env.producer_group);
     settings.lifecycle.timeout_producer_group = format!("{}_timeouts", env.producer_group);
+    settings.dead_letters.group = format!("{}_dead_letters", env.producer_group);
+    settings.dead_letters.watched_groups = vec![
+        env.consumer_group.clone(),
+        settings.lifecycle.events_group.clone(),
+    ];
     settings
 }
 
@@ -139,7 +144,13 @@ pub async fn spawn_order_service_with(
 }
 
 pub async fn spawn_stock_service(env: &TestEnv) -> RunningService {
-    let app = stock_service::startup::Application::build(stock_settings(env))
+    spawn_stock_service_with(stock_settings(env)).await
+}
+
+pub async fn spawn_stock_service_with(
+    settings: stock_service::settings::Settings,
+) -> RunningService {
+    let app = stock_service::startup::Application::build(settings)
         .await
         .expect("stock-service starts");
     let port = app.port();

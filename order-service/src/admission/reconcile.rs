@@ -34,6 +34,16 @@ pub struct Report {
     pub ready: bool,
     pub consistent: bool,
     pub products: Vec<ProductReport>,
+    /// Unresolved stuck messages (DLQs, discarded transactions), newest first.
+    pub dead_letters: Vec<crate::dead_letters::DeadLetter>,
+    pub dead_letter_count: i64,
+}
+
+impl Report {
+    /// Nothing for an operator to do: consistent and no unresolved dead letters.
+    pub fn all_clear(&self) -> bool {
+        self.consistent && self.dead_letter_count == 0
+    }
 }
 
 async fn count(db: &DatabaseConnection, sql: &str, product: i64) -> Result<i64, sea_orm::DbErr> {
@@ -132,10 +142,13 @@ pub async fn reconcile(
         });
     }
     let consistent = ready && products.iter().all(|p| p.differences.is_empty());
+    let (dead_letters, dead_letter_count) = crate::dead_letters::unresolved(db, 100).await?;
     Ok(Report {
         ready,
         consistent,
         products,
+        dead_letters,
+        dead_letter_count,
     })
 }
 
@@ -165,13 +178,32 @@ impl std::fmt::Display for Report {
                 }
             )?;
         }
+        if self.dead_letter_count > 0 {
+            writeln!(
+                f,
+                "{} unresolved dead letters (messages that will not be delivered by themselves):",
+                self.dead_letter_count
+            )?;
+            for letter in &self.dead_letters {
+                writeln!(
+                    f,
+                    "  {} from {} tags={} keys={} seen {}: {}",
+                    letter.msg_id,
+                    letter.source,
+                    letter.tags.as_deref().unwrap_or("-"),
+                    letter.keys.as_deref().unwrap_or("-"),
+                    letter.seen_at.to_rfc3339(),
+                    letter.body.chars().take(120).collect::<String>()
+                )?;
+            }
+        }
         write!(
             f,
             "{}",
-            if self.consistent {
-                "consistent"
-            } else {
-                "DIFFERENCES FOUND"
+            match (self.consistent, self.dead_letter_count) {
+                (true, 0) => "consistent",
+                (true, _) => "consistent stock, DEAD LETTERS NEED ATTENTION",
+                (false, _) => "DIFFERENCES FOUND",
             }
         )
     }

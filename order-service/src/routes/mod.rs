@@ -26,5 +26,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(sales::rebuild),
         )
         .route("/api/admin/reconcile", web::get().to(sales::reconcile))
-        .route("/api/admin/reconcile/repair", web::post().to(sales::repair));
+        .route("/api/admin/reconcile/repair", web::post().to(sales::repair))
+        .route(
+            "/api/admin/dead-letters/{msg_id}/resolve",
+            web::post().to(sales::resolve_dead_letter),
+        );
 }

@@ -21,6 +21,8 @@ pub enum SaleApiError {
     Invalid(#[from] InvalidValue),
     #[error("product {0} is not on sale")]
     NotOnSale(String),
+    #[error("no unresolved dead letter {0}")]
+    DeadLetterNotFound(String),
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
     #[error(transparent)]
@@ -35,7 +37,7 @@ impl ResponseError for SaleApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotOnSale(_) => StatusCode::NOT_FOUND,
+            Self::NotOnSale(_) | Self::DeadLetterNotFound(_) => StatusCode::NOT_FOUND,
             Self::Rebuild(RebuildError::Busy) => StatusCode::CONFLICT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -49,6 +51,11 @@ impl ResponseError for SaleApiError {
                 status,
                 "PRODUCT_NOT_ON_SALE",
                 format!("product {product} is not on sale"),
+            ),
+            Self::DeadLetterNotFound(msg_id) => error_response(
+                status,
+                "DEAD_LETTER_NOT_FOUND",
+                format!("no unresolved dead letter {msg_id}"),
             ),
             Self::Rebuild(RebuildError::Busy) => {
                 error_response(status, "REBUILD_RUNNING", "a rebuild is already running")
@@ -187,6 +194,20 @@ pub async fn repair(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiE
     )
     .await?;
     reconcile(state).await
+}
+
+/// `POST /api/admin/dead-letters/{msg_id}/resolve`: an operator handled this
+/// stuck message; reconciliation stops listing it.
+pub async fn resolve_dead_letter(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, SaleApiError> {
+    let msg_id = path.into_inner();
+    if crate::dead_letters::resolve(&state.db, &msg_id).await? {
+        Ok(HttpResponse::Ok().json(json!({"msg_id": msg_id, "resolved": true})))
+    } else {
+        Err(SaleApiError::DeadLetterNotFound(msg_id))
+    }
 }
 
 fn quiet_timeout(state: &AppState) -> Duration {

@@ -1,0 +1,141 @@
+//! Stuck messages are visible: a message stock-service gives up on (its DLQ)
+//! and a half message the broker discards after too many check-backs are
+//! recorded by order-service, listed by reconciliation (endpoint and CLI exit
+//! code) until an operator resolves them.
+
+use std::any::Any;
+use std::time::Duration;
+
+use common::messages::{Envelope, TAG_ORDER_CREATED};
+use common::mq::MqRuntime;
+use reqwest::{Method, StatusCode};
+use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
+use rocketmq_model::common::message::MessageTrait;
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
+use seckill_tests::broker::TopicWriter;
+use seckill_tests::services::{
+    RunningService, order_service_command, spawn_order_service, spawn_stock_service,
+    spawn_stock_service_with, stock_settings,
+};
+use seckill_tests::{TestEnv, eventually, order_message};
+use serde_json::Value;
+
+async fn dead_letters(orders: &RunningService) -> Vec<Value> {
+    let (status, report) = orders.call(Method::GET, "/api/admin/reconcile", None).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["dead_letter_count"].as_u64(),
+        report["dead_letters"].as_array().map(|a| a.len() as u64)
+    );
+    report["dead_letters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
+    let env = TestEnv::new();
+    let mut settings = stock_settings(&env);
+    settings.consumer.max_reconsume_times = 0; // straight to the DLQ
+    let stock = spawn_stock_service_with(settings).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    assert!(dead_letters(&orders).await.is_empty());
+
+    let writer = TopicWriter::start(&env).await;
+    writer
+        .send_tagged(TAG_ORDER_CREATED, "garbage-1", b"not an order".to_vec())
+        .await;
+    let letters = eventually("the DLQ copy recorded", Duration::from_secs(60), || async {
+        let letters = dead_letters(&orders).await;
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["source"], format!("%DLQ%{}", env.consumer_group));
+    assert_eq!(letters[0]["body"], "not an order");
+    assert_eq!(letters[0]["keys"], "garbage-1");
+    assert_eq!(order_service_command(&env, &stock, &["reconcile"]).0, 1);
+
+    let msg_id = letters[0]["msg_id"].as_str().unwrap().to_owned();
+    let path = format!("/api/admin/dead-letters/{msg_id}/resolve");
+    let (status, body) = orders.call(Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(dead_letters(&orders).await.is_empty());
+    let (status, body) = orders.call(Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "DEAD_LETTER_NOT_FOUND");
+    assert_eq!(order_service_command(&env, &stock, &["reconcile"]).0, 0);
+    writer.stop().await;
+    orders.stop().await;
+    stock.stop().await;
+}
+
+/// A producer that never decides: every check-back answers UNKNOWN.
+struct NeverDecides;
+
+impl TransactionListener for NeverDecides {
+    fn execute_local_transaction(
+        &self,
+        _msg: &dyn MessageTrait,
+        _arg: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
+        LocalTransactionState::Unknown
+    }
+
+    fn check_local_transaction(&self, _msg: &MessageExt) -> LocalTransactionState {
+        LocalTransactionState::Unknown
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    let settings = env.mq_settings();
+    let runtime = MqRuntime::start("test-undecided", &settings).expect("runtime");
+    let mut producer = TransactionMQProducer::builder(runtime.client())
+        .producer_group(format!("{}_undecided", env.producer_group))
+        .name_server_addr(env.namesrv_addr.clone())
+        .transaction_listener(NeverDecides)
+        .build();
+    producer.start().await.expect("producer");
+    let order = order_message(3, 1, 1);
+    let message = Message::builder()
+        .topic(env.topic.as_str())
+        .tags(TAG_ORDER_CREATED)
+        .key(order.tx_no.to_string())
+        .body(order.encode())
+        .build()
+        .unwrap();
+    producer
+        .send_message_in_transaction::<(), _>(message, None)
+        .await
+        .expect("half message");
+
+    // The test broker checks back every second, at most 30 times.
+    let letters = eventually(
+        "the discarded transaction recorded",
+        Duration::from_secs(120),
+        || async {
+            let letters = dead_letters(&orders).await;
+            (!letters.is_empty()).then_some(letters)
+        },
+    )
+    .await;
+    assert_eq!(letters[0]["source"], "TRANS_CHECK_MAX_TIME_TOPIC");
+    assert_eq!(letters[0]["original_topic"], env.topic.as_str());
+    assert!(
+        letters[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(order.tx_no.as_str()),
+        "{letters:?}"
+    );
+    producer.shutdown().await;
+    runtime.shutdown().await;
+    orders.stop().await;
+    stock.stop().await;
+}
