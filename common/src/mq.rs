@@ -10,8 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, DefaultMQProducer};
+use rocketmq_client_rust::{
+    ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
+    ConsumeConcurrentlyStatus, DefaultMQProducer, MessageListenerConcurrently,
+};
+use rocketmq_model::common::message::message_ext::MessageExt;
+use rocketmq_model::common::message::message_single::Message;
 use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
+use tokio::sync::RwLock;
 
 use crate::settings::MqSettings;
 
@@ -167,6 +173,72 @@ pub async fn probe_broker(settings: &MqSettings) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A consumer's per-message work: `true` when the message is done with
+/// (applied now or before), `false` to have it redelivered.
+pub trait ConsumeEach: Send + Sync + 'static {
+    fn consume_one(&self, msg: &MessageExt) -> bool;
+}
+
+/// Adapts a [`ConsumeEach`] to the client's batch listener. A batch with any
+/// message not done is redelivered whole, so `consume_one` must be idempotent.
+pub struct EachMessage<T>(pub T);
+
+impl<T: ConsumeEach> MessageListenerConcurrently for EachMessage<T> {
+    fn consume_message(
+        &self,
+        msgs: &[&MessageExt],
+        _context: &ConsumeConcurrentlyContext,
+    ) -> ClientResult<ConsumeConcurrentlyStatus> {
+        let all_done = msgs.iter().all(|msg| self.0.consume_one(msg));
+        Ok(if all_done {
+            ConsumeConcurrentlyStatus::ConsumeSuccess
+        } else {
+            ConsumeConcurrentlyStatus::ReconsumeLater
+        })
+    }
+}
+
+/// A plain (non-transactional) producer that can be shut down while shared.
+pub struct PlainProducer {
+    producer: RwLock<Option<DefaultMQProducer>>,
+}
+
+impl PlainProducer {
+    pub async fn start(
+        runtime: &MqRuntime,
+        settings: &MqSettings,
+        group: &str,
+    ) -> Result<Self, MqError> {
+        let mut producer = DefaultMQProducer::builder(runtime.client())
+            .producer_group(group)
+            .name_server_addr(settings.namesrv_addr.clone())
+            .send_msg_timeout(settings.send_timeout_ms)
+            .build();
+        producer.start().await?;
+        Ok(Self {
+            producer: RwLock::new(Some(producer)),
+        })
+    }
+
+    /// Sends and waits for the broker's acknowledgement.
+    pub async fn send(&self, message: Message) -> Result<(), String> {
+        let producer = self.producer.read().await;
+        let producer = producer.as_ref().ok_or("the producer is shut down")?;
+        producer
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits for in-flight sends, then stops the producer.
+    pub async fn shutdown(&self) {
+        if let Some(mut producer) = self.producer.write().await.take() {
+            producer.shutdown().await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,8 @@
 //! reconciliation lists the unresolved ones until an operator resolves them.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use common::mq::{MqError, MqRuntime};
-use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
-    MQPushConsumer, MessageListenerConcurrently,
-};
+use common::mq::{ConsumeEach, EachMessage, MqError, MqRuntime};
+use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::MessageConst;
 use rocketmq_model::common::message::MessageTrait;
@@ -163,30 +160,24 @@ impl DeadLetterListener {
     }
 }
 
-impl MessageListenerConcurrently for DeadLetterListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        for msg in msgs {
-            let Some(letter) = self.letter_of(msg) else {
-                continue;
-            };
-            match self.runtime.block_on(record(&self.db, &letter)) {
-                Ok(true) => tracing::error!(
-                    msg_id = %letter.msg_id, source = %letter.source, keys = ?letter.keys,
-                    tags = ?letter.tags, "dead letter: a message will not be delivered by itself; \
-                    see GET /api/admin/reconcile"
-                ),
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::warn!(%err, "dead letter not recorded; retrying");
-                    return Ok(ConsumeConcurrentlyStatus::ReconsumeLater);
-                }
+impl ConsumeEach for DeadLetterListener {
+    fn consume_one(&self, msg: &MessageExt) -> bool {
+        let Some(letter) = self.letter_of(msg) else {
+            return true;
+        };
+        match self.runtime.block_on(record(&self.db, &letter)) {
+            Ok(true) => tracing::error!(
+                msg_id = %letter.msg_id, source = %letter.source, keys = ?letter.keys,
+                tags = ?letter.tags, "dead letter: a message will not be delivered by itself; \
+                see GET /api/admin/reconcile"
+            ),
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%err, "dead letter not recorded; retrying");
+                return false;
             }
         }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
+        true
     }
 }
 
@@ -221,11 +212,11 @@ impl DeadLetterWatch {
                 .subscribe(TopicValidator::RMQ_SYS_TRANS_CHECK_MAX_TIME_TOPIC, "*")
                 .await?;
         }
-        consumer.register_message_listener_concurrently(DeadLetterListener {
+        consumer.register_message_listener_concurrently(EachMessage(DeadLetterListener {
             db,
             order_topic: settings.mq.order_topic.clone(),
             runtime: Handle::current(),
-        });
+        }));
         consumer.start().await?;
         Ok(Self { consumer })
     }

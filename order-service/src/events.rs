@@ -10,11 +10,8 @@ use chrono::Utc;
 use common::messages::{
     Envelope, OrderTimeout, StockInsufficient, TAG_ORDER_TIMEOUT, TAG_STOCK_INSUFFICIENT,
 };
-use common::mq::{MqError, MqRuntime};
-use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
-    MQPushConsumer, MessageListenerConcurrently,
-};
+use common::mq::{ConsumeEach, EachMessage, MqError, MqRuntime};
+use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use tokio::runtime::Handle;
@@ -29,7 +26,7 @@ struct EventListener {
     runtime: Handle,
 }
 
-impl EventListener {
+impl ConsumeEach for EventListener {
     /// Whether the message is done with; `false` asks for a redelivery.
     fn consume_one(&self, msg: &MessageExt) -> bool {
         let body = msg.body().unwrap_or_default();
@@ -49,7 +46,9 @@ impl EventListener {
             false
         })
     }
+}
 
+impl EventListener {
     #[tracing::instrument(skip_all, fields(order_no = %timeout.order_no))]
     async fn on_timeout(&self, timeout: &OrderTimeout) -> bool {
         if Utc::now() < timeout.deadline {
@@ -89,21 +88,6 @@ impl EventListener {
     }
 }
 
-impl MessageListenerConcurrently for EventListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        let all_done = msgs.iter().all(|msg| self.consume_one(msg));
-        Ok(if all_done {
-            ConsumeConcurrentlyStatus::ConsumeSuccess
-        } else {
-            ConsumeConcurrentlyStatus::ReconsumeLater
-        })
-    }
-}
-
 /// The running consumer; [`EventConsumer::shutdown`] stops it.
 pub struct EventConsumer {
     consumer: DefaultMQPushConsumer,
@@ -129,11 +113,11 @@ impl EventConsumer {
         consumer
             .subscribe(settings.mq.stock_topic.as_str(), TAG_STOCK_INSUFFICIENT)
             .await?;
-        consumer.register_message_listener_concurrently(EventListener {
+        consumer.register_message_listener_concurrently(EachMessage(EventListener {
             lifecycle,
             timeouts,
             runtime: Handle::current(),
-        });
+        }));
         consumer.start().await?;
         Ok(Self { consumer })
     }

@@ -9,29 +9,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::messages::{Envelope, OrderCreated, OrderTimeout, TAG_ORDER_TIMEOUT};
-use common::mq::{MqError, MqRuntime, delay_level_for};
-use rocketmq_client_rust::DefaultMQProducer;
+use common::mq::{MqError, MqRuntime, PlainProducer, delay_level_for};
 use rocketmq_model::common::message::message_single::Message;
-use tokio::sync::RwLock;
 
 use crate::settings::Settings;
 
 pub struct TimeoutScheduler {
-    producer: RwLock<Option<DefaultMQProducer>>,
+    producer: PlainProducer,
     topic: String,
     payment_timeout: Duration,
 }
 
 impl TimeoutScheduler {
     pub async fn start(mq: &MqRuntime, settings: &Settings) -> Result<Self, MqError> {
-        let mut producer = DefaultMQProducer::builder(mq.client())
-            .producer_group(settings.lifecycle.timeout_producer_group.clone())
-            .name_server_addr(settings.mq.namesrv_addr.clone())
-            .send_msg_timeout(settings.mq.send_timeout_ms)
-            .build();
-        producer.start().await?;
         Ok(Self {
-            producer: RwLock::new(Some(producer)),
+            producer: PlainProducer::start(
+                mq,
+                &settings.mq,
+                &settings.lifecycle.timeout_producer_group,
+            )
+            .await?,
             topic: settings.mq.order_topic.clone(),
             payment_timeout: settings.lifecycle.payment_timeout(),
         })
@@ -64,16 +61,12 @@ impl TimeoutScheduler {
             .build()
             .map_err(|e| e.to_string())?;
         message.set_delay_time_level(level);
-        let producer = self.producer.read().await;
-        let producer = producer.as_ref().ok_or("the producer is shut down")?;
-        producer.send(message).await.map_err(|e| e.to_string())?;
+        self.producer.send(message).await?;
         tracing::debug!(order_no = %timeout.order_no, ?delay, "timeout scheduled");
         Ok(())
     }
 
     pub async fn shutdown(&self) {
-        if let Some(mut producer) = self.producer.write().await.take() {
-            producer.shutdown().await;
-        }
+        self.producer.shutdown().await;
     }
 }

@@ -8,25 +8,21 @@ use common::messages::{
     Envelope, OrderCancelled, OrderCreated, StockInsufficient, TAG_ORDER_CANCELLED,
     TAG_ORDER_CREATED, TAG_STOCK_INSUFFICIENT,
 };
-use common::mq::{MqError, MqRuntime};
-use rocketmq_client_rust::{
-    ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQProducer,
-    DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-};
+use common::mq::{ConsumeEach, EachMessage, MqError, MqRuntime, PlainProducer};
+use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use tokio::runtime::Handle;
-use tokio::sync::RwLock;
 
 use crate::settings::Settings;
 use crate::store::{self, Applied};
 
 /// Sends [`StockInsufficient`] to order-service.
 struct StockEvents {
-    producer: RwLock<Option<DefaultMQProducer>>,
+    producer: PlainProducer,
     topic: String,
 }
 
@@ -39,13 +35,7 @@ impl StockEvents {
             .body(StockInsufficient::of(order).encode())
             .build()
             .map_err(|e| e.to_string())?;
-        let producer = self.producer.read().await;
-        let producer = producer.as_ref().ok_or("the producer is shut down")?;
-        producer
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        self.producer.send(message).await
     }
 }
 
@@ -55,7 +45,7 @@ struct OrderListener {
     runtime: Handle,
 }
 
-impl OrderListener {
+impl ConsumeEach for OrderListener {
     /// Whether this message is done with (applied now or before, and
     /// order-service told of insufficient stock). A message that cannot be
     /// read or applied is left for redelivery and, after
@@ -83,7 +73,9 @@ impl OrderListener {
             false
         })
     }
+}
 
+impl OrderListener {
     async fn apply_order(&self, order: &OrderCreated) -> bool {
         let insufficient = match store::apply_order(&self.db, order).await {
             Ok(Applied::Insufficient | Applied::Duplicate { insufficient: true }) => true,
@@ -126,23 +118,6 @@ impl OrderListener {
     }
 }
 
-impl MessageListenerConcurrently for OrderListener {
-    fn consume_message(
-        &self,
-        msgs: &[&MessageExt],
-        _context: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        // Applying is idempotent per message, so retrying a whole batch after a
-        // partial failure is safe.
-        let all_done = msgs.iter().all(|msg| self.consume_one(msg));
-        Ok(if all_done {
-            ConsumeConcurrentlyStatus::ConsumeSuccess
-        } else {
-            ConsumeConcurrentlyStatus::ReconsumeLater
-        })
-    }
-}
-
 /// The running consumer and its producer; [`OrderConsumer::shutdown`] stops them.
 pub struct OrderConsumer {
     consumer: DefaultMQPushConsumer,
@@ -155,14 +130,11 @@ impl OrderConsumer {
         settings: &Settings,
         db: DatabaseConnection,
     ) -> Result<Self, MqError> {
-        let mut producer = DefaultMQProducer::builder(mq.client())
-            .producer_group(settings.consumer.events_producer_group.clone())
-            .name_server_addr(settings.mq.namesrv_addr.clone())
-            .send_msg_timeout(settings.mq.send_timeout_ms)
-            .build();
-        producer.start().await?;
+        let producer =
+            PlainProducer::start(mq, &settings.mq, &settings.consumer.events_producer_group)
+                .await?;
         let events = Arc::new(StockEvents {
-            producer: RwLock::new(Some(producer)),
+            producer,
             topic: settings.mq.stock_topic.clone(),
         });
         let mut consumer = DefaultMQPushConsumer::builder(mq.client())
@@ -183,19 +155,17 @@ impl OrderConsumer {
                 format!("{TAG_ORDER_CREATED}||{TAG_ORDER_CANCELLED}").as_str(),
             )
             .await?;
-        consumer.register_message_listener_concurrently(OrderListener {
+        consumer.register_message_listener_concurrently(EachMessage(OrderListener {
             db,
             events: Arc::clone(&events),
             runtime: Handle::current(),
-        });
+        }));
         consumer.start().await?;
         Ok(Self { consumer, events })
     }
 
     pub async fn shutdown(mut self) {
         self.consumer.shutdown().await;
-        if let Some(mut producer) = self.events.producer.write().await.take() {
-            producer.shutdown().await;
-        }
+        self.events.producer.shutdown().await;
     }
 }

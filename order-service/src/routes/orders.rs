@@ -298,12 +298,17 @@ pub async fn get_order(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OrderApiError> {
-    let raw = path.into_inner();
-    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    let order_no = order_no_in(path)?;
     match store::find_order(&state.db, order_no.as_str()).await? {
         Some(order) => Ok(HttpResponse::Ok().json(state.shown(order))),
-        None => Err(OrderApiError::NotFound(raw)),
+        None => Err(OrderApiError::NotFound(order_no.to_string())),
     }
+}
+
+/// The `{order_no}` path segment; a malformed one names no order: 404.
+fn order_no_in(path: web::Path<String>) -> Result<OrderNo, OrderApiError> {
+    let raw = path.into_inner();
+    OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw))
 }
 
 /// `POST /api/orders/{order_no}/pay` `{"user_id": int, "pay_no": string}` →
@@ -315,8 +320,7 @@ pub async fn pay_order(
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
-    let raw = path.into_inner();
-    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    let order_no = order_no_in(path)?;
     let fields = JsonFields::of(&body)?;
     let user_id = UserId::parse(fields.int("user_id")?)?;
     let pay_no = match body.get("pay_no") {
@@ -343,7 +347,7 @@ pub async fn pay_order(
             order_no: order.order_no,
             status: order.status,
         }),
-        store::Payment::NotFound => Err(OrderApiError::NotFound(raw)),
+        store::Payment::NotFound => Err(OrderApiError::NotFound(order_no.to_string())),
     }
 }
 
@@ -356,8 +360,7 @@ pub async fn cancel_order(
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
-    let raw = path.into_inner();
-    let order_no = OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw.clone()))?;
+    let order_no = order_no_in(path)?;
     let user_id = UserId::parse(JsonFields::of(&body)?.int("user_id")?)?;
     match state
         .lifecycle
@@ -371,7 +374,7 @@ pub async fn cancel_order(
             order_no: order.order_no,
             status: order.status,
         }),
-        CancelOutcome::NotFound => Err(OrderApiError::NotFound(raw)),
+        CancelOutcome::NotFound => Err(OrderApiError::NotFound(order_no.to_string())),
     }
 }
 
