@@ -18,6 +18,7 @@ pub mod deps;
 pub mod domain;
 pub mod http;
 pub mod messages;
+pub mod metrics;
 pub mod mq;
 pub mod settings;
 pub mod shutdown;

@@ -18,7 +18,9 @@ use sea_orm::{
 use serde::Serialize;
 use tokio::runtime::Handle;
 
+use crate::metrics::OrderMetrics;
 use crate::settings::Settings;
+use std::sync::Arc;
 
 /// The DLQ topic of a consumer group.
 pub fn dlq_topic(group: &str) -> String {
@@ -129,6 +131,7 @@ pub async fn resolve(db: &DatabaseConnection, msg_id: &str) -> Result<bool, DbEr
 
 struct DeadLetterListener {
     db: DatabaseConnection,
+    metrics: Arc<OrderMetrics>,
     /// Discarded transactions of other topics (other systems on the broker) are not ours.
     order_topic: String,
     runtime: Handle,
@@ -166,11 +169,20 @@ impl ConsumeEach for DeadLetterListener {
             return true;
         };
         match self.runtime.block_on(record(&self.db, &letter)) {
-            Ok(true) => tracing::error!(
+            Ok(true) => {
+                self.metrics
+                    .dead_letters
+                    .inc(if letter.source.starts_with("%DLQ%") {
+                        "dlq"
+                    } else {
+                        "discarded_transaction"
+                    });
+                tracing::error!(
                 msg_id = %letter.msg_id, source = %letter.source, keys = ?letter.keys,
                 tags = ?letter.tags, "dead letter: a message will not be delivered by itself; \
                 see GET /api/admin/reconcile"
-            ),
+                )
+            }
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(%err, "dead letter not recorded; retrying");
@@ -193,6 +205,7 @@ impl DeadLetterWatch {
         mq: &MqRuntime,
         settings: &Settings,
         db: DatabaseConnection,
+        metrics: Arc<OrderMetrics>,
     ) -> Result<Self, MqError> {
         let watch = &settings.dead_letters;
         let mut consumer = DefaultMQPushConsumer::builder(mq.client())
@@ -214,6 +227,7 @@ impl DeadLetterWatch {
         }
         consumer.register_message_listener_concurrently(EachMessage(DeadLetterListener {
             db,
+            metrics,
             order_topic: settings.mq.order_topic.clone(),
             runtime: Handle::current(),
         }));

@@ -24,14 +24,17 @@
 //! [`startup`] wires it together; [`settings`] holds its configuration.
 
 pub mod admission;
+pub mod batch;
 pub mod checkout;
 pub mod cli;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod domain;
 pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
 pub mod listener;
+pub mod metrics;
 pub mod publisher;
 pub mod rate_limit;
 pub mod routes;

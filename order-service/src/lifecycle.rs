@@ -17,6 +17,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::admission::AdmissionGate;
 use crate::domain::{Order, OrderStatus};
+use crate::metrics::OrderMetrics;
 use crate::publisher::{Cancellation, OrderPublisher, PublishError};
 use crate::store::{self, Failing};
 
@@ -64,6 +65,7 @@ pub struct Lifecycle {
     db: DatabaseConnection,
     publisher: Arc<OrderPublisher>,
     admission: Arc<AdmissionGate>,
+    metrics: Arc<OrderMetrics>,
     payment_timeout: Duration,
 }
 
@@ -72,12 +74,14 @@ impl Lifecycle {
         db: DatabaseConnection,
         publisher: Arc<OrderPublisher>,
         admission: Arc<AdmissionGate>,
+        metrics: Arc<OrderMetrics>,
         payment_timeout: Duration,
     ) -> Self {
         Self {
             db,
             publisher,
             admission,
+            metrics,
             payment_timeout,
         }
     }
@@ -119,6 +123,10 @@ impl Lifecycle {
         let cancel = cancellation_of(&order, reason)?;
         match self.publisher.cancel(cancel, due_if_created_before).await? {
             Cancellation::Cancelled(_) => {
+                self.metrics.closed.inc(match reason {
+                    CancelReason::Buyer => "buyer",
+                    CancelReason::Timeout => "timeout",
+                });
                 self.return_reservation(&order).await;
                 Ok(CancelOutcome::Cancelled(self.reload(order).await?))
             }
@@ -137,6 +145,7 @@ impl Lifecycle {
         match store::fail_order(&self.db, insufficient.order_tx_no.as_str()).await? {
             Failing::Failed(order) => {
                 tracing::warn!("order failed: stock-service had no stock for it");
+                self.metrics.closed.inc("stock_insufficient");
                 self.return_reservation(&order).await;
             }
             Failing::AlreadyClosed(order) if order.status == OrderStatus::Paid => {

@@ -19,6 +19,7 @@ use sea_orm::DatabaseConnection;
 use tokio::runtime::Handle;
 
 use crate::admission::AdmissionGate;
+use crate::metrics::OrderMetrics;
 use crate::store::{self, RecordError, TxOutcome};
 
 /// What the local transaction concluded, in more detail than the broker needs:
@@ -121,15 +122,22 @@ impl PendingTx {
 
 pub struct OrderTxListener {
     db: DatabaseConnection,
+    metrics: Arc<OrderMetrics>,
     admission: Arc<AdmissionGate>,
     runtime: Handle,
 }
 
 impl OrderTxListener {
     /// `runtime` is the application's runtime, on which the DB pool lives.
-    pub fn new(db: DatabaseConnection, admission: Arc<AdmissionGate>, runtime: Handle) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        admission: Arc<AdmissionGate>,
+        metrics: Arc<OrderMetrics>,
+        runtime: Handle,
+    ) -> Self {
         Self {
             db,
+            metrics,
             admission,
             runtime,
         }
@@ -177,10 +185,23 @@ impl TransactionListener for OrderTxListener {
 
     fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
         let body = msg.body().unwrap_or_default();
-        if msg.get_tags().as_deref() == Some(TAG_ORDER_CANCELLED) {
-            return self.check_cancel(msg, &body);
-        }
-        let order = match OrderCreated::decode(&body) {
+        let answer = if msg.get_tags().as_deref() == Some(TAG_ORDER_CANCELLED) {
+            self.check_cancel(msg, &body)
+        } else {
+            self.check_creation(msg, &body)
+        };
+        self.metrics.check_backs.inc(match answer {
+            LocalTransactionState::CommitMessage => "commit",
+            LocalTransactionState::RollbackMessage => "rollback",
+            _ => "unknown",
+        });
+        answer
+    }
+}
+
+impl OrderTxListener {
+    fn check_creation(&self, msg: &MessageExt, body: &[u8]) -> LocalTransactionState {
+        let order = match OrderCreated::decode(body) {
             Ok(order) => order,
             Err(err) => {
                 // Not ours to judge: another (newer) instance of the group may read it.
@@ -212,9 +233,7 @@ impl TransactionListener for OrderTxListener {
             }
         }
     }
-}
 
-impl OrderTxListener {
     /// A cancellation's check-back: its own tx_no decides. Nothing to give
     /// back either way here: a committed cancel's reservation is returned by
     /// whoever committed it, or by the sweeper.

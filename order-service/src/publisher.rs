@@ -15,6 +15,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::RwLock;
 
 use crate::listener::{LocalResult, LocalWork, OrderTxListener, PendingTx};
+use crate::metrics::OrderMetrics;
 use crate::settings::Settings;
 use crate::store::{self, TxOutcome};
 
@@ -69,6 +70,7 @@ pub struct OrderPublisher {
     producer: RwLock<Option<TransactionMQProducer>>,
     topic: String,
     db: DatabaseConnection,
+    metrics: Arc<OrderMetrics>,
 }
 
 impl OrderPublisher {
@@ -77,6 +79,7 @@ impl OrderPublisher {
         settings: &Settings,
         listener: OrderTxListener,
         db: DatabaseConnection,
+        metrics: Arc<OrderMetrics>,
     ) -> Result<Self, MqError> {
         let mut producer = TransactionMQProducer::builder(mq.client())
             .producer_group(settings.orders.producer_group.clone())
@@ -93,6 +96,7 @@ impl OrderPublisher {
             producer: RwLock::new(Some(producer)),
             topic: settings.mq.order_topic.clone(),
             db,
+            metrics,
         })
     }
 
@@ -211,6 +215,7 @@ impl OrderPublisher {
             .build()
             .map_err(|e| PublishError::Message(e.to_string()))?;
         let pending = PendingTx::new(work);
+        let _in_flight = self.metrics.in_flight.track();
         let sent = {
             let producer = self.producer.read().await;
             let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;

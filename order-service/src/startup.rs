@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 
 use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
+use crate::batch::Batches;
 use crate::checkout::Checkout;
 use crate::dead_letters::DeadLetterWatch;
 use crate::domain::Order;
@@ -19,6 +20,7 @@ use crate::events::EventConsumer;
 use crate::idempotency::IdempotencyClaims;
 use crate::lifecycle::{Lifecycle, keep_sweeping};
 use crate::listener::OrderTxListener;
+use crate::metrics::OrderMetrics;
 use crate::publisher::OrderPublisher;
 use crate::rate_limit::RateLimits;
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
@@ -34,6 +36,10 @@ pub struct AppState {
     pub admission_settings: AdmissionSettings,
     pub rate_limits: Arc<RateLimits>,
     pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<OrderMetrics>,
+    pub batches: Batches,
+    /// This instance's own base URL (the batch purchase orders through it).
+    pub self_url: String,
 }
 
 impl AppState {
@@ -74,13 +80,15 @@ impl Application {
             Keys::new(&settings.redis.key_prefix),
             Duration::from_millis(settings.admission.sold_out_ttl_ms),
         ));
+        let metrics = Arc::new(OrderMetrics::default());
         let listener = OrderTxListener::new(
             db.clone(),
             Arc::clone(&admission),
+            Arc::clone(&metrics),
             tokio::runtime::Handle::current(),
         );
         let publisher = Arc::new(
-            OrderPublisher::start(&mq, &settings, listener, db.clone())
+            OrderPublisher::start(&mq, &settings, listener, db.clone(), Arc::clone(&metrics))
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the transactional producer: {e}"))?,
         );
@@ -93,6 +101,7 @@ impl Application {
             db.clone(),
             Arc::clone(&publisher),
             Arc::clone(&admission),
+            Arc::clone(&metrics),
             settings.lifecycle.payment_timeout(),
         ));
         let events = EventConsumer::start(
@@ -103,7 +112,7 @@ impl Application {
         )
         .await
         .map_err(|e| anyhow::anyhow!("starting the event consumer: {e}"))?;
-        let dead_letters = DeadLetterWatch::start(&mq, &settings, db.clone())
+        let dead_letters = DeadLetterWatch::start(&mq, &settings, db.clone(), Arc::clone(&metrics))
             .await
             .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
@@ -151,6 +160,15 @@ impl Application {
                 db: db.clone(),
             },
             lifecycle,
+            metrics,
+            batches: Batches::default(),
+            self_url: format!(
+                "http://{}:{port}",
+                match settings.http.host.as_str() {
+                    "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                    host => host,
+                }
+            ),
             stock,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),

@@ -65,7 +65,20 @@ impl StockClient {
         Self::read(response).await.map(Some)
     }
 
-    async fn read(response: reqwest::Response) -> Result<StockLevel, StockClientError> {
+    /// stock-service's counters (messages by result, dedupe hits, reports) and
+    /// every product's stock, as `GET /api/stock/stats` gives them.
+    pub async fn stats(&self) -> Result<serde_json::Value, StockClientError> {
+        let response = self
+            .http
+            .get(format!("{}/api/stock/stats", self.base_url))
+            .send()
+            .await?;
+        Self::read(response).await
+    }
+
+    async fn read<T: serde::de::DeserializeOwned>(
+        response: reqwest::Response,
+    ) -> Result<T, StockClientError> {
         let status = response.status();
         if !status.is_success() {
             return Err(StockClientError::Refused {

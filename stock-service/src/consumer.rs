@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
+use crate::metrics::StockMetrics;
 use crate::settings::Settings;
 use crate::store::{self, Applied};
 
@@ -41,6 +42,7 @@ impl StockEvents {
 
 struct OrderListener {
     db: DatabaseConnection,
+    metrics: Arc<StockMetrics>,
     events: Arc<StockEvents>,
     runtime: Handle,
 }
@@ -78,14 +80,15 @@ impl ConsumeEach for OrderListener {
 impl OrderListener {
     async fn apply_order(&self, order: &OrderCreated) -> bool {
         let insufficient = match store::apply_order(&self.db, order).await {
-            Ok(Applied::Insufficient | Applied::Duplicate { insufficient: true }) => true,
-            Ok(
-                Applied::Deducted
-                | Applied::Duplicate {
-                    insufficient: false,
-                },
-            ) => false,
+            Ok(applied) => {
+                self.metrics.applied(applied);
+                matches!(
+                    applied,
+                    Applied::Insufficient | Applied::Duplicate { insufficient: true }
+                )
+            }
             Err(err) => {
+                self.metrics.messages.inc("failed");
                 tracing::warn!(%err, "applying the order failed; it will be redelivered");
                 return false;
             }
@@ -95,7 +98,11 @@ impl OrderListener {
         }
         // Recorded INSUFFICIENT; acknowledged only once order-service is told,
         // so a failed send is retried by the redelivery (which finds the row).
-        match self.events.tell_insufficient(order).await {
+        let told = self.events.tell_insufficient(order).await;
+        self.metrics
+            .reports
+            .inc(if told.is_ok() { "ok" } else { "failed" });
+        match told {
             Ok(()) => {
                 tracing::warn!(product_id = %order.product_id, "insufficient stock; order-service told");
                 true
@@ -109,8 +116,12 @@ impl OrderListener {
 
     async fn apply_cancel(&self, cancel: &OrderCancelled) -> bool {
         match store::apply_cancel(&self.db, cancel).await {
-            Ok(_) => true,
+            Ok(restored) => {
+                self.metrics.restored(restored);
+                true
+            }
             Err(err) => {
+                self.metrics.messages.inc("failed");
                 tracing::warn!(%err, "applying the cancellation failed; it will be redelivered");
                 false
             }
@@ -129,6 +140,7 @@ impl OrderConsumer {
         mq: &MqRuntime,
         settings: &Settings,
         db: DatabaseConnection,
+        metrics: Arc<StockMetrics>,
     ) -> Result<Self, MqError> {
         let producer =
             PlainProducer::start(mq, &settings.mq, &settings.consumer.events_producer_group)
@@ -157,6 +169,7 @@ impl OrderConsumer {
             .await?;
         consumer.register_message_listener_concurrently(EachMessage(OrderListener {
             db,
+            metrics,
             events: Arc::clone(&events),
             runtime: Handle::current(),
         }));

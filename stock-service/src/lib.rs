@@ -10,6 +10,7 @@
 //! [`routes`] serves stock reads and the admin write; [`startup`] wires it together.
 
 pub mod consumer;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -10,6 +10,7 @@ use common::mq::MqRuntime;
 use sea_orm::DatabaseConnection;
 
 use crate::consumer::OrderConsumer;
+use crate::metrics::StockMetrics;
 use crate::settings::Settings;
 
 pub struct Application {
@@ -33,16 +34,18 @@ impl Application {
         )
         .await?;
         let db = deps.db.clone();
-        let consumer = OrderConsumer::start(&mq, &settings, db.clone())
-            .await
-            .context("starting the order consumer")?;
+        let metrics = web::Data::new(StockMetrics::default());
+        let consumer =
+            OrderConsumer::start(&mq, &settings, db.clone(), metrics.clone().into_inner())
+                .await
+                .context("starting the order consumer")?;
 
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let deps = web::Data::new(deps);
         let server = common::http::start_server(
             tcp,
             move |cfg| {
-                cfg.app_data(deps.clone());
+                cfg.app_data(deps.clone()).app_data(metrics.clone());
                 crate::routes::configure(cfg);
             },
             settings.http.shutdown_timeout_secs,

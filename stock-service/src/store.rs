@@ -214,6 +214,26 @@ pub async fn get_stock(
     .transpose()
 }
 
+/// Every product's stock and applied messages, by product id.
+pub async fn all_stock(db: &DatabaseConnection) -> Result<Vec<Stock>, DbErr> {
+    db.query_all_raw(stmt(
+        "SELECT s.product_id, s.total_count, \
+           (SELECT COUNT(*) FROM tx_log t WHERE t.product_id = s.product_id) AS applied_orders \
+         FROM stock s ORDER BY s.product_id",
+        [],
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(Stock {
+            product_id: row.try_get::<i64>("", "product_id")?,
+            total_count: i64::from(row.try_get::<i32>("", "total_count")?),
+            applied_orders: row.try_get::<i64>("", "applied_orders")?,
+        })
+    })
+    .collect()
+}
+
 /// Sets a product's stock, creating the product when new (an admin operation).
 #[tracing::instrument(skip(db))]
 pub async fn set_stock(

@@ -1,5 +1,7 @@
 //! HTTP routes of order-service.
 
+pub mod batch;
+pub mod dashboard;
 pub mod orders;
 pub mod sales;
 
@@ -19,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(orders::cancel_order),
         )
         .route("/api/orders/{order_no}", web::get().to(orders::get_order))
+        .route("/metrics", web::get().to(dashboard::metrics))
+        .route("/api/admin/dashboard", web::get().to(dashboard::dashboard))
+        .route("/api/admin/batch", web::post().to(batch::start_batch))
+        .route("/api/admin/batch/{id}", web::get().to(batch::get_batch))
+        .route("/api/sales", web::get().to(sales::list_sales))
         .route("/api/sales/{product_id}", web::put().to(sales::open_sale))
         .route("/api/sales/{product_id}", web::get().to(sales::get_sale))
         .route(

@@ -232,6 +232,34 @@ pub async fn place_order(
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
+    let answer = place(request, &state, body).await;
+    state.metrics.orders.inc(outcome_of(&answer));
+    answer
+}
+
+/// The `outcome` label of an order request's answer.
+fn outcome_of(answer: &Result<HttpResponse, OrderApiError>) -> &'static str {
+    match answer {
+        Ok(r) if r.headers().contains_key("Idempotent-Replayed") => "replayed",
+        Ok(r) if r.status() == StatusCode::CREATED => "created",
+        Ok(_) => "pending",
+        Err(OrderApiError::Checkout(CheckoutError::SoldOut)) => "sold_out",
+        Err(OrderApiError::Checkout(CheckoutError::LimitExceeded)) => "limit_exceeded",
+        Err(OrderApiError::Checkout(CheckoutError::NotOnSale)) => "not_on_sale",
+        Err(OrderApiError::Checkout(CheckoutError::NotReady)) => "not_ready",
+        Err(OrderApiError::Refused(_)) => "rejected",
+        Err(OrderApiError::RateLimited(_)) => "rate_limited",
+        Err(OrderApiError::Invalid(_))
+        | Err(OrderApiError::Checkout(CheckoutError::IdempotencyKeyReused)) => "invalid",
+        Err(_) => "unavailable",
+    }
+}
+
+async fn place(
+    request: actix_web::HttpRequest,
+    state: &AppState,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, OrderApiError> {
     let address = if state.rate_limits.trust_forwarded_for {
         request
             .connection_info()

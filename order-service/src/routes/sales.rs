@@ -121,12 +121,24 @@ pub async fn open_sale(
         None | Some(serde_json::Value::Null) => state.admission_settings.default_per_user_limit,
         Some(_) => bounded("per_user_limit", fields.int("per_user_limit")?, 1)?,
     };
+    open_sale_now(&state, product, stock, limit).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"product_id": product, "stock": stock, "per_user_limit": limit})))
+}
+
+/// Opens (or restocks) a sale: stock in stock-service, the `sales` row, Redis.
+pub async fn open_sale_now(
+    state: &AppState,
+    product: ProductId,
+    stock: u32,
+    limit: u32,
+) -> Result<(), SaleApiError> {
     if !state.checkout.admission.is_ready().await? {
         rebuild_admission(
             &state.checkout.admission,
             &state.db,
             &state.stock,
-            quiet_timeout(&state),
+            quiet_timeout(state),
         )
         .await?;
     }
@@ -147,8 +159,7 @@ pub async fn open_sale(
         .open_sale(product, stock, limit)
         .await?;
     tracing::info!(%product, stock, limit, "sale opened");
-    Ok(HttpResponse::Ok()
-        .json(json!({"product_id": product, "stock": stock, "per_user_limit": limit})))
+    Ok(())
 }
 
 /// `GET /api/sales/{product_id}`: Redis's view — admissible stock, limit, reserved orders.
@@ -164,6 +175,30 @@ pub async fn get_sale(
         }))),
         None => Err(SaleApiError::NotOnSale(raw)),
     }
+}
+
+/// `GET /api/sales`: every sale (newest first) with Redis's view of it, for
+/// the order page's product picker.
+pub async fn list_sales(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+    let rows = state
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT product_id, opened_stock FROM sales ORDER BY opened_at DESC LIMIT 100",
+        ))
+        .await?;
+    let mut sales = Vec::with_capacity(rows.len());
+    for row in rows {
+        let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)?;
+        let opened_stock = row.try_get::<i32>("", "opened_stock")?;
+        if let Some((stock, limit, reserved)) = state.checkout.admission.sale_view(product).await? {
+            sales.push(json!({
+                "product_id": product, "stock": stock, "per_user_limit": limit,
+                "reserved_orders": reserved, "opened_stock": opened_stock,
+            }));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "sales": sales })))
 }
 
 /// `POST /api/admin/admission/rebuild`: rebuilds the Redis admission state from the databases.

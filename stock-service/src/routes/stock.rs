@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, ResponseError, web};
 use common::domain::{InvalidValue, ProductId};
 use common::http::{JsonFields, error_response, invalid_field};
 
+use crate::metrics::StockMetrics;
 use crate::store;
 use common::deps::Dependencies;
 
@@ -45,6 +46,24 @@ impl ResponseError for StockApiError {
             }
         }
     }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(
+    deps: web::Data<Dependencies>,
+    metrics: web::Data<StockMetrics>,
+) -> Result<HttpResponse, StockApiError> {
+    let stock = store::all_stock(&deps.db).await?;
+    Ok(metrics.render(&stock).into_response())
+}
+
+/// `GET /api/stock/stats`: the same figures as JSON, for the dashboard.
+pub async fn stats(
+    deps: web::Data<Dependencies>,
+    metrics: web::Data<StockMetrics>,
+) -> Result<HttpResponse, StockApiError> {
+    let stock = store::all_stock(&deps.db).await?;
+    Ok(HttpResponse::Ok().json(metrics.to_json(&stock)))
 }
 
 pub async fn get_stock(

@@ -1,0 +1,270 @@
+//! The batch purchase the `/batch` page starts: a fresh sale of `stock`
+//! items, `buyers` buyers ordering one item each through the real HTTP order
+//! path (this instance's own `POST /api/orders`) at `concurrency`, then — once
+//! stock-service has applied every committed message — the invariant checks:
+//! nothing oversold, every unit accounted for, Redis == DB, one order per buyer.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use common::domain::{InvalidValue, ProductId};
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde::Serialize;
+
+use crate::startup::AppState;
+
+/// What the page asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPlan {
+    pub buyers: u32,
+    pub concurrency: u32,
+    pub stock: u32,
+}
+
+impl BatchPlan {
+    pub const MAX_BUYERS: i64 = 20_000;
+    pub const MAX_CONCURRENCY: i64 = 256;
+
+    pub fn parse(buyers: i64, concurrency: i64, stock: i64) -> Result<Self, InvalidValue> {
+        let within = |field: &'static str, value: i64, min: i64, max: i64| {
+            if (min..=max).contains(&value) {
+                Ok(value as u32)
+            } else {
+                Err(InvalidValue {
+                    field,
+                    reason: format!("must be {min} to {max}, got {value}"),
+                })
+            }
+        };
+        Ok(Self {
+            buyers: within("buyers", buyers, 1, Self::MAX_BUYERS)?,
+            concurrency: within("concurrency", concurrency, 1, Self::MAX_CONCURRENCY)?,
+            stock: within("stock", stock, 0, 1_000_000)?,
+        })
+    }
+}
+
+/// The invariants checked once the run is quiet.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchChecks {
+    pub orders_held: i64,
+    pub items_sold: i64,
+    pub db_stock: i64,
+    pub redis_stock: Option<i64>,
+    pub oversold: i64,
+    pub stock_accounted: bool,
+    pub redis_equals_db: bool,
+    pub one_order_per_buyer: bool,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchStatus {
+    pub id: String,
+    pub product_id: i64,
+    pub buyers: u32,
+    pub concurrency: u32,
+    pub stock: u32,
+    /// `running`, `settling` (waiting for stock-service), `done` or `failed`.
+    pub state: &'static str,
+    pub answered: u32,
+    pub created: u32,
+    /// Answers other than 201, by code (`SOLD_OUT`, `PENDING`, …).
+    pub rejections: BTreeMap<String, u32>,
+    pub started_at: DateTime<Utc>,
+    pub elapsed_ms: u64,
+    pub requests_per_sec: f64,
+    pub checks: Option<BatchChecks>,
+    pub error: Option<String>,
+}
+
+/// The batches this instance ran (the last 20).
+#[derive(Default)]
+pub struct Batches {
+    jobs: Mutex<Vec<Arc<Mutex<BatchStatus>>>>,
+}
+
+impl Batches {
+    pub fn get(&self, id: &str) -> Option<BatchStatus> {
+        let jobs = self.jobs.lock().ok()?;
+        jobs.iter()
+            .filter_map(|job| job.lock().ok().map(|s| s.clone()))
+            .find(|s| s.id == id)
+    }
+
+    /// Starts a batch in the background; its first status.
+    pub fn start(&self, state: web::Data<AppState>, plan: BatchPlan) -> BatchStatus {
+        let started_at = Utc::now();
+        let product_id = 1_000_000_000_000 + started_at.timestamp_millis() % 1_000_000_000_000;
+        let status = BatchStatus {
+            id: format!("b{}", uuid::Uuid::now_v7().simple()),
+            product_id,
+            buyers: plan.buyers,
+            concurrency: plan.concurrency,
+            stock: plan.stock,
+            state: "running",
+            answered: 0,
+            created: 0,
+            rejections: BTreeMap::new(),
+            started_at,
+            elapsed_ms: 0,
+            requests_per_sec: 0.0,
+            checks: None,
+            error: None,
+        };
+        let job = Arc::new(Mutex::new(status.clone()));
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.push(Arc::clone(&job));
+            let excess = jobs.len().saturating_sub(20);
+            jobs.drain(..excess);
+        }
+        tokio::spawn(async move {
+            if let Err(err) = run(&state, plan, product_id, &job).await {
+                tracing::warn!(%err, "batch failed");
+                update(&job, |s| {
+                    s.state = "failed";
+                    s.error = Some(err.to_string());
+                });
+            }
+        });
+        status
+    }
+}
+
+fn update(job: &Mutex<BatchStatus>, change: impl FnOnce(&mut BatchStatus)) {
+    if let Ok(mut status) = job.lock() {
+        change(&mut status);
+    }
+}
+
+async fn run(
+    state: &AppState,
+    plan: BatchPlan,
+    product_id: i64,
+    job: &Mutex<BatchStatus>,
+) -> anyhow::Result<()> {
+    let product = ProductId::parse(product_id)?;
+    crate::routes::sales::open_sale_now(state, product, plan.stock, 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the sale: {e}"))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let url = format!("{}/api/orders", state.self_url);
+    let started = Instant::now();
+    let mut answers = futures::stream::iter(1..=i64::from(plan.buyers))
+        .map(|user| {
+            let request = http
+                .post(&url)
+                .json(&serde_json::json!({"user_id": user, "product_id": product_id, "count": 1}));
+            async move {
+                match request.send().await {
+                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => None,
+                    Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
+                        Some("PENDING".to_owned())
+                    }
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        let body: serde_json::Value = response.json().await.unwrap_or_default();
+                        Some(
+                            body["code"]
+                                .as_str()
+                                .map_or_else(|| format!("HTTP_{status}"), str::to_owned),
+                        )
+                    }
+                    Err(_) => Some("NO_ANSWER".to_owned()),
+                }
+            }
+        })
+        .buffer_unordered(plan.concurrency as usize);
+    while let Some(rejection) = answers.next().await {
+        let elapsed = started.elapsed();
+        update(job, |s| {
+            s.answered += 1;
+            match rejection {
+                None => s.created += 1,
+                Some(code) => *s.rejections.entry(code).or_default() += 1,
+            }
+            s.elapsed_ms = elapsed.as_millis() as u64;
+            s.requests_per_sec = f64::from(s.answered) / elapsed.as_secs_f64().max(1e-3);
+        });
+    }
+    update(job, |s| s.state = "settling");
+    let checks = check(state, product, plan.stock).await?;
+    update(job, |s| {
+        s.checks = Some(checks);
+        s.state = "done";
+    });
+    Ok(())
+}
+
+/// Waits (up to 60 s) until stock-service applied every committed message of
+/// the product, then checks the invariants.
+async fn check(state: &AppState, product: ProductId, stock: u32) -> anyhow::Result<BatchChecks> {
+    let scalar = |sql: &'static str| async move {
+        let row = state
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::MySql,
+                sql,
+                [product.get().into()],
+            ))
+            .await?;
+        Ok::<i64, sea_orm::DbErr>(
+            row.map(|r| r.try_get_by_index::<Option<i64>>(0))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let db_stock = loop {
+        let committed = scalar(crate::admission::rebuild::COMMITTED_MESSAGES_SQL).await?;
+        let level = state.stock.stock(product).await?;
+        if let Some(level) = level.filter(|l| l.applied_orders >= committed) {
+            break level.total_count;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "stock-service did not apply every committed order within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let orders_held =
+        scalar("SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')")
+            .await?;
+    let items_sold = scalar(
+        "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
+    )
+    .await?;
+    let most_per_buyer = scalar(
+        "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n FROM orders \
+         WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer",
+    )
+    .await?;
+    let redis_stock = state
+        .checkout
+        .admission
+        .sale_view(product)
+        .await?
+        .map(|(stock, _, _)| stock);
+    let oversold = (items_sold - i64::from(stock)).max(0);
+    let stock_accounted = db_stock + items_sold == i64::from(stock);
+    let redis_equals_db = redis_stock == Some(db_stock);
+    let one_order_per_buyer = most_per_buyer <= 1;
+    Ok(BatchChecks {
+        orders_held,
+        items_sold,
+        db_stock,
+        redis_stock,
+        oversold,
+        stock_accounted,
+        redis_equals_db,
+        one_order_per_buyer,
+        passed: oversold == 0 && stock_accounted && redis_equals_db && one_order_per_buyer,
+    })
+}

@@ -1,0 +1,175 @@
+//! The live figures behind `/dashboard` and `/metrics`: per product the DB
+//! stock, the Redis stock, orders by status, committed vs applied messages
+//! (the consumer backlog) and the reconciliation verdict; the transactions in
+//! flight and check-backs; the dead letters; stock-service's counters.
+
+use std::collections::BTreeMap;
+
+use common::metrics::Exposition;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde::Serialize;
+
+use crate::admission::reconcile::{ProductReport, reconcile};
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct ProductFigures {
+    #[serde(flatten)]
+    pub report: ProductReport,
+    pub opened_stock: i64,
+    pub per_user_limit: i64,
+    /// Orders by status: NEW, PAID, CANCELLED, FAILED.
+    pub orders: BTreeMap<String, i64>,
+    /// Committed messages stock-service has not applied yet.
+    pub backlog: i64,
+    /// `ok`, `settling` (messages still in flight) or the differences found.
+    pub verdict: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Dashboard {
+    pub generated_at: chrono::DateTime<chrono::Utc>,
+    pub ready: bool,
+    pub consistent: bool,
+    pub products: Vec<ProductFigures>,
+    pub order_service: serde_json::Value,
+    pub dead_letter_count: i64,
+    pub dead_letters: Vec<crate::dead_letters::DeadLetter>,
+    /// stock-service's `/api/stock/stats`, or `{"error": …}` when unreachable.
+    pub stock_service: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(transparent)]
+    Reconcile(#[from] crate::admission::rebuild::RebuildError),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
+    let report = reconcile(&state.checkout.admission, &state.db, &state.stock).await?;
+    let mut by_status: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
+    for row in state
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT product_id, status, COUNT(*) AS n FROM orders GROUP BY product_id, status",
+        ))
+        .await?
+    {
+        by_status
+            .entry(row.try_get("", "product_id")?)
+            .or_default()
+            .insert(row.try_get("", "status")?, row.try_get("", "n")?);
+    }
+    let mut sales: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for row in state
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::MySql,
+            "SELECT product_id, opened_stock, per_user_limit FROM sales",
+        ))
+        .await?
+    {
+        sales.insert(
+            row.try_get("", "product_id")?,
+            (
+                i64::from(row.try_get::<i32>("", "opened_stock")?),
+                i64::from(row.try_get::<i32>("", "per_user_limit")?),
+            ),
+        );
+    }
+    let products = report
+        .products
+        .into_iter()
+        .map(|p| {
+            let mut orders = by_status.remove(&p.product_id).unwrap_or_default();
+            for status in ["NEW", "PAID", "CANCELLED", "FAILED"] {
+                orders.entry(status.to_owned()).or_insert(0);
+            }
+            let (opened_stock, per_user_limit) =
+                sales.get(&p.product_id).copied().unwrap_or((0, 1));
+            let verdict = if !p.differences.is_empty() {
+                p.differences.join("; ")
+            } else if !p.quiet {
+                "settling".to_owned()
+            } else {
+                "ok".to_owned()
+            };
+            ProductFigures {
+                backlog: (p.committed_orders - p.applied_orders).max(0),
+                report: p,
+                opened_stock,
+                per_user_limit,
+                orders,
+                verdict,
+            }
+        })
+        .collect();
+    let stock_service = match state.stock.stats().await {
+        Ok(stats) => stats,
+        Err(err) => serde_json::json!({"error": err.to_string()}),
+    };
+    Ok(Dashboard {
+        generated_at: chrono::Utc::now(),
+        ready: report.ready,
+        consistent: report.consistent,
+        products,
+        order_service: state.metrics.to_json(),
+        dead_letter_count: report.dead_letter_count,
+        dead_letters: report.dead_letters,
+        stock_service,
+    })
+}
+
+impl Dashboard {
+    /// The per-product gauges of `/metrics`.
+    pub fn render(&self, out: &mut Exposition) {
+        let per_product = |value: fn(&ProductFigures) -> Option<i64>| {
+            self.products.iter().filter_map(move |p| {
+                value(p).map(|v| (vec![("product", p.report.product_id.to_string())], v as f64))
+            })
+        };
+        out.gauge(
+            "seckill_redis_stock",
+            "Admissible stock in Redis per product on sale.",
+            per_product(|p| p.report.redis_stock),
+        );
+        out.gauge(
+            "seckill_db_stock",
+            "Stock in the stock DB per product on sale.",
+            per_product(|p| p.report.db_stock),
+        );
+        out.gauge(
+            "seckill_message_backlog",
+            "Committed order messages stock-service has not applied yet.",
+            per_product(|p| Some(p.backlog)),
+        );
+        out.gauge(
+            "seckill_orders",
+            "Orders per product and status.",
+            self.products.iter().flat_map(|p| {
+                p.orders.iter().map(|(status, n)| {
+                    (
+                        vec![
+                            ("product", p.report.product_id.to_string()),
+                            ("status", status.clone()),
+                        ],
+                        *n as f64,
+                    )
+                })
+            }),
+        );
+        out.gauge(
+            "seckill_reconcile_differences",
+            "Differences reconciliation finds per product (0 = consistent).",
+            per_product(|p| Some(p.report.differences.len() as i64)),
+        );
+        out.gauge(
+            "seckill_dead_letters_unresolved",
+            "Stuck messages (DLQ, discarded transactions) not yet resolved.",
+            [(vec![], self.dead_letter_count as f64)],
+        );
+    }
+}
