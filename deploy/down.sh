@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stops what deploy/up.sh started: the services, then the broker and name
-# server. MariaDB and Redis are machine services and stay up.
+# Stops what deploy/up.sh started: the gateway, the services, then the broker
+# and name server. MariaDB and Redis are machine services and stay up.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+stop_gateway gateway
 for name in order-service stock-service broker namesrv; do
   stop_daemon "$name"
 done

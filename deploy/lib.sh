@@ -20,6 +20,7 @@ MYSQL_PORT=3306
 REDIS_PORT=6379
 ORDER_PORT="${SECKILL_ORDER_PORT:-8091}"
 STOCK_PORT="${SECKILL_STOCK_PORT:-8092}"
+GATEWAY_PORT="${SECKILL_GATEWAY_PORT:-8081}"
 
 mkdir -p "$LOG_DIR" "$PID_DIR"
 
@@ -159,4 +160,66 @@ ensure_infra() {
   ensure_mariadb
   ensure_redis
   ensure_rocketmq
+}
+
+ensure_nginx() {
+  command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || apt_install nginx
+}
+
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] || apt_install chromium
+}
+
+# start_service NAME PORT BINARY: runs a service binary with the caller's APP_*
+# environment plus the HTTP port and broker addresses; waits for /readyz.
+start_service() {
+  local name=$1 port=$2 binary=$3
+  if port_open "$port"; then
+    log "$name already answers on 127.0.0.1:$port"
+    return 0
+  fi
+  log "starting $name on 127.0.0.1:$port"
+  (cd "$REPO_DIR" && APP_HTTP__PORT="$port" \
+      APP_MQ__NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT" APP_MQ__BROKER_ADDR="127.0.0.1:$BROKER_PORT" \
+      start_daemon "$name" "$binary")
+  local waited=0
+  until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$PID_DIR/$name.pid")" 2>/dev/null; then
+      tail -n 20 "$LOG_DIR/$name.log" >&2
+      die "$name exited during start-up (log: $LOG_DIR/$name.log)"
+    fi
+    (( waited++ >= 600 )) && die "$name not ready after 60 s (log: $LOG_DIR/$name.log)"
+    sleep 0.1
+  done
+}
+
+# start_gateway NAME GATEWAY_PORT ORDER_PORT STOCK_PORT: nginx serving web/ and
+# routing /api/... to the services (config: deploy/nginx/gateway.conf).
+start_gateway() {
+  local name=$1 port=$2 order_port=$3 stock_port=$4
+  local dir="$RUN_DIR/nginx/$name" user_line=""
+  ensure_nginx
+  if port_open "$port"; then
+    log "$name already answers on 127.0.0.1:$port"
+    return 0
+  fi
+  mkdir -p "$dir"
+  [[ $(id -u) == 0 ]] && user_line="user root root;"
+  sed -e "s|@RUN_DIR@/nginx|$dir|g" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@USER_LINE@|$user_line|" \
+      -e "s|@GATEWAY_PORT@|$port|g" -e "s|@ORDER_PORT@|$order_port|g" \
+      -e "s|@STOCK_PORT@|$stock_port|g" -e "s|@WEB_ROOT@|$REPO_DIR/web|g" \
+      -e "s|gateway-error.log|$name-error.log|; s|gateway-access.log|$name-access.log|" \
+      "$REPO_DIR/deploy/nginx/gateway.conf" >"$dir/nginx.conf"
+  log "starting the $name (nginx) on 127.0.0.1:$port"
+  nginx -q -t -c "$dir/nginx.conf" -e "$LOG_DIR/$name-error.log" || die "invalid gateway config $dir/nginx.conf"
+  nginx -c "$dir/nginx.conf" -e "$LOG_DIR/$name-error.log"
+  wait_for_port "$port" "$name" 10
+}
+
+stop_gateway() {
+  local pid_file="$RUN_DIR/nginx/$1/nginx.pid"
+  [[ -f $pid_file ]] || return 0
+  log "stopping $1"
+  kill -QUIT "$(cat "$pid_file")" 2>/dev/null || true
+  rm -f "$pid_file"
 }

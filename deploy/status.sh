@@ -12,5 +12,6 @@ check namesrv "$NAMESRV_PORT"
 check broker "$BROKER_PORT"
 check stock-service "$STOCK_PORT"
 check order-service "$ORDER_PORT"
+check gateway "$GATEWAY_PORT"
 echo "  logs: $LOG_DIR"
 exit $status

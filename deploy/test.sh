@@ -21,3 +21,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast "$@"
 fi
+log "browser tests of the pages, through the gateway"
+bash "$REPO_DIR/deploy/browser-test.sh"
