@@ -70,25 +70,20 @@ impl StockMetrics {
             "Deliveries that found their tx_no already applied (since start).",
             [(vec![], self.dedupe_hits() as f64)],
         );
+        let per_product = |value: fn(&Stock) -> i64| {
+            stock
+                .iter()
+                .map(move |s| (vec![("product", s.product_id.to_string())], value(s) as f64))
+        };
         out.gauge(
             "seckill_stock_total_count",
             "Stock per product in the stock DB.",
-            stock.iter().map(|s| {
-                (
-                    vec![("product", s.product_id.to_string())],
-                    s.total_count as f64,
-                )
-            }),
+            per_product(|s| s.total_count),
         );
         out.gauge(
             "seckill_stock_applied_messages",
             "Order messages applied per product (creations and cancellations).",
-            stock.iter().map(|s| {
-                (
-                    vec![("product", s.product_id.to_string())],
-                    s.applied_orders as f64,
-                )
-            }),
+            per_product(|s| s.applied_orders),
         );
         out
     }
