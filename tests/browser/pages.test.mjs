@@ -58,6 +58,17 @@ after(async () => {
   await browser?.close();
 });
 
+test('gateway: routes both services, refuses oversize bodies as JSON', async () => {
+  const stock = await api('GET', `/api/stock/${PRODUCT}`);
+  assert.equal(stock.status, 200, JSON.stringify(stock.data));
+  assert.equal(stock.data.total_count, 5);
+  const tooLarge = await api('POST', '/api/orders', { user_id: 1, product_id: PRODUCT, count: 1, pad: 'x'.repeat(20_000) });
+  assert.equal(tooLarge.status, 413);
+  assert.equal(tooLarge.data.code, 'PAYLOAD_TOO_LARGE');
+  const metrics = await fetch(`${GATEWAY}/metrics/stock-service`).then((r) => r.text());
+  assert.match(metrics, new RegExp(`seckill_stock_total_count\\{product="${PRODUCT}"\\} 5`));
+});
+
 test('order page: an order goes from PENDING to NEW; limit, sold out and bad input are explained', async () => {
   await page.goto(`${GATEWAY}/order`);
   await page.locator(`#product option[value="${PRODUCT}"]`).waitFor({ state: 'attached' });
