@@ -92,13 +92,15 @@ pub struct OrderCancelled {
     pub cancelled_at: DateTime<Utc>,
 }
 
-/// Sent delayed when an order commits: when it arrives, the order is
-/// cancelled unless paid by `deadline` (an early arrival is sent on again).
+/// The payment deadline of the orders committed within one second, sent
+/// delayed as one message: when it arrives, each of them still NEW is
+/// cancelled (an early arrival is sent on again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderTimeout {
     pub schema_version: u16,
-    pub order_no: OrderNo,
+    /// Not before every listed order's own deadline.
     pub deadline: DateTime<Utc>,
+    pub order_nos: Vec<OrderNo>,
 }
 
 /// stock-service could not deduct the order created by `order_tx_no`
@@ -175,11 +177,11 @@ impl OrderCancelled {
 }
 
 impl OrderTimeout {
-    pub fn new(order_no: OrderNo, deadline: DateTime<Utc>) -> Self {
+    pub fn new(deadline: DateTime<Utc>, order_nos: Vec<OrderNo>) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
-            order_no,
             deadline,
+            order_nos,
         }
     }
 }

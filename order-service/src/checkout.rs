@@ -126,10 +126,7 @@ impl Checkout {
                 Ok(Placement::NotPlaced { order, reason })
             }
             Ok(Placement::Committed(order)) => {
-                // The buyer need not wait for the timer to be set.
-                let timeouts = Arc::clone(&self.timeouts);
-                let scheduled = order.clone();
-                tokio::spawn(async move { timeouts.schedule_for(&scheduled).await });
+                self.timeouts.schedule_for(&order);
                 Ok(Placement::Committed(order))
             }
             Ok(placement) => Ok(placement),

@@ -7,10 +7,12 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use common::domain::OrderNo;
 use common::messages::{
     Envelope, OrderTimeout, StockInsufficient, TAG_ORDER_TIMEOUT, TAG_STOCK_INSUFFICIENT,
 };
 use common::mq::{ConsumeEach, EachMessage, MqError, MqRuntime};
+use futures::StreamExt;
 use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -49,29 +51,39 @@ impl ConsumeEach for EventListener {
 }
 
 impl EventListener {
-    #[tracing::instrument(skip_all, fields(order_no = %timeout.order_no))]
+    #[tracing::instrument(skip_all, fields(orders = timeout.order_nos.len(), deadline = %timeout.deadline))]
     async fn on_timeout(&self, timeout: &OrderTimeout) -> bool {
         if Utc::now() < timeout.deadline {
             // Delay levels are coarse: wait the rest in another step.
             return self.timeouts.schedule(timeout).await.is_ok();
         }
+        let cancels = futures::stream::iter(&timeout.order_nos)
+            .map(|order_no| self.cancel_overdue(order_no))
+            .buffer_unordered(16)
+            .collect::<Vec<bool>>()
+            .await;
+        // A failure redelivers the message: the others are no longer NEW then.
+        cancels.into_iter().all(|done| done)
+    }
+
+    async fn cancel_overdue(&self, order_no: &OrderNo) -> bool {
         match self
             .lifecycle
-            .cancel(timeout.order_no.as_str(), CancelBy::Timeout)
+            .cancel(order_no.as_str(), CancelBy::Timeout)
             .await
         {
             Ok(CancelOutcome::Cancelled(_)) => {
-                tracing::info!("unpaid order cancelled at its deadline");
+                tracing::info!(%order_no, "unpaid order cancelled at its deadline");
                 true
             }
             Ok(CancelOutcome::NotCancellable(order)) => {
-                tracing::debug!(status = ?order.status, "timeout: order already closed");
+                tracing::debug!(%order_no, status = ?order.status, "timeout: order already closed");
                 true
             }
             // Pending: the check-back decides; the sweeper retries if it rolls back.
             Ok(CancelOutcome::Pending(_) | CancelOutcome::NotFound) => true,
             Err(err) => {
-                tracing::warn!(%err, "timeout cancel failed; redelivered later");
+                tracing::warn!(%err, %order_no, "timeout cancel failed; redelivered later");
                 false
             }
         }

@@ -25,7 +25,7 @@ use crate::publisher::OrderPublisher;
 use crate::rate_limit::RateLimits;
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
 use crate::stock_client::StockClient;
-use crate::timeouts::TimeoutScheduler;
+use crate::timeouts::{TimeoutScheduler, keep_flushing};
 
 /// What the order handlers share; built once at start-up.
 pub struct AppState {
@@ -117,6 +117,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
         let background = vec![
+            tokio::spawn(keep_flushing(Arc::clone(&timeouts))),
             tokio::spawn(keep_sweeping(
                 Arc::clone(&lifecycle),
                 Duration::from_millis(settings.lifecycle.sweep_interval_ms),
