@@ -42,6 +42,8 @@ impl StockEvents {
 
 struct OrderListener {
     db: DatabaseConnection,
+    /// Redeliveries an order short of stock waits for before it is INSUFFICIENT.
+    insufficient_retries: i32,
     metrics: Arc<StockMetrics>,
     events: Arc<StockEvents>,
     runtime: Handle,
@@ -66,7 +68,9 @@ impl ConsumeEach for OrderListener {
                 let span = tracing::info_span!("consume", tx_no = %order.tx_no,
                     order_no = %order.order_no, reconsume_times = msg.reconsume_times());
                 let _entered = span.enter();
-                self.runtime.block_on(self.apply_order(&order))
+                let retries_left = msg.reconsume_times() < self.insufficient_retries;
+                self.runtime
+                    .block_on(self.apply_order(&order, retries_left))
             }),
         };
         done.unwrap_or_else(|err| {
@@ -78,8 +82,17 @@ impl ConsumeEach for OrderListener {
 }
 
 impl OrderListener {
-    async fn apply_order(&self, order: &OrderCreated) -> bool {
-        let insufficient = match store::apply_order(&self.db, order).await {
+    async fn apply_order(&self, order: &OrderCreated, retries_left: bool) -> bool {
+        let applied = if retries_left {
+            store::apply_order_when_stocked(&self.db, order).await
+        } else {
+            store::apply_order(&self.db, order).await
+        };
+        let insufficient = match applied {
+            Ok(Applied::ShortForNow) => {
+                self.metrics.applied(Applied::ShortForNow);
+                return false; // redelivered in 10 s, after any cancellation in flight
+            }
             Ok(applied) => {
                 self.metrics.applied(applied);
                 matches!(
@@ -169,6 +182,11 @@ impl OrderConsumer {
             .await?;
         consumer.register_message_listener_concurrently(EachMessage(OrderListener {
             db,
+            // A retry past max_reconsume_times would send the order to the DLQ.
+            insufficient_retries: settings
+                .consumer
+                .insufficient_retries
+                .clamp(0, settings.consumer.max_reconsume_times.max(0)),
             metrics,
             events: Arc::clone(&events),
             runtime: Handle::current(),

@@ -22,6 +22,7 @@ impl Default for StockMetrics {
                 &[
                     "deducted",
                     "insufficient",
+                    "short_retry",
                     "duplicate_creation",
                     "restored",
                     "nothing_to_restore",
@@ -44,6 +45,7 @@ impl StockMetrics {
         self.messages.inc(match applied {
             Applied::Deducted => "deducted",
             Applied::Insufficient => "insufficient",
+            Applied::ShortForNow => "short_retry",
             Applied::Duplicate { .. } => "duplicate_creation",
         });
     }

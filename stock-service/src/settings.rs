@@ -22,6 +22,10 @@ pub struct ConsumerSettings {
     pub threads: u32,
     /// Redeliveries before a message goes to the group's DLQ (`%DLQ%<group>`).
     pub max_reconsume_times: i32,
+    /// Times an order short of stock is redelivered (10 s, then 30 s apart)
+    /// before it is recorded INSUFFICIENT: gives a cancellation of another
+    /// order, already handed back in Redis, time to restore the DB stock.
+    pub insufficient_retries: i32,
     /// Producer group of the StockInsufficient messages sent to order-service.
     pub events_producer_group: String,
 }
@@ -38,6 +42,7 @@ impl Default for Settings {
                 group: common::messages::STOCK_CONSUMER_GROUP.into(),
                 threads: 16,
                 max_reconsume_times: 16,
+                insufficient_retries: 1,
                 events_producer_group: common::messages::STOCK_EVENTS_PRODUCER_GROUP.into(),
             },
         }

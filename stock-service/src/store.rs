@@ -20,6 +20,9 @@ pub enum Applied {
     Duplicate {
         insufficient: bool,
     },
+    /// Not enough stock right now and the caller asked to wait: nothing was
+    /// written, so a later delivery decides (see [`apply_order_when_stocked`]).
+    ShortForNow,
 }
 
 /// What applying one cancellation did.
@@ -41,8 +44,28 @@ fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
 /// One DB transaction per message: claim the tx_no in `tx_log`, then deduct
 /// only if the stock covers the count. A redelivery hits the duplicate key
 /// and changes nothing; a failure rolls everything back for a retry.
-#[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
 pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Result<Applied, DbErr> {
+    apply(db, order, true).await
+}
+
+/// Like [`apply_order`], but when the stock is short it writes nothing and
+/// answers [`Applied::ShortForNow`]: a cancellation of another order may be
+/// on its way (Redis hands a cancelled item to the next buyer at once, and
+/// the two messages travel on different queues), so the consumer retries
+/// before recording INSUFFICIENT.
+pub async fn apply_order_when_stocked(
+    db: &DatabaseConnection,
+    order: &OrderCreated,
+) -> Result<Applied, DbErr> {
+    apply(db, order, false).await
+}
+
+#[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, order_no = %order.order_no))]
+async fn apply(
+    db: &DatabaseConnection,
+    order: &OrderCreated,
+    record_shortage: bool,
+) -> Result<Applied, DbErr> {
     let txn = db.begin().await?;
     let claimed = txn
         .execute_raw(stmt(
@@ -83,6 +106,10 @@ pub async fn apply_order(db: &DatabaseConnection, order: &OrderCreated) -> Resul
         == 1;
     let applied = if deducted {
         Applied::Deducted
+    } else if !record_shortage {
+        drop(txn);
+        tracing::info!("stock short for now; nothing written, retried later");
+        return Ok(Applied::ShortForNow);
     } else {
         txn.execute_raw(stmt(
             "UPDATE tx_log SET outcome = 'INSUFFICIENT' WHERE tx_no = ?",

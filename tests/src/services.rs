@@ -42,6 +42,8 @@ pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
     settings.mq = env.mq_settings();
     settings.consumer.group = env.consumer_group.clone();
     settings.consumer.events_producer_group = format!("{}_events", env.consumer_group);
+    // Tests of insufficient stock want the verdict now; the retry has its own test.
+    settings.consumer.insufficient_retries = 0;
     settings
 }
 

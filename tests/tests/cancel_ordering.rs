@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use common::messages::{CancelReason, OrderCancelled};
 use seckill_tests::broker::TopicWriter;
-use seckill_tests::services::{set_stock, spawn_stock_service, stock_of};
+use seckill_tests::services::{
+    set_stock, spawn_stock_service, spawn_stock_service_with, stock_of, stock_settings,
+};
 use seckill_tests::{TestEnv, db, eventually, order_message};
 use stock_service::store::{self, Applied, Restored};
 
@@ -136,5 +138,57 @@ async fn creations_and_cancellations_racing_each_other_never_lose_or_invent_stoc
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         2 * PAIRS
     );
+    stock.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_short_of_stock_waits_for_a_cancellation_in_flight_instead_of_failing() {
+    // Redis gave A's cancelled item to B at once; B's creation reaches
+    // stock-service before A's cancellation restored the DB stock.
+    let env = TestEnv::new();
+    let mut settings = stock_settings(&env);
+    settings.consumer.insufficient_retries = 1;
+    let stock = spawn_stock_service_with(settings).await;
+    set_stock(&stock, 1, 1).await;
+    let writer = TopicWriter::start(&env).await;
+    let stock_db = db::connect(&env.stock_db).await;
+    let a = order_message(1, 1, 1);
+    writer.send(&a).await;
+    eventually("A deducted", Duration::from_secs(30), || async {
+        (stock_of(&stock, 1).await == 0).then_some(())
+    })
+    .await;
+
+    let b = order_message(2, 1, 1);
+    writer.send(&b).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        outcome(&stock_db, b.tx_no.as_str()).await,
+        None,
+        "B waits, nothing written"
+    );
+    writer
+        .send_cancel(&OrderCancelled::of(&a, CancelReason::Buyer))
+        .await;
+    eventually(
+        "B deducted on its redelivery",
+        Duration::from_secs(60),
+        || async {
+            (outcome(&stock_db, b.tx_no.as_str()).await.as_deref() == Some("DEDUCTED"))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(stock_of(&stock, 1).await, 0);
+    assert_eq!(
+        db::scalar(
+            &stock_db,
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'INSUFFICIENT'",
+            []
+        )
+        .await,
+        0
+    );
+    writer.stop().await;
     stock.stop().await;
 }
