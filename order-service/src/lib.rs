@@ -19,8 +19,12 @@
 //! own, and compensation when stock-service reports insufficient stock
 //! ([`events`] → `FAILED`); every closed order's reservation goes back once.
 //!
+//! [`dead_letters`] records stuck messages (DLQs, discarded transactions).
+//!
 //! [`routes::sales`] opens sales (stock via [`stock_client`], Redis state) and
 //! rebuilds the admission state ([`admission::rebuild`]) when Redis lost it.
+//! [`dashboard`] and [`metrics`] feed the dashboard page and `/metrics`;
+//! [`batch`] runs the batch purchase of the `/batch` page.
 //! [`startup`] wires it together; [`settings`] holds its configuration.
 
 pub mod admission;
