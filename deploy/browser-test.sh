@@ -27,6 +27,14 @@ cleanup() {
   stop_daemon browser-stock-service
   mysql_tcp -e "DROP DATABASE IF EXISTS seckill_${run}_order; DROP DATABASE IF EXISTS seckill_${run}_stock" || true
 }
+# Leftovers of an interrupted run would be reused by start_service: stop
+# them, and refuse to test against something else on these ports.
+stop_gateway browser-gateway
+stop_daemon browser-order-service
+stop_daemon browser-stock-service
+for port in "$order_port" "$stock_port" "$gateway_port"; do
+  port_open "$port" && die "port $port is taken by something else; set SECKILL_BROWSER_*_PORT"
+done
 trap cleanup EXIT
 
 export APP_REDIS__KEY_PREFIX="seckill_$run"
