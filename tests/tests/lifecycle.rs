@@ -265,3 +265,45 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
     orders.stop().await;
     stock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
+    // A cancellation committed, then the instance stopped before giving the
+    // Redis reservation back: the row says CANCELLED, reservation not returned.
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let mut settings = order_settings(&env, &stock.base_url);
+    settings.lifecycle.sweep_interval_ms = 300;
+    let orders = spawn_order_service_with(settings).await;
+    open_sale(&orders, 1, 5).await;
+    let placed = place_order(&orders, 7, 1, 2).await;
+    assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
+    assert_eq!(sale_view(&orders, 1).await, (3, 1));
+    let order_db = db::connect(&env.order_db).await;
+    db::exec(
+        &order_db,
+        "UPDATE orders SET status = 'CANCELLED', closed_reason = 'BUYER', closed_at = NOW(3)",
+    )
+    .await;
+
+    eventually(
+        "reservation returned by the sweeper",
+        Duration::from_secs(10),
+        || async { (sale_view(&orders, 1).await == (5, 0)).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        db::scalar(
+            &order_db,
+            "SELECT COUNT(*) FROM orders WHERE reservation_returned_at IS NOT NULL",
+            []
+        )
+        .await,
+        1
+    );
+    // Once only: another pass changes nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sale_view(&orders, 1).await, (5, 0));
+    orders.stop().await;
+    stock.stop().await;
+}
