@@ -31,6 +31,19 @@ pub fn load_with<T>(file: Option<&Path>, required: bool) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    load_with_env(file, required, None)
+}
+
+/// [`load_with`], reading the `APP_...` variables from `env` instead of the
+/// process environment when given (for tests).
+pub fn load_with_env<T>(
+    file: Option<&Path>,
+    required: bool,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
     let defaults = config::Config::try_from(&T::default()).context("encoding default settings")?;
     let mut builder = config::Config::builder().add_source(defaults);
     if let Some(file) = file {
@@ -41,7 +54,11 @@ where
             config::Environment::with_prefix("APP")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                // The one list setting: APP_DEAD_LETTERS__WATCHED_GROUPS=a,b
+                .list_separator(",")
+                .with_list_parse_key("dead_letters.watched_groups")
+                .source(env),
         )
         .build()
         .and_then(config::Config::try_deserialize)?)

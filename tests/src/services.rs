@@ -323,6 +323,8 @@ impl OrderServiceProcess {
     pub async fn start(env: &TestEnv, stock: &RunningService) -> Self {
         let binary = built_binary("order-service");
         let port = free_port();
+        // The same names as an in-process instance of this test.
+        let settings = order_settings(env, &stock.base_url);
         let log = std::fs::File::create(
             std::env::temp_dir().join(format!("order-service-{}.log", env.id)),
         )
@@ -334,6 +336,20 @@ impl OrderServiceProcess {
             .env("APP_MQ__BROKER_ADDR", &env.broker_addr)
             .env("APP_MQ__ORDER_TOPIC", &env.topic)
             .env("APP_ORDERS__PRODUCER_GROUP", &env.producer_group)
+            .env("APP_MQ__STOCK_TOPIC", &env.stock_topic)
+            .env(
+                "APP_LIFECYCLE__EVENTS_GROUP",
+                &settings.lifecycle.events_group,
+            )
+            .env(
+                "APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP",
+                &settings.lifecycle.timeout_producer_group,
+            )
+            .env("APP_DEAD_LETTERS__GROUP", &settings.dead_letters.group)
+            .env(
+                "APP_DEAD_LETTERS__WATCHED_GROUPS",
+                settings.dead_letters.watched_groups.join(","),
+            )
             .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
             .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
             .stdout(Stdio::from(log.try_clone().expect("log file")))

@@ -59,3 +59,22 @@ fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
         .is_err()
     );
 }
+
+#[test]
+fn environment_overrides_the_file_including_the_list_of_watched_dlqs() {
+    let env = [
+        ("APP_LIFECYCLE__PAYMENT_TIMEOUT_SECS", "7"),
+        ("APP_DEAD_LETTERS__WATCHED_GROUPS", "group_a,group_b"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into();
+    let settings: order_service::settings::Settings = common::settings::load_with_env(
+        Some(&example("order-service.example.yaml")),
+        true,
+        Some(env),
+    )
+    .expect("loads");
+    assert_eq!(settings.lifecycle.payment_timeout_secs, 7);
+    assert_eq!(settings.dead_letters.watched_groups, ["group_a", "group_b"]);
+    assert_eq!(settings.mq.stock_topic, "seckill_stock_events");
+}
