@@ -120,6 +120,117 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
     stock.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new() {
+    // Arrange: an order, deducted; then its cancellation's local transaction
+    // is stuck on the order's row lock in a real process.
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let process = OrderServiceProcess::start(&env, &stock).await;
+    let http = reqwest::Client::new();
+    let opened = http
+        .put(format!("{}/api/sales/1", process.base_url))
+        .json(&serde_json::json!({"stock": 5}))
+        .send()
+        .await
+        .expect("open sale");
+    assert_eq!(opened.status(), StatusCode::OK);
+    let placed: serde_json::Value = http
+        .post(format!("{}/api/orders", process.base_url))
+        .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
+        .send()
+        .await
+        .expect("order")
+        .json()
+        .await
+        .expect("order body");
+    let order_no = placed["order_no"].as_str().expect("order_no").to_owned();
+    deducted(&env, 1).await;
+    let locker = db::connect_session(&env.order_db).await;
+    db::exec(&locker, "START TRANSACTION").await;
+    db::exec(
+        &locker,
+        &format!("SELECT * FROM orders WHERE order_no = '{order_no}' FOR UPDATE"),
+    )
+    .await;
+    let url = format!("{}/api/orders/{order_no}/cancel", process.base_url);
+    let stuck = tokio::spawn(async move {
+        http.post(url)
+            .json(&serde_json::json!({"user_id": 1}))
+            .send()
+            .await
+    });
+    let observer = db::connect("information_schema").await;
+    eventually(
+        "the cancellation to wait on the order's row",
+        Duration::from_secs(30),
+        || {
+            let observer = observer.clone();
+            let db_name = env.order_db.clone();
+            async move {
+                (db::running_statements(
+                    &observer,
+                    &db_name,
+                    "UPDATE orders SET status = 'CANCELLED'",
+                )
+                .await
+                    > 0)
+                .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // Act: kill it between the half message and end-transaction.
+    process.kill();
+    assert!(
+        stuck.await.expect("request task").is_err(),
+        "the killed process answered"
+    );
+    db::exec(&locker, "ROLLBACK").await;
+    let fresh = spawn_order_service(&env, &stock).await;
+
+    // Assert: the check-back rolled the cancellation back; the order is NEW,
+    // its stock and reservation untouched; it can still be cancelled for real.
+    let order_db = db::connect(&env.order_db).await;
+    eventually(
+        "the check-back to roll the cancellation back",
+        CHECK_BACK_WAIT,
+        || {
+            let order_db = order_db.clone();
+            async move {
+                (db::scalar(
+                    &order_db,
+                    "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'",
+                    [],
+                )
+                .await
+                    == 1)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let (_, order) = fresh
+        .call(Method::GET, &format!("/api/orders/{order_no}"), None)
+        .await;
+    assert_eq!(order["status"], "NEW", "{order}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stock_of(&stock, 1).await, 3);
+    assert_eq!(sale_view(&fresh, 1).await, (3, 1));
+    let (status, body) = fresh
+        .call(
+            Method::POST,
+            &format!("/api/orders/{order_no}/cancel"),
+            Some(&serde_json::json!({"user_id": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    seckill_tests::invariants::assert_every_unit_accounted(&env, &fresh, 1, 5).await;
+    fresh.stop().await;
+    stock.stop().await;
+}
+
 /// Records the order for real, then "crashes": it never tells the broker.
 struct CommitThenVanish {
     db: DatabaseConnection,
