@@ -13,8 +13,8 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
 use seckill_tests::services::{
-    OrderServiceProcess, open_sale, sale_view, set_stock, spawn_order_service, spawn_stock_service,
-    stock_of,
+    OrderServiceProcess, RunningService, open_sale, sale_view, set_stock, spawn_order_service,
+    spawn_stock_service, stock_of,
 };
 use seckill_tests::{TestEnv, db, eventually, order_message};
 
@@ -32,13 +32,9 @@ async fn deducted(env: &TestEnv, count: i64) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back() {
-    // Arrange: a real order-service process whose local transaction is stuck
-    // on a table lock after writing its tx_log row.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let process = OrderServiceProcess::start(&env, &stock).await;
+/// A real order-service process with a sale of 5 items of product 1 open.
+async fn process_with_sale(env: &TestEnv, stock: &RunningService) -> OrderServiceProcess {
+    let process = OrderServiceProcess::start(env, stock).await;
     let opened = reqwest::Client::new()
         .put(format!("{}/api/sales/1", process.base_url))
         .json(&serde_json::json!({"stock": 5}))
@@ -46,6 +42,52 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
         .await
         .expect("open sale");
     assert_eq!(opened.status(), StatusCode::OK);
+    process
+}
+
+/// Waits until a statement starting with `prefix` runs (blocked) on the order DB.
+async fn wait_until_running(env: &TestEnv, prefix: &str) {
+    let observer = db::connect("information_schema").await;
+    eventually(
+        &format!("`{prefix}…` to block"),
+        Duration::from_secs(30),
+        || {
+            let observer = observer.clone();
+            let db_name = env.order_db.clone();
+            async move {
+                (db::running_statements(&observer, &db_name, prefix).await > 0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until order-service's tx_log holds `count` ROLLED_BACK rows (check-backs).
+async fn wait_for_rollbacks(order_db: &DatabaseConnection, count: i64) {
+    eventually(
+        "the check-back to roll back",
+        CHECK_BACK_WAIT,
+        || async move {
+            (db::scalar(
+                order_db,
+                "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'",
+                [],
+            )
+            .await
+                == count)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back() {
+    // Arrange: a real order-service process whose local transaction is stuck
+    // on a table lock after writing its tx_log row.
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let process = process_with_sale(&env, &stock).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let http = reqwest::Client::new();
@@ -56,20 +98,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
             .send()
             .await
     });
-    let observer = db::connect("information_schema").await;
-    eventually(
-        "the local transaction to block on the orders table",
-        Duration::from_secs(30),
-        || {
-            let observer = observer.clone();
-            let db_name = env.order_db.clone();
-            async move {
-                (db::running_statements(&observer, &db_name, "INSERT INTO orders").await > 0)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    wait_until_running(&env, "INSERT INTO orders").await;
 
     // Act: kill it between the half message and end-transaction, then start a fresh instance.
     process.kill();
@@ -82,24 +111,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
 
     // Assert: the check-back claimed the tx_no as rolled back; nothing committed or deducted.
     let order_db = db::connect(&env.order_db).await;
-    eventually(
-        "the check-back to roll the transaction back",
-        CHECK_BACK_WAIT,
-        || {
-            let order_db = order_db.clone();
-            async move {
-                (db::scalar(
-                    &order_db,
-                    "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'",
-                    [],
-                )
-                .await
-                    == 1)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_rollbacks(&order_db, 1).await;
     assert_eq!(
         db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
         0
@@ -126,15 +138,8 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
     // is stuck on the order's row lock in a real process.
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
-    let process = OrderServiceProcess::start(&env, &stock).await;
+    let process = process_with_sale(&env, &stock).await;
     let http = reqwest::Client::new();
-    let opened = http
-        .put(format!("{}/api/sales/1", process.base_url))
-        .json(&serde_json::json!({"stock": 5}))
-        .send()
-        .await
-        .expect("open sale");
-    assert_eq!(opened.status(), StatusCode::OK);
     let placed: serde_json::Value = http
         .post(format!("{}/api/orders", process.base_url))
         .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
@@ -160,26 +165,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
             .send()
             .await
     });
-    let observer = db::connect("information_schema").await;
-    eventually(
-        "the cancellation to wait on the order's row",
-        Duration::from_secs(30),
-        || {
-            let observer = observer.clone();
-            let db_name = env.order_db.clone();
-            async move {
-                (db::running_statements(
-                    &observer,
-                    &db_name,
-                    "UPDATE orders SET status = 'CANCELLED'",
-                )
-                .await
-                    > 0)
-                .then_some(())
-            }
-        },
-    )
-    .await;
+    wait_until_running(&env, "UPDATE orders SET status = 'CANCELLED'").await;
 
     // Act: kill it between the half message and end-transaction.
     process.kill();
@@ -193,24 +179,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
     // Assert: the check-back rolled the cancellation back; the order is NEW,
     // its stock and reservation untouched; it can still be cancelled for real.
     let order_db = db::connect(&env.order_db).await;
-    eventually(
-        "the check-back to roll the cancellation back",
-        CHECK_BACK_WAIT,
-        || {
-            let order_db = order_db.clone();
-            async move {
-                (db::scalar(
-                    &order_db,
-                    "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'",
-                    [],
-                )
-                .await
-                    == 1)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_rollbacks(&order_db, 1).await;
     let (_, order) = fresh
         .call(Method::GET, &format!("/api/orders/{order_no}"), None)
         .await;
