@@ -82,3 +82,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   resolved_at     DATETIME(3)  NULL,
   KEY idx_dead_letters_open (resolved_at, seen_at)
 ) ENGINE = InnoDB;
+
+-- A PAID order that stock-service later found no stock for (paid while its
+-- deduction was still pending): it stays PAID and needs a refund by a person;
+-- reconciliation lists it until then.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS stock_missing_at DATETIME(3) NULL;

@@ -150,9 +150,12 @@ impl Lifecycle {
             }
             Failing::AlreadyClosed(order) if order.status == OrderStatus::Paid => {
                 // Paid before the stock was found missing: needs a refund by a person.
-                tracing::error!(
-                    "PAID order has no stock (stock-service found it insufficient); refund needed"
-                );
+                if store::mark_stock_missing(&self.db, &order.order_no).await? {
+                    self.metrics.closed.inc("paid_without_stock");
+                    tracing::error!(
+                        "PAID order has no stock (stock-service found it insufficient); refund needed"
+                    );
+                }
             }
             Failing::AlreadyClosed(order) => {
                 tracing::info!(status = ?order.status, "order already closed; nothing to fail");

@@ -42,9 +42,14 @@ impl Default for OrderMetrics {
             ),
             closed: LabeledCounter::new(
                 "seckill_orders_closed_total",
-                "Orders cancelled or failed, by reason.",
+                "Orders cancelled or failed, by reason (paid_without_stock: PAID, no stock, refund needed).",
                 "reason",
-                &["buyer", "timeout", "stock_insufficient"],
+                &[
+                    "buyer",
+                    "timeout",
+                    "stock_insufficient",
+                    "paid_without_stock",
+                ],
             ),
             dead_letters: LabeledCounter::new(
                 "seckill_dead_letters_total",

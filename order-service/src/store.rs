@@ -211,6 +211,19 @@ pub async fn fail_order(db: &DatabaseConnection, order_tx_no: &str) -> Result<Fa
     })
 }
 
+/// Flags a PAID order stock-service found no stock for; `true` the first time.
+pub async fn mark_stock_missing(db: &DatabaseConnection, order_no: &str) -> Result<bool, DbErr> {
+    Ok(db
+        .execute_raw(stmt(
+            "UPDATE orders SET stock_missing_at = ? WHERE order_no = ? AND status = 'PAID' \
+             AND stock_missing_at IS NULL",
+            [Utc::now().naive_utc().into(), order_no.into()],
+        ))
+        .await?
+        .rows_affected()
+        == 1)
+}
+
 /// Records that a closed order's Redis reservation was given back.
 pub async fn mark_reservation_returned(
     db: &DatabaseConnection,

@@ -307,3 +307,46 @@ async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
     orders.stop().await;
     stock.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_paid_before_its_stock_was_found_missing_stays_paid_and_is_reported() {
+    let env = TestEnv::new();
+    let mut settings = seckill_tests::services::stock_settings(&env);
+    settings.consumer.insufficient_retries = 1; // the verdict comes ~10 s later
+    let stock = seckill_tests::services::spawn_stock_service_with(settings).await;
+    let orders = spawn_order_service(&env, &stock).await;
+    open_sale(&orders, 1, 5).await;
+    set_stock(&stock, 1, 0).await; // Redis admits, the DB has nothing
+    let (status, placed) = place_order(&orders, 7, 1, 1).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order_no = order_no(&placed);
+    let (status, paid) = pay_order(&orders, &order_no, 7, "pay-7").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "paid while the deduction waits: {paid}"
+    );
+
+    let report = eventually(
+        "the missing stock reported",
+        Duration::from_secs(60),
+        || async {
+            let (_, report) = orders
+                .call(reqwest::Method::GET, "/api/admin/reconcile", None)
+                .await;
+            (report["products"][0]["paid_without_stock"] == 1).then_some(report)
+        },
+    )
+    .await;
+    let differences = report["products"][0]["differences"].to_string();
+    assert!(differences.contains("refund needed"), "{report}");
+    assert_eq!(report["consistent"], false);
+    let order = wait_for_status(&orders, &order_no, "PAID", Duration::from_secs(1)).await;
+    assert!(
+        order["closed_reason"].is_null(),
+        "no other transition: {order}"
+    );
+    assert_eq!(stock_of(&stock, 1).await, 0, "never negative");
+    orders.stop().await;
+    stock.stop().await;
+}

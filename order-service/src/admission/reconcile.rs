@@ -23,6 +23,8 @@ pub struct ProductReport {
     pub applied_orders: i64,
     pub held_orders: i64,
     pub held_items: i64,
+    /// PAID orders stock-service found no stock for: each needs a refund.
+    pub paid_without_stock: i64,
     /// Every committed order applied by stock-service: the comparison is exact.
     pub quiet: bool,
     pub differences: Vec<String>,
@@ -92,6 +94,12 @@ pub async fn reconcile(
             id,
         )
         .await?;
+        let paid_without_stock = count(
+            db,
+            "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL",
+            id,
+        )
+        .await?;
         let level = stock.stock(product).await?;
         let mut redis = gate.redis();
         let (redis_stock, reservations): (Option<i64>, Vec<String>) = redis::pipe()
@@ -107,6 +115,11 @@ pub async fn reconcile(
         let db_stock = level.map(|l| l.total_count);
         let quiet = applied_orders >= committed_orders;
         let mut differences = Vec::new();
+        if paid_without_stock > 0 {
+            differences.push(format!(
+                "{paid_without_stock} PAID orders have no stock (refund needed)"
+            ));
+        }
         if !ready {
             differences.push("admission state missing in Redis (rebuild pending)".to_owned());
         } else if quiet {
@@ -137,6 +150,7 @@ pub async fn reconcile(
             applied_orders,
             held_orders,
             held_items,
+            paid_without_stock,
             quiet,
             differences,
         });
