@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use seckill_tests::services::{
     RunningService, cancel_order, open_sale, place_order, spawn_order_service, spawn_stock_service,
+    stock_of,
 };
 use seckill_tests::{TestEnv, eventually};
 use serde_json::{Value, json};
@@ -31,6 +32,12 @@ async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
     assert_eq!(kept.0, StatusCode::CREATED, "{}", kept.1);
     let (_, cancelled) = place_order(&orders, 2, 1, 2).await;
     let order_no = cancelled["order_no"].as_str().unwrap();
+    // Both deductions first, so the cancellation restores (not voids) and the
+    // counters below do not depend on which message arrives first.
+    eventually("both orders deducted", Duration::from_secs(30), || async {
+        (stock_of(&stock, 1).await == 2).then_some(())
+    })
+    .await;
     assert_eq!(cancel_order(&orders, order_no, 2).await.0, StatusCode::OK);
     assert_eq!(place_order(&orders, 1, 1, 1).await.0, StatusCode::CONFLICT);
 
