@@ -77,6 +77,11 @@ pub fn is_duplicate_key(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// A MySQL statement with `?` placeholders bound to `values`.
+pub fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::MySql, sql, values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,11 @@ use actix_web::web;
 use chrono::{DateTime, Utc};
 use common::domain::{InvalidValue, ProductId};
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde::Serialize;
 
+use crate::admission::rebuild::wait_until_applied;
 use crate::startup::AppState;
+use crate::store::{count_for_product, per_product};
 
 /// What the page asks for.
 #[derive(Debug, Clone, Copy)]
@@ -205,43 +206,12 @@ async fn run(
 /// Waits (up to 60 s) until stock-service applied every committed message of
 /// the product, then checks the invariants.
 async fn check(state: &AppState, product: ProductId, stock: u32) -> anyhow::Result<BatchChecks> {
-    let scalar = |sql: &'static str| async move {
-        let row = state
-            .db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::MySql,
-                sql,
-                [product.get().into()],
-            ))
-            .await?;
-        Ok::<i64, sea_orm::DbErr>(
-            row.map(|r| r.try_get_by_index::<Option<i64>>(0))
-                .transpose()?
-                .flatten()
-                .unwrap_or(0),
-        )
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let db_stock = loop {
-        let committed = scalar(crate::admission::rebuild::COMMITTED_MESSAGES_SQL).await?;
-        let level = state.stock.stock(product).await?;
-        if let Some(level) = level.filter(|l| l.applied_orders >= committed) {
-            break level.total_count;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "stock-service did not apply every committed order within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let orders_held =
-        scalar("SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')")
-            .await?;
-    let items_sold = scalar(
-        "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
-    )
-    .await?;
-    let most_per_buyer = scalar(
+    let db_stock =
+        wait_until_applied(&state.db, &state.stock, product, Duration::from_secs(60)).await?;
+    let count = |sql| count_for_product(&state.db, sql, product.get());
+    let orders_held = count(per_product::HELD_ORDERS).await?;
+    let items_sold = count(per_product::HELD_ITEMS).await?;
+    let most_per_buyer = count(
         "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n FROM orders \
          WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer",
     )

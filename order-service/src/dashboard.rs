@@ -35,7 +35,8 @@ pub struct Dashboard {
     pub order_service: serde_json::Value,
     pub dead_letter_count: i64,
     pub dead_letters: Vec<crate::dead_letters::DeadLetter>,
-    /// stock-service's `/api/stock/stats`, or `{"error": …}` when unreachable.
+    /// stock-service's `/api/stock/stats`, or `{"error": …}` when unreachable
+    /// (`null` for `/metrics`, which stock-service serves itself).
     pub stock_service: serde_json::Value,
 }
 
@@ -107,10 +108,6 @@ pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
             }
         })
         .collect();
-    let stock_service = match state.stock.stats().await {
-        Ok(stats) => stats,
-        Err(err) => serde_json::json!({"error": err.to_string()}),
-    };
     Ok(Dashboard {
         generated_at: chrono::Utc::now(),
         ready: report.ready,
@@ -119,11 +116,20 @@ pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
         order_service: state.metrics.to_json(),
         dead_letter_count: report.dead_letter_count,
         dead_letters: report.dead_letters,
-        stock_service,
+        stock_service: serde_json::Value::Null,
     })
 }
 
 impl Dashboard {
+    /// Adds stock-service's own counters (one more HTTP call: the page only).
+    pub async fn with_stock_service(mut self, state: &AppState) -> Self {
+        self.stock_service = match state.stock.stats().await {
+            Ok(stats) => stats,
+            Err(err) => serde_json::json!({"error": err.to_string()}),
+        };
+        self
+    }
+
     /// The per-product gauges of `/metrics`.
     pub fn render(&self, out: &mut Exposition) {
         let per_product = |value: fn(&ProductFigures) -> Option<i64>| {

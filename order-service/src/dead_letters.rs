@@ -12,11 +12,11 @@ use rocketmq_model::common::message::MessageConst;
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::topic::TopicValidator;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult};
 use serde::Serialize;
 use tokio::runtime::Handle;
+
+use common::db::stmt;
 
 use crate::metrics::OrderMetrics;
 use crate::settings::Settings;
@@ -29,10 +29,6 @@ pub fn dlq_topic(group: &str) -> String {
 
 /// Bodies are kept up to this many bytes (lossy UTF-8).
 const BODY_LIMIT: usize = 4096;
-
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
-}
 
 /// One stuck message as reconciliation shows it.
 #[derive(Debug, Clone, Serialize)]

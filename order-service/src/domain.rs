@@ -113,12 +113,28 @@ pub struct Order {
 impl Order {
     /// Fills in [`Order::pay_deadline`] for a NEW order.
     pub fn with_pay_deadline(mut self, payment_timeout: std::time::Duration) -> Self {
-        self.pay_deadline = (self.status == OrderStatus::New).then(|| {
-            self.created_at
-                + chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::MAX)
-        });
+        self.pay_deadline = (self.status == OrderStatus::New)
+            .then(|| pay_deadline(self.created_at, payment_timeout));
         self
     }
+}
+
+/// When an order created at `created_at` stops being payable.
+pub fn pay_deadline(
+    created_at: DateTime<Utc>,
+    payment_timeout: std::time::Duration,
+) -> DateTime<Utc> {
+    created_at + payment_time(payment_timeout)
+}
+
+/// Orders created at or before this instant are past their payment deadline.
+pub fn payment_cutoff(payment_timeout: std::time::Duration) -> DateTime<Utc> {
+    Utc::now() - payment_time(payment_timeout)
+}
+
+fn payment_time(payment_timeout: std::time::Duration) -> chrono::Duration {
+    // Beyond chrono's range (centuries) only by misconfiguration: cap it.
+    chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::days(36_500))
 }
 
 /// Why [`OrderStatus::Failed`]: stock-service had no stock for the order.

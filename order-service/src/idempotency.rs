@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::messages::OrderCreated;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 use crate::domain::{IdempotencyKey, Order};
 use crate::store;
@@ -145,8 +145,7 @@ impl IdempotencyClaims {
 
 async fn rolled_back(db: &DatabaseConnection, tx_no: &str) -> Result<bool, DbErr> {
     Ok(db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
+        .query_one_raw(common::db::stmt(
             "SELECT 1 FROM tx_log WHERE tx_no = ? AND outcome = 'ROLLED_BACK'",
             [tx_no.into()],
         ))

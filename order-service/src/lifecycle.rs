@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use common::domain::{InvalidValue, OrderNo, ProductId, Quantity, TxNo, UserId};
 use common::messages::{CancelReason, OrderCancelled, StockInsufficient};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -92,9 +92,7 @@ impl Lifecycle {
 
     /// Orders created at or before this are past their payment deadline.
     pub fn payment_cutoff(&self) -> NaiveDateTime {
-        let timeout =
-            chrono::Duration::from_std(self.payment_timeout).unwrap_or(chrono::Duration::MAX);
-        (Utc::now() - timeout).naive_utc()
+        crate::domain::payment_cutoff(self.payment_timeout).naive_utc()
     }
 
     /// Cancels a NEW order: one conditional update tied to a transactional

@@ -146,7 +146,16 @@ impl OrderPublisher {
             // UNKNOWN (the listener never ran, or its commit's fate is unknown) or a
             // rollback decided by a check-back: settle it now with the same claim
             // the check-back makes, so the buyer rarely has to wait for the broker.
-            _ => self.settle(order).await,
+            _ => match self.settle(order.tx_no.as_str()).await {
+                Some(TxOutcome::Committed) => Placement::Committed(order),
+                Some(TxOutcome::RolledBack) => Placement::NotPlaced {
+                    order,
+                    reason: NotPlaced::Unavailable(
+                        "the order could not be recorded in time".into(),
+                    ),
+                },
+                None => Placement::Pending(order),
+            },
         })
     }
 
@@ -185,15 +194,12 @@ impl OrderPublisher {
             (LocalTransactionState::RollbackMessage, None) => {
                 Cancellation::Unavailable("the broker could not store the message".into())
             }
-            _ => match store::resolve_tx(&self.db, cancel.tx_no.as_str()).await {
-                Ok(TxOutcome::Committed) => Cancellation::Cancelled(cancel),
-                Ok(TxOutcome::RolledBack) => Cancellation::Unavailable(
+            _ => match self.settle(cancel.tx_no.as_str()).await {
+                Some(TxOutcome::Committed) => Cancellation::Cancelled(cancel),
+                Some(TxOutcome::RolledBack) => Cancellation::Unavailable(
                     "the cancellation could not be recorded in time".into(),
                 ),
-                Err(err) => {
-                    tracing::warn!(%err, "outcome unknown; the broker's check-back will decide");
-                    Cancellation::Pending(cancel)
-                }
+                None => Cancellation::Pending(cancel),
             },
         })
     }
@@ -231,18 +237,15 @@ impl OrderPublisher {
         Ok((state, local))
     }
 
-    async fn settle(&self, order: OrderCreated) -> Placement {
-        match store::resolve_tx(&self.db, order.tx_no.as_str()).await {
-            Ok(TxOutcome::Committed) => Placement::Committed(order),
-            Ok(TxOutcome::RolledBack) => Placement::NotPlaced {
-                order,
-                reason: NotPlaced::Unavailable("the order could not be recorded in time".into()),
-            },
-            Err(err) => {
-                tracing::warn!(%err, "outcome unknown; the broker's check-back will decide");
-                Placement::Pending(order)
-            }
-        }
+    /// Decides an undecided tx_no now with the check-back's own claim; `None`
+    /// when the database cannot say (the broker's check-back will).
+    async fn settle(&self, tx_no: &str) -> Option<TxOutcome> {
+        store::resolve_tx(&self.db, tx_no)
+            .await
+            .inspect_err(
+                |err| tracing::warn!(%err, "outcome unknown; the broker's check-back will decide"),
+            )
+            .ok()
     }
 
     /// Waits for in-flight sends, then stops the producer.

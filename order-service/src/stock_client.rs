@@ -12,6 +12,8 @@ pub enum StockClientError {
     Unreachable(#[from] reqwest::Error),
     #[error("stock-service answered {status}: {body}")]
     Refused { status: u16, body: String },
+    #[error("stock-service answered something unexpected: {0}")]
+    Malformed(String),
 }
 
 /// A product's stock in the stock database.
@@ -63,6 +65,16 @@ impl StockClient {
             return Ok(None);
         }
         Self::read(response).await.map(Some)
+    }
+
+    /// Every product's stock level, in one call (for reconciliation).
+    pub async fn levels(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, StockLevel>, StockClientError> {
+        let products: Vec<StockLevel> =
+            serde_json::from_value(self.stats().await?["products"].take())
+                .map_err(|e| StockClientError::Malformed(e.to_string()))?;
+        Ok(products.into_iter().map(|l| (l.product_id, l)).collect())
     }
 
     /// stock-service's counters (messages by result, dedupe hits, reports) and

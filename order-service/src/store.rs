@@ -3,11 +3,10 @@
 //! connection, so tests can drive them directly.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use common::db::is_duplicate_key;
+use common::db::{is_duplicate_key, stmt};
 use common::messages::{OrderCancelled, OrderCreated};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, Statement,
-    TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
 };
 
 use crate::domain::{CLOSED_STOCK_INSUFFICIENT, Order, OrderStatus};
@@ -53,10 +52,6 @@ pub enum RecordError {
     /// [`resolve_tx`] can tell.
     #[error("the commit's outcome is unknown: {0}")]
     CommitUncertain(#[source] DbErr),
-}
-
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
 }
 
 /// The local transaction: the `tx_log` row (COMMITTED) and the `NEW` order,
@@ -196,14 +191,7 @@ pub async fn fail_order(db: &DatabaseConnection, order_tx_no: &str) -> Result<Fa
         ))
         .await?
         .rows_affected();
-    let order = OrderRow::find_by_statement(stmt(
-        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE tx_no = ?"),
-        [order_tx_no.into()],
-    ))
-    .one(db)
-    .await?
-    .map(Order::try_from)
-    .transpose()?;
+    let order = select_order("tx_no = ?", [order_tx_no.into()], db).await?;
     Ok(match order {
         None => Failing::NotFound,
         Some(order) if changed == 1 => Failing::Failed(order),
@@ -267,6 +255,15 @@ pub async fn closed_orders_holding_reservations(
     .await
 }
 
+/// The order matching a condition on a unique key, if any.
+async fn select_order(
+    condition: &str,
+    values: impl IntoIterator<Item = Value>,
+    db: &DatabaseConnection,
+) -> Result<Option<Order>, DbErr> {
+    Ok(select_orders(condition, values, db).await?.pop())
+}
+
 async fn select_orders(
     condition: &str,
     values: impl IntoIterator<Item = Value>,
@@ -281,6 +278,39 @@ async fn select_orders(
     .into_iter()
     .map(Order::try_from)
     .collect()
+}
+
+/// Per-product figures of the order DB, each a `?` for the product id.
+pub mod per_product {
+    /// Messages committed for the product, as stock-service counts them: one
+    /// per order (its creation) plus one per cancellation.
+    pub const COMMITTED_MESSAGES: &str =
+        "SELECT COUNT(*) + COUNT(cancel_tx_no) FROM orders WHERE product_id = ?";
+    /// Orders holding stock (NEW or PAID).
+    pub const HELD_ORDERS: &str =
+        "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')";
+    /// Items those orders hold.
+    pub const HELD_ITEMS: &str = "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders \
+         WHERE product_id = ? AND status IN ('NEW', 'PAID')";
+    /// PAID orders stock-service found no stock for.
+    pub const PAID_WITHOUT_STOCK: &str =
+        "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL";
+}
+
+/// Runs one of [`per_product`]'s queries (or another whose first column is a
+/// BIGINT and whose one `?` is the product); NULL counts as 0.
+pub async fn count_for_product(
+    db: &DatabaseConnection,
+    sql: &str,
+    product: i64,
+) -> Result<i64, DbErr> {
+    Ok(db
+        .query_one_raw(stmt(sql, [product.into()]))
+        .await?
+        .map(|r| r.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
 }
 
 /// A statement that the server executed and refused is a refusal; anything
@@ -438,17 +468,16 @@ pub async fn orders_of_user(
         .transpose()?
         .unwrap_or(0);
     let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
-    let orders = OrderRow::find_by_statement(stmt(
-        &format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?"
-        ),
-        [user_id.into(), i64::from(page_size).into(), (offset as i64).into()],
-    ))
-    .all(db)
-    .await?
-    .into_iter()
-    .map(Order::try_from)
-    .collect::<Result<Vec<_>, _>>()?;
+    let orders = select_orders(
+        "user_id = ? ORDER BY create_time DESC, id DESC LIMIT ? OFFSET ?",
+        [
+            user_id.into(),
+            i64::from(page_size).into(),
+            (offset as i64).into(),
+        ],
+        db,
+    )
+    .await?;
     Ok((orders, total))
 }
 
@@ -459,24 +488,15 @@ pub async fn find_order_by_idempotency_key(
     user_id: i64,
     idempotency_key: &str,
 ) -> Result<Option<Order>, DbErr> {
-    OrderRow::find_by_statement(stmt(
-        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = ? AND idempotency_key = ?"),
+    select_order(
+        "user_id = ? AND idempotency_key = ?",
         [user_id.into(), idempotency_key.into()],
-    ))
-    .one(db)
-    .await?
-    .map(Order::try_from)
-    .transpose()
+        db,
+    )
+    .await
 }
 
 #[tracing::instrument(skip(db))]
 pub async fn find_order(db: &DatabaseConnection, order_no: &str) -> Result<Option<Order>, DbErr> {
-    OrderRow::find_by_statement(stmt(
-        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_no = ?"),
-        [order_no.into()],
-    ))
-    .one(db)
-    .await?
-    .map(Order::try_from)
-    .transpose()
+    select_order("order_no = ?", [order_no.into()], db).await
 }

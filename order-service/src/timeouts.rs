@@ -51,8 +51,7 @@ impl TimeoutScheduler {
 
     /// The payment deadline of an order.
     pub fn deadline_of(&self, order: &OrderCreated) -> DateTime<Utc> {
-        order.created_at
-            + chrono::Duration::from_std(self.payment_timeout).unwrap_or(chrono::Duration::MAX)
+        crate::domain::pay_deadline(order.created_at, self.payment_timeout)
     }
 
     /// Collects a freshly committed order's deadline; [`Self::flush`] sends it.

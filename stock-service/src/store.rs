@@ -1,12 +1,10 @@
 //! The stock database: applying an order's creation and its cancellation
 //! exactly once each, in either order, and reading/setting stock.
 
-use common::db::is_duplicate_key;
+use common::db::{is_duplicate_key, stmt};
 use common::domain::ProductId;
 use common::messages::{OrderCancelled, OrderCreated};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
 use serde::Serialize;
 
 /// What applying one order message did.
@@ -35,10 +33,6 @@ pub enum Restored {
     NothingToRestore,
     /// This cancellation was applied before: this delivery did nothing.
     Duplicate,
-}
-
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::MySql, sql, values)
 }
 
 /// One DB transaction per message: claim the tx_no in `tx_log`, then deduct
@@ -223,31 +217,30 @@ pub async fn get_stock(
     db: &DatabaseConnection,
     product_id: ProductId,
 ) -> Result<Option<Stock>, DbErr> {
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT s.total_count, \
-               (SELECT COUNT(*) FROM tx_log t WHERE t.product_id = s.product_id) AS applied_orders \
-             FROM stock s WHERE s.product_id = ?",
-            [product_id.get().into()],
-        ))
-        .await?;
-    row.map(|row| {
-        Ok(Stock {
-            product_id: product_id.get(),
-            total_count: i64::from(row.try_get::<i32>("", "total_count")?),
-            applied_orders: row.try_get::<i64>("", "applied_orders")?,
-        })
-    })
-    .transpose()
+    Ok(
+        select_stock(db, "WHERE s.product_id = ?", [product_id.get().into()])
+            .await?
+            .pop(),
+    )
 }
 
 /// Every product's stock and applied messages, by product id.
 pub async fn all_stock(db: &DatabaseConnection) -> Result<Vec<Stock>, DbErr> {
+    select_stock(db, "ORDER BY s.product_id", []).await
+}
+
+async fn select_stock(
+    db: &DatabaseConnection,
+    tail: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> Result<Vec<Stock>, DbErr> {
     db.query_all_raw(stmt(
-        "SELECT s.product_id, s.total_count, \
-           (SELECT COUNT(*) FROM tx_log t WHERE t.product_id = s.product_id) AS applied_orders \
-         FROM stock s ORDER BY s.product_id",
-        [],
+        &format!(
+            "SELECT s.product_id, s.total_count, \
+               (SELECT COUNT(*) FROM tx_log t WHERE t.product_id = s.product_id) AS applied_orders \
+             FROM stock s {tail}"
+        ),
+        values,
     ))
     .await?
     .iter()

@@ -70,6 +70,20 @@ impl RunningService {
         }
     }
 
+    /// Runs an application's `run_until_stopped` with a future that completes
+    /// when [`RunningService::stop`] is called.
+    fn serve<F, Fut>(port: u16, run_until_stopped: F) -> Self
+    where
+        F: FnOnce(futures::future::BoxFuture<'static, ()>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        Self::run(port, move |stopped| {
+            run_until_stopped(Box::pin(async {
+                let _ = stopped.await;
+            }))
+        })
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -136,13 +150,7 @@ pub async fn spawn_order_service_with(
     let app = order_service::startup::Application::build(settings)
         .await
         .expect("order-service starts");
-    let port = app.port();
-    RunningService::run(port, move |stopped| async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-    })
+    RunningService::serve(app.port(), move |stopped| app.run_until_stopped(stopped))
 }
 
 pub async fn spawn_stock_service(env: &TestEnv) -> RunningService {
@@ -155,13 +163,7 @@ pub async fn spawn_stock_service_with(
     let app = stock_service::startup::Application::build(settings)
         .await
         .expect("stock-service starts");
-    let port = app.port();
-    RunningService::run(port, move |stopped| async move {
-        app.run_until_stopped(async {
-            let _ = stopped.await;
-        })
-        .await
-    })
+    RunningService::serve(app.port(), move |stopped| app.run_until_stopped(stopped))
 }
 
 /// The order API as the buyer sees it.

@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use super::AdmissionGate;
 use crate::stock_client::{StockClient, StockClientError};
+use crate::store::{count_for_product, per_product};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -42,10 +43,6 @@ struct Holding {
     tx_no: String,
     user_id: i64,
     count: i64,
-}
-
-fn stmt(sql: &str, product: i64) -> Statement {
-    Statement::from_sql_and_values(DbBackend::MySql, sql, [product.into()])
 }
 
 /// Rebuilds every sale's admission state and marks it ready; returns how many sales.
@@ -99,9 +96,9 @@ async fn rebuild_locked(
         let limit = row.try_get::<i32>("", "per_user_limit")?;
         let level = wait_until_applied(db, stock, product, quiet_timeout).await?;
         let holdings = db
-            .query_all_raw(stmt(
+            .query_all_raw(common::db::stmt(
                 "SELECT tx_no, user_id, pay_count FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
-                product.get(),
+                [product.get().into()],
             ))
             .await?
             .iter()
@@ -143,15 +140,10 @@ async fn rebuild_locked(
     Ok(sales.len())
 }
 
-/// Messages order-service committed for a product, as stock-service counts
-/// them: one per order (its creation) plus one per cancellation.
-pub const COMMITTED_MESSAGES_SQL: &str =
-    "SELECT COUNT(*) + COUNT(cancel_tx_no) AS n FROM orders WHERE product_id = ?";
-
 /// Waits until stock-service has applied every committed order of `product`
 /// (creations and cancellations);
 /// returns the then-final stock.
-async fn wait_until_applied(
+pub(crate) async fn wait_until_applied(
     db: &DatabaseConnection,
     stock: &StockClient,
     product: ProductId,
@@ -159,12 +151,8 @@ async fn wait_until_applied(
 ) -> Result<i64, RebuildError> {
     let started = Instant::now();
     loop {
-        let committed = db
-            .query_one_raw(stmt(COMMITTED_MESSAGES_SQL, product.get()))
-            .await?
-            .map(|r| r.try_get::<i64>("", "n"))
-            .transpose()?
-            .unwrap_or(0);
+        let committed =
+            count_for_product(db, per_product::COMMITTED_MESSAGES, product.get()).await?;
         let level = stock.stock(product).await?;
         let (applied, total) = level.map_or((0, 0), |l| (l.applied_orders, l.total_count));
         if applied >= committed {

@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::AdmissionGate;
 use super::rebuild::RebuildError;
 use crate::stock_client::StockClient;
+use crate::store::{count_for_product, per_product};
 
 #[derive(Debug, Serialize)]
 pub struct ProductReport {
@@ -48,21 +49,6 @@ impl Report {
     }
 }
 
-async fn count(db: &DatabaseConnection, sql: &str, product: i64) -> Result<i64, sea_orm::DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [product.into()],
-        ))
-        .await?;
-    Ok(row
-        .map(|r| r.try_get_by_index::<Option<i64>>(0))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0))
-}
-
 #[tracing::instrument(skip_all)]
 pub async fn reconcile(
     gate: &AdmissionGate,
@@ -76,31 +62,17 @@ pub async fn reconcile(
             "SELECT product_id FROM sales ORDER BY product_id",
         ))
         .await?;
+    let levels = stock.levels().await?;
     let mut products = Vec::with_capacity(sales.len());
     for row in sales {
         let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)
             .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
         let id = product.get();
-        let committed_orders = count(db, super::rebuild::COMMITTED_MESSAGES_SQL, id).await?;
-        let held_orders = count(
-            db,
-            "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
-            id,
-        )
-        .await?;
-        let held_items = count(
-            db,
-            "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
-            id,
-        )
-        .await?;
-        let paid_without_stock = count(
-            db,
-            "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL",
-            id,
-        )
-        .await?;
-        let level = stock.stock(product).await?;
+        let committed_orders = count_for_product(db, per_product::COMMITTED_MESSAGES, id).await?;
+        let held_orders = count_for_product(db, per_product::HELD_ORDERS, id).await?;
+        let held_items = count_for_product(db, per_product::HELD_ITEMS, id).await?;
+        let paid_without_stock = count_for_product(db, per_product::PAID_WITHOUT_STOCK, id).await?;
+        let level = levels.get(&id).copied();
         let mut redis = gate.redis();
         let (redis_stock, reservations): (Option<i64>, Vec<String>) = redis::pipe()
             .hget(gate.keys().sale(product), "stock")

@@ -10,7 +10,7 @@ use crate::startup::AppState;
 
 pub async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
     match collect(&state).await {
-        Ok(figures) => HttpResponse::Ok().json(figures),
+        Ok(figures) => HttpResponse::Ok().json(figures.with_stock_service(&state).await),
         Err(err) => unavailable(err),
     }
 }

@@ -145,8 +145,7 @@ pub async fn open_sale_now(
     state.stock.set_stock(product, stock).await?;
     state
         .db
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
+        .execute_raw(common::db::stmt(
             "INSERT INTO sales (product_id, per_user_limit, opened_stock) VALUES (?, ?, ?) \
              ON DUPLICATE KEY UPDATE per_user_limit = VALUES(per_user_limit), opened_stock = VALUES(opened_stock), \
              opened_at = CURRENT_TIMESTAMP(3)",
