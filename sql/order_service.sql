@@ -87,3 +87,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 -- deduction was still pending): it stays PAID and needs a refund by a person;
 -- reconciliation lists it until then.
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS stock_missing_at DATETIME(3) NULL;
+
+-- When stock-service was seen to have applied the order's creation and its
+-- cancellation (order-service asks it about committed messages older than
+-- `redelivery.after_secs`; NULL: not yet confirmed). A committed message it
+-- never applied (lost or discarded by the broker) is sent again.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS stock_applied_at DATETIME(3) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS cancel_applied_at DATETIME(3) NULL;
+CREATE INDEX IF NOT EXISTS idx_orders_unconfirmed ON orders (stock_applied_at, create_time);
+CREATE INDEX IF NOT EXISTS idx_orders_cancel_unconfirmed ON orders (cancel_applied_at, closed_at);
+
+-- What the redelivery pass found a dead letter of an order message to be:
+-- ROLLED_BACK, ALREADY_DELIVERED, RESENT, REDELIVERED or NEEDS_OPERATOR.
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS verdict VARCHAR(32) NULL;

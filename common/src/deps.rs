@@ -60,8 +60,13 @@ pub async fn connect_redis(
 
 /// `GET /readyz`: 200 only when the database, Redis and the broker answer.
 pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
+    readiness_response(dependency_checks(&deps).await)
+}
+
+/// The checks of `/readyz`: database, Redis, broker; a service adds its own.
+pub async fn dependency_checks(deps: &Dependencies) -> Vec<crate::http::Check> {
     let mut redis = deps.redis.clone();
-    let checks = vec![
+    vec![
         probe("database", deps.db.ping()).await,
         probe("redis", async move {
             redis::cmd("PING")
@@ -71,6 +76,5 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
         })
         .await,
         probe("broker", crate::mq::probe_broker(&deps.mq)).await,
-    ];
-    readiness_response(checks)
+    ]
 }

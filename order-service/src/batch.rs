@@ -206,8 +206,9 @@ async fn run(
 /// Waits (up to 60 s) until stock-service applied every committed message of
 /// the product, then checks the invariants.
 async fn check(state: &AppState, product: ProductId, stock: u32) -> anyhow::Result<BatchChecks> {
-    let db_stock =
-        wait_until_applied(&state.db, &state.stock, product, Duration::from_secs(60)).await?;
+    let db_stock = wait_until_applied(&state.db, &state.stock, product, Duration::from_secs(60))
+        .await?
+        .0;
     let count = |sql| count_for_product(&state.db, sql, product.get());
     let orders_held = count(per_product::HELD_ORDERS).await?;
     let items_sold = count(per_product::HELD_ITEMS).await?;

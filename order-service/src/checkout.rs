@@ -66,7 +66,19 @@ impl Checkout {
         key: Option<IdempotencyKey>,
     ) -> Result<Checkedout, CheckoutError> {
         if self.admission.sold_out_locally(new_order.product_id) {
-            return Err(CheckoutError::SoldOut); // the flood, answered from memory
+            // The flood is answered from memory; a request with a key first
+            // learns whether that key already has an attempt, and replays it.
+            let replayable = match &key {
+                Some(key) => {
+                    self.idempotency
+                        .has_attempt(&self.db, new_order.user_id, key)
+                        .await?
+                }
+                None => false,
+            };
+            if !replayable {
+                return Err(CheckoutError::SoldOut);
+            }
         }
         let order = new_order.into_message();
         if let Some(key) = &key {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::rebuild::rebuild;
+use crate::admission::rebuild::{Scope, rebuild};
 use crate::admission::reconcile::reconcile;
 use crate::admission::{AdmissionGate, Keys};
 use crate::settings::Settings;
@@ -35,16 +35,22 @@ async fn run_reconcile(settings: &Settings, repair: bool) -> anyhow::Result<i32>
     ));
     let stock = StockClient::new(&settings.admission.stock_service_url);
     if repair {
-        let sales = rebuild(
+        match rebuild(
             &gate,
             &db,
             &stock,
             Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+            Scope::All,
         )
-        .await?;
-        println!("rebuilt the admission state of {sales} sales from the databases");
+        .await
+        {
+            Ok(sales) => {
+                println!("rebuilt the admission state of {sales} sales from the databases")
+            }
+            Err(err) => println!("rebuild incomplete: {err}"),
+        }
     }
-    let report = reconcile(&gate, &db, &stock).await?;
+    let report = reconcile(&gate, &db, &stock, settings.redelivery.after()).await?;
     println!("{report}");
     Ok(if report.all_clear() { 0 } else { 1 })
 }

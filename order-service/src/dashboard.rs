@@ -49,7 +49,13 @@ pub enum DashboardError {
 }
 
 pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
-    let report = reconcile(&state.checkout.admission, &state.db, &state.stock).await?;
+    let report = reconcile(
+        &state.checkout.admission,
+        &state.db,
+        &state.stock,
+        state.unapplied_after,
+    )
+    .await?;
     let mut by_status: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
     for row in state
         .db
@@ -166,6 +172,16 @@ impl Dashboard {
                     )
                 })
             }),
+        );
+        out.gauge(
+            "seckill_sale_closed",
+            "1 while a sale's admission is closed for a rebuild or blocked (orders get SALE_NOT_READY).",
+            per_product(|p| Some(i64::from(p.report.admission != "open"))),
+        );
+        out.gauge(
+            "seckill_unapplied_messages",
+            "Committed messages stock-service has not applied after the redelivery delay (being resent).",
+            per_product(|p| Some(p.report.unapplied.len() as i64)),
         );
         out.gauge(
             "seckill_reconcile_differences",

@@ -42,6 +42,56 @@ pub struct DeadLetter {
     pub body: String,
     pub reconsume_times: i32,
     pub seen_at: DateTime<Utc>,
+    /// What [`crate::redelivery`] found and did; `None` until it looked.
+    pub verdict: Option<Verdict>,
+}
+
+/// What a dead letter of our transactional messages turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Its tx_no never committed: claimed as rolled back, reservation returned.
+    RolledBack,
+    /// Committed and stock-service had already applied it: harmless.
+    AlreadyDelivered,
+    /// Committed and not applied: sent again, waiting for stock-service.
+    Resent,
+    /// Committed, sent again, and now applied.
+    Redelivered,
+    /// Not one of our order messages (or unreadable): a person must look.
+    NeedsOperator,
+}
+
+impl Verdict {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::RolledBack => "ROLLED_BACK",
+            Self::AlreadyDelivered => "ALREADY_DELIVERED",
+            Self::Resent => "RESENT",
+            Self::Redelivered => "REDELIVERED",
+            Self::NeedsOperator => "NEEDS_OPERATOR",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Option<Self> {
+        [
+            Self::RolledBack,
+            Self::AlreadyDelivered,
+            Self::Resent,
+            Self::Redelivered,
+            Self::NeedsOperator,
+        ]
+        .into_iter()
+        .find(|v| v.as_db() == raw)
+    }
+
+    /// Nothing is missing from stock-service because of this letter.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            Self::RolledBack | Self::AlreadyDelivered | Self::Redelivered
+        )
+    }
 }
 
 #[derive(FromQueryResult)]
@@ -54,7 +104,27 @@ struct DeadLetterRow {
     body: String,
     reconsume_times: i32,
     seen_at: NaiveDateTime,
+    verdict: Option<String>,
 }
+
+impl From<DeadLetterRow> for DeadLetter {
+    fn from(r: DeadLetterRow) -> Self {
+        DeadLetter {
+            msg_id: r.msg_id,
+            source: r.source,
+            original_topic: r.original_topic,
+            tags: r.tags,
+            keys: r.msg_keys,
+            body: r.body,
+            reconsume_times: r.reconsume_times,
+            seen_at: DateTime::from_naive_utc_and_offset(r.seen_at, Utc),
+            verdict: r.verdict.as_deref().and_then(Verdict::from_db),
+        }
+    }
+}
+
+const LETTER_COLUMNS: &str =
+    "msg_id, source, original_topic, tags, msg_keys, body, reconsume_times, seen_at, verdict";
 
 /// Records a dead letter once (by msg_id); `true` when it is new.
 pub async fn record(db: &DatabaseConnection, letter: &DeadLetter) -> Result<bool, DbErr> {
@@ -92,25 +162,56 @@ pub async fn unresolved(
         .transpose()?
         .unwrap_or(0);
     let letters = DeadLetterRow::find_by_statement(stmt(
-        "SELECT msg_id, source, original_topic, tags, msg_keys, body, reconsume_times, seen_at \
-         FROM dead_letters WHERE resolved_at IS NULL ORDER BY seen_at DESC LIMIT ?",
+        &format!(
+            "SELECT {LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
+             ORDER BY seen_at DESC LIMIT ?"
+        ),
         [i64::from(limit).into()],
     ))
     .all(db)
     .await?
     .into_iter()
-    .map(|r| DeadLetter {
-        msg_id: r.msg_id,
-        source: r.source,
-        original_topic: r.original_topic,
-        tags: r.tags,
-        keys: r.msg_keys,
-        body: r.body,
-        reconsume_times: r.reconsume_times,
-        seen_at: DateTime::from_naive_utc_and_offset(r.seen_at, Utc),
-    })
+    .map(DeadLetter::from)
     .collect();
     Ok((letters, total))
+}
+
+/// Unresolved dead letters of order messages whose verdict is not settled
+/// yet (none, resent, or needing a look), oldest first.
+pub async fn unsettled(db: &DatabaseConnection, limit: u32) -> Result<Vec<DeadLetter>, DbErr> {
+    Ok(DeadLetterRow::find_by_statement(stmt(
+        &format!(
+            "SELECT {LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
+             AND tags IN (?, ?) AND (verdict IS NULL OR verdict IN (?, ?)) \
+             ORDER BY seen_at LIMIT ?"
+        ),
+        [
+            common::messages::TAG_ORDER_CREATED.into(),
+            common::messages::TAG_ORDER_CANCELLED.into(),
+            Verdict::Resent.as_db().into(),
+            Verdict::NeedsOperator.as_db().into(),
+            i64::from(limit).into(),
+        ],
+    ))
+    .all(db)
+    .await?
+    .into_iter()
+    .map(DeadLetter::from)
+    .collect())
+}
+
+/// Records what a dead letter turned out to be.
+pub async fn set_verdict(
+    db: &DatabaseConnection,
+    msg_id: &str,
+    verdict: Verdict,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE dead_letters SET verdict = ? WHERE msg_id = ?",
+        [verdict.as_db().into(), msg_id.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Marks a dead letter handled; `false` when there is no such unresolved one.
@@ -155,6 +256,7 @@ impl DeadLetterListener {
             body,
             reconsume_times: msg.reconsume_times(),
             seen_at: Utc::now(),
+            verdict: None,
         })
     }
 }

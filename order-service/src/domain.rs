@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use common::domain::{InvalidValue, OrderNo, ProductId, Quantity, TxNo, UserId};
 use common::http::JsonFields;
-use common::messages::OrderCreated;
+use common::messages::{CancelReason, OrderCancelled, OrderCreated};
 use serde::Serialize;
 
 /// A valid request for an order, not yet given ids.
@@ -108,9 +108,45 @@ pub struct Order {
     pub closed_at: Option<DateTime<Utc>>,
     /// Until when a NEW order can be paid; after it, it is cancelled.
     pub pay_deadline: Option<DateTime<Utc>>,
+    /// The cancellation's own transaction, once cancelled (not shown).
+    #[serde(skip)]
+    pub cancel_tx_no: Option<String>,
 }
 
 impl Order {
+    /// The `OrderCreated` message this order was (or is again) sent as.
+    pub fn created_message(&self) -> Result<OrderCreated, InvalidValue> {
+        Ok(OrderCreated {
+            schema_version: common::messages::SCHEMA_VERSION,
+            tx_no: TxNo::parse(&self.tx_no)?,
+            order_no: OrderNo::parse(&self.order_no)?,
+            user_id: UserId::parse(self.user_id)?,
+            product_id: ProductId::parse(self.product_id)?,
+            count: Quantity::parse(self.count, Quantity::HARD_MAX)?,
+            created_at: self.created_at,
+        })
+    }
+
+    /// The committed `OrderCancelled` of a cancelled order, rebuilt from its
+    /// row for a resend; `None` when the order was not cancelled.
+    pub fn cancelled_message(&self) -> Result<Option<OrderCancelled>, InvalidValue> {
+        let (Some(tx_no), Some(closed_at)) = (&self.cancel_tx_no, self.closed_at) else {
+            return Ok(None);
+        };
+        let reason = self
+            .closed_reason
+            .as_deref()
+            .and_then(CancelReason::parse)
+            .ok_or_else(|| InvalidValue {
+                field: "closed_reason",
+                reason: format!("not a cancellation reason: {:?}", self.closed_reason),
+            })?;
+        let mut cancel = OrderCancelled::of(&self.created_message()?, reason);
+        cancel.tx_no = TxNo::parse(tx_no)?;
+        cancel.cancelled_at = closed_at;
+        Ok(Some(cancel))
+    }
+
     /// Fills in [`Order::pay_deadline`] for a NEW order.
     pub fn with_pay_deadline(mut self, payment_timeout: std::time::Duration) -> Self {
         self.pay_deadline = (self.status == OrderStatus::New)

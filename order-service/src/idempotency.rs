@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::domain::UserId;
 use common::messages::OrderCreated;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
@@ -60,7 +61,31 @@ impl IdempotencyClaims {
     }
 
     fn key(&self, order: &OrderCreated, key: &IdempotencyKey) -> String {
-        format!("{}:idem:{}:{}", self.prefix, order.user_id, key.as_str())
+        self.key_of(order.user_id, key)
+    }
+
+    fn key_of(&self, user: UserId, key: &IdempotencyKey) -> String {
+        format!("{}:idem:{user}:{}", self.prefix, key.as_str())
+    }
+
+    /// Whether `user` has an attempt (in flight, or an order) under `key`:
+    /// the claim in Redis, or the order DB's backstop for a claim Redis lost.
+    /// Asked before answering a keyed request from the sold-out memory, so a
+    /// retry of a winning order is replayed, never told SOLD_OUT.
+    pub async fn has_attempt(
+        &self,
+        db: &DatabaseConnection,
+        user: UserId,
+        key: &IdempotencyKey,
+    ) -> Result<bool, IdempotencyError> {
+        let claimed: bool = redis::cmd("EXISTS")
+            .arg(self.key_of(user, key))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(claimed
+            || store::find_order_by_idempotency_key(db, user.get(), key.as_str())
+                .await?
+                .is_some())
     }
 
     fn value(order: &OrderCreated) -> String {

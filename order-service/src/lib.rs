@@ -19,7 +19,9 @@
 //! own, and compensation when stock-service reports insufficient stock
 //! ([`events`] → `FAILED`); every closed order's reservation goes back once.
 //!
-//! [`dead_letters`] records stuck messages (DLQs, discarded transactions).
+//! [`dead_letters`] records stuck messages (DLQs, discarded transactions);
+//! [`redelivery`] sends again any committed message stock-service has not
+//! applied in time (lost or discarded by the broker) and settles dead letters.
 //!
 //! [`routes::sales`] opens sales (stock via [`stock_client`], Redis state) and
 //! rebuilds the admission state ([`admission::rebuild`]) when Redis lost it.
@@ -41,6 +43,7 @@ pub mod listener;
 pub mod metrics;
 pub mod publisher;
 pub mod rate_limit;
+pub mod redelivery;
 pub mod routes;
 pub mod settings;
 pub mod startup;

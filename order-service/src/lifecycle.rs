@@ -11,15 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use common::domain::{InvalidValue, OrderNo, ProductId, Quantity, TxNo, UserId};
+use common::domain::{InvalidValue, ProductId, TxNo, UserId};
 use common::messages::{CancelReason, OrderCancelled, StockInsufficient};
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::admission::AdmissionGate;
+use crate::admission::{AdmissionGate, Reservation, SaleState};
 use crate::domain::{Order, OrderStatus};
 use crate::metrics::OrderMetrics;
 use crate::publisher::{Cancellation, OrderPublisher, PublishError};
-use crate::store::{self, Failing};
+use crate::store::{self, Failing, TxOutcome};
 
 /// Who cancels.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,12 @@ pub enum LifecycleError {
     Unavailable(String),
     #[error("stored order is invalid: {0}")]
     Invalid(#[from] InvalidValue),
+    #[error("admission store (Redis): {0}")]
+    Admission(String),
+}
+
+fn redis_down(err: redis::RedisError) -> LifecycleError {
+    LifecycleError::Admission(err.to_string())
 }
 
 /// What one sweeper pass did.
@@ -59,6 +65,9 @@ pub enum LifecycleError {
 pub struct Swept {
     pub cancelled: usize,
     pub reservations_returned: usize,
+    /// Reservations with no order behind them (their process died between
+    /// admission and the half message), claimed as rolled back and returned.
+    pub orphans_returned: usize,
 }
 
 pub struct Lifecycle {
@@ -67,6 +76,7 @@ pub struct Lifecycle {
     admission: Arc<AdmissionGate>,
     metrics: Arc<OrderMetrics>,
     payment_timeout: Duration,
+    orphan_after: Duration,
 }
 
 impl Lifecycle {
@@ -76,6 +86,7 @@ impl Lifecycle {
         admission: Arc<AdmissionGate>,
         metrics: Arc<OrderMetrics>,
         payment_timeout: Duration,
+        orphan_after: Duration,
     ) -> Self {
         Self {
             db,
@@ -83,6 +94,7 @@ impl Lifecycle {
             admission,
             metrics,
             payment_timeout,
+            orphan_after,
         }
     }
 
@@ -181,7 +193,73 @@ impl Lifecycle {
                 swept.reservations_returned += 1;
             }
         }
+        for (product, _) in store::sales(&self.db).await? {
+            swept.orphans_returned += self.return_orphans(product).await?;
+        }
         Ok(swept)
+    }
+
+    /// Returns the reservations of `product` older than `orphan_after` that
+    /// no NEW/PAID order holds: a tx_no never decided is claimed as rolled
+    /// back first (the check-back's own claim, so a half message still on the
+    /// broker can no longer commit); a closed order's leftover goes back too.
+    /// Sales being rebuilt are left to their rebuild.
+    async fn return_orphans(&self, product: ProductId) -> Result<usize, LifecycleError> {
+        if self
+            .admission
+            .sale_state(product)
+            .await
+            .map_err(redis_down)?
+            != SaleState::Open
+        {
+            return Ok(0);
+        }
+        let old_before = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(self.orphan_after.as_millis()).unwrap_or(i64::MAX);
+        let old: Vec<(String, Reservation)> = self
+            .admission
+            .reservations(product)
+            .await
+            .map_err(redis_down)?
+            .into_iter()
+            .filter(|(_, r)| r.reserved_at_ms.is_none_or(|at| at <= old_before))
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let held: std::collections::HashSet<String> = store::holdings(&self.db, product.get())
+            .await?
+            .into_iter()
+            .map(|h| h.tx_no)
+            .collect();
+        let mut returned = 0;
+        for (tx_no, _) in old.into_iter().filter(|(tx, _)| !held.contains(tx)) {
+            let Ok(tx) = TxNo::parse(&tx_no) else {
+                continue;
+            };
+            let orphan = match store::resolve_tx(&self.db, &tx_no).await? {
+                TxOutcome::RolledBack => true,
+                // Committed: only a closed order's leftover (re-read: it may
+                // have committed just after the holdings were read).
+                TxOutcome::Committed => store::find_order_by_tx(&self.db, &tx_no)
+                    .await?
+                    .is_some_and(|o| {
+                        matches!(o.status, OrderStatus::Cancelled | OrderStatus::Failed)
+                    }),
+            };
+            if orphan
+                && self
+                    .admission
+                    .release(product, &tx)
+                    .await
+                    .map_err(redis_down)?
+                    > 0
+            {
+                tracing::warn!(%tx_no, %product, "reservation without a live order returned");
+                returned += 1;
+            }
+        }
+        Ok(returned)
     }
 
     /// Gives a closed order's Redis reservation back (release.lua does it at
@@ -217,16 +295,7 @@ impl Lifecycle {
 
 /// The cancellation message of a stored order.
 fn cancellation_of(order: &Order, reason: CancelReason) -> Result<OrderCancelled, InvalidValue> {
-    let created = common::messages::OrderCreated {
-        schema_version: common::messages::SCHEMA_VERSION,
-        tx_no: TxNo::parse(&order.tx_no)?,
-        order_no: OrderNo::parse(&order.order_no)?,
-        user_id: UserId::parse(order.user_id)?,
-        product_id: ProductId::parse(order.product_id)?,
-        count: Quantity::parse(order.count, Quantity::HARD_MAX)?,
-        created_at: order.created_at,
-    };
-    Ok(OrderCancelled::of(&created, reason))
+    Ok(OrderCancelled::of(&order.created_message()?, reason))
 }
 
 /// Runs [`Lifecycle::sweep`] every `every` until aborted.

@@ -120,6 +120,7 @@ impl PendingTx {
     }
 }
 
+#[derive(Clone)]
 pub struct OrderTxListener {
     db: DatabaseConnection,
     metrics: Arc<OrderMetrics>,

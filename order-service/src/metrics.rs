@@ -10,6 +10,7 @@ pub struct OrderMetrics {
     pub check_backs: LabeledCounter,
     pub closed: LabeledCounter,
     pub dead_letters: LabeledCounter,
+    pub redelivered: LabeledCounter,
     pub in_flight: Gauge,
 }
 
@@ -57,6 +58,12 @@ impl Default for OrderMetrics {
                 "source",
                 &["dlq", "discarded_transaction"],
             ),
+            redelivered: LabeledCounter::new(
+                "seckill_messages_redelivered_total",
+                "Committed messages stock-service had not applied in time, sent again, by kind.",
+                "kind",
+                &["creation", "cancellation"],
+            ),
             in_flight: Gauge::new(
                 "seckill_transactions_in_flight",
                 "Transactional sends (orders, cancellations) waiting for their outcome.",
@@ -71,6 +78,7 @@ impl OrderMetrics {
         self.check_backs.render(out);
         self.closed.render(out);
         self.dead_letters.render(out);
+        self.redelivered.render(out);
         self.in_flight.render(out);
     }
 
@@ -80,6 +88,7 @@ impl OrderMetrics {
             "check_backs": self.check_backs.to_json(),
             "closed": self.closed.to_json(),
             "dead_letters_recorded": self.dead_letters.to_json(),
+            "redelivered": self.redelivered.to_json(),
             "transactions_in_flight": self.in_flight.get(),
         })
     }

@@ -1,8 +1,18 @@
 //! Sends each order as a transactional `OrderCreated` message, and each
 //! cancellation as a transactional `OrderCancelled`, and turns the client's
 //! answer into a definite [`Placement`] / [`Cancellation`] for the caller.
+//!
+//! Reconnecting: the client's transport refuses every connection to a broker
+//! for 30 s after 5 failed connects (a fixed circuit breaker), so after a
+//! broker restart sends failed and check-backs went unanswered for ~30 s. A
+//! send that finds the broker unreachable marks the producer down (`/readyz`
+//! says not ready); [`keep_connected`] then starts a fresh producer (a new
+//! client instance, a closed breaker) as soon as the broker's port answers,
+//! and retires the old one in the background.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use common::messages::{
@@ -66,8 +76,49 @@ pub enum PublishError {
     ShutDown,
 }
 
-pub struct OrderPublisher {
+/// One started producer; replaced whole when the broker must be reconnected.
+struct Generation {
     producer: RwLock<Option<TransactionMQProducer>>,
+}
+
+/// Everything needed to start another producer like the first.
+struct Recipe {
+    client: Arc<rocketmq_client_rust::ClientRuntime>,
+    group: String,
+    namesrv_addr: String,
+    broker_addr: String,
+    topic: String,
+    send_timeout_ms: u32,
+    listener_concurrency: u32,
+    listener_queue_depth: u32,
+    listener: OrderTxListener,
+}
+
+impl Recipe {
+    async fn start(&self) -> Result<Generation, MqError> {
+        let mut producer = TransactionMQProducer::builder(Arc::clone(&self.client))
+            .producer_group(self.group.clone())
+            .name_server_addr(self.namesrv_addr.clone())
+            .topics(vec![self.topic.clone()])
+            .send_msg_timeout(self.send_timeout_ms)
+            .check_thread_pool_min_size(4)
+            .check_thread_pool_max_size(self.listener_concurrency)
+            .check_request_hold_max(self.listener_queue_depth)
+            .transaction_listener(self.listener.clone())
+            .build();
+        producer.start().await?;
+        Ok(Generation {
+            producer: RwLock::new(Some(producer)),
+        })
+    }
+}
+
+pub struct OrderPublisher {
+    current: std::sync::RwLock<Arc<Generation>>,
+    recipe: Recipe,
+    /// Cleared when a send finds the broker unreachable; set by a reconnect.
+    broker_ok: AtomicBool,
+    shut_down: AtomicBool,
     topic: String,
     db: DatabaseConnection,
     metrics: Arc<OrderMetrics>,
@@ -81,23 +132,68 @@ impl OrderPublisher {
         db: DatabaseConnection,
         metrics: Arc<OrderMetrics>,
     ) -> Result<Self, MqError> {
-        let mut producer = TransactionMQProducer::builder(mq.client())
-            .producer_group(settings.orders.producer_group.clone())
-            .name_server_addr(settings.mq.namesrv_addr.clone())
-            .topics(vec![settings.mq.order_topic.clone()])
-            .send_msg_timeout(settings.mq.send_timeout_ms)
-            .check_thread_pool_min_size(4)
-            .check_thread_pool_max_size(settings.mq.listener_concurrency as u32)
-            .check_request_hold_max(settings.mq.listener_queue_depth as u32)
-            .transaction_listener(listener)
-            .build();
-        producer.start().await?;
+        let recipe = Recipe {
+            client: mq.client(),
+            group: settings.orders.producer_group.clone(),
+            namesrv_addr: settings.mq.namesrv_addr.clone(),
+            broker_addr: settings.mq.broker_addr.clone(),
+            topic: settings.mq.order_topic.clone(),
+            send_timeout_ms: settings.mq.send_timeout_ms,
+            listener_concurrency: settings.mq.listener_concurrency as u32,
+            listener_queue_depth: settings.mq.listener_queue_depth as u32,
+            listener,
+        };
+        let first = recipe.start().await?;
         Ok(Self {
-            producer: RwLock::new(Some(producer)),
+            current: std::sync::RwLock::new(Arc::new(first)),
+            recipe,
+            broker_ok: AtomicBool::new(true),
+            shut_down: AtomicBool::new(false),
             topic: settings.mq.order_topic.clone(),
             db,
             metrics,
         })
+    }
+
+    /// Whether the last sends reached the broker (false from a send that found
+    /// it unreachable until a fresh producer is up): part of `/readyz`.
+    pub fn broker_ready(&self) -> bool {
+        self.broker_ok.load(Ordering::Acquire)
+    }
+
+    fn generation(&self) -> Arc<Generation> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Starts a fresh producer once the broker accepts connections, swaps it
+    /// in, and shuts the old one down in the background (it waits for its
+    /// in-flight sends). `true` when swapped.
+    pub async fn reconnect(&self) -> bool {
+        if self.shut_down.load(Ordering::Acquire)
+            || !common::mq::tcp_reachable(&self.recipe.broker_addr, Duration::from_millis(500))
+                .await
+        {
+            return false;
+        }
+        let fresh = match self.recipe.start().await {
+            Ok(fresh) => Arc::new(fresh),
+            Err(err) => {
+                tracing::warn!(%err, "a fresh producer did not start; retrying");
+                return false;
+            }
+        };
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|e| e.into_inner()),
+            fresh,
+        );
+        self.broker_ok.store(true, Ordering::Release);
+        tracing::warn!("the broker answers again: a fresh transactional producer took over");
+        tokio::spawn(async move {
+            if let Some(mut producer) = old.producer.write().await.take() {
+                producer.shutdown().await;
+            }
+        });
+        true
     }
 
     /// Sends the half message, lets the listener record the order, and returns
@@ -222,13 +318,19 @@ impl OrderPublisher {
             .map_err(|e| PublishError::Message(e.to_string()))?;
         let pending = PendingTx::new(work);
         let _in_flight = self.metrics.in_flight.track();
+        let generation = self.generation();
         let sent = {
-            let producer = self.producer.read().await;
+            let producer = generation.producer.read().await;
             let producer = producer.as_ref().ok_or(PublishError::ShutDown)?;
             producer
                 .send_message_in_transaction(message, Some(Arc::clone(&pending)))
-                .await?
+                .await
         };
+        let sent = sent.inspect_err(|err| {
+            if broker_unreachable(err) && self.broker_ok.swap(false, Ordering::AcqRel) {
+                tracing::error!(%err, "the broker is unreachable: not ready until a fresh producer connects");
+            }
+        })?;
         let state = sent
             .local_transaction_state
             .unwrap_or(LocalTransactionState::Unknown);
@@ -250,8 +352,29 @@ impl OrderPublisher {
 
     /// Waits for in-flight sends, then stops the producer.
     pub async fn shutdown(&self) {
-        if let Some(mut producer) = self.producer.write().await.take() {
+        self.shut_down.store(true, Ordering::Release);
+        if let Some(mut producer) = self.generation().producer.write().await.take() {
             producer.shutdown().await;
+        }
+    }
+}
+
+/// A send error that means the broker could not be reached (refused, timed
+/// out connecting, session lost, no route), as opposed to a refused message.
+pub fn broker_unreachable(err: &rocketmq_client_rust::ClientError) -> bool {
+    let code = err.descriptor().code();
+    let code = code.as_str();
+    code.starts_with("transport.")
+        || code == "core.argument.invalid" && err.to_string().contains("route")
+}
+
+/// Reconnects the publisher whenever a send found the broker unreachable:
+/// checks twice a second, at most one fresh producer every 3 s.
+pub async fn keep_connected(publisher: Arc<OrderPublisher>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !publisher.broker_ready() && publisher.reconnect().await {
+            tokio::time::sleep(Duration::from_secs(3)).await;
         }
     }
 }

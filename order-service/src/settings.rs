@@ -16,6 +16,27 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub lifecycle: LifecycleSettings,
     pub dead_letters: DeadLetterSettings,
+    pub redelivery: RedeliverySettings,
+}
+
+/// The safety net for committed messages that never reached stock-service
+/// (see `redelivery`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverySettings {
+    /// A committed message stock-service has not applied this long after it
+    /// committed is sent again (and named by reconciliation).
+    pub after_secs: u64,
+    /// How often the pass runs.
+    pub interval_ms: u64,
+    /// Producer group of the resent (plain) messages.
+    pub producer_group: String,
+}
+
+impl RedeliverySettings {
+    pub fn after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.after_secs)
+    }
 }
 
 /// Which stuck messages order-service watches (see `dead_letters`).
@@ -44,6 +65,9 @@ pub struct LifecycleSettings {
     pub events_group: String,
     /// Producer group of the delayed timeout messages.
     pub timeout_producer_group: String,
+    /// A Redis reservation this old with no order behind it (its process died
+    /// before the half message) is claimed as rolled back and returned by the sweeper.
+    pub orphan_reservation_secs: u64,
 }
 
 impl LifecycleSettings {
@@ -123,6 +147,7 @@ impl Default for Settings {
                 sweep_interval_ms: 30_000,
                 events_group: common::messages::ORDER_EVENTS_CONSUMER_GROUP.into(),
                 timeout_producer_group: common::messages::ORDER_TIMEOUT_PRODUCER_GROUP.into(),
+                orphan_reservation_secs: 60,
             },
             dead_letters: DeadLetterSettings {
                 group: common::messages::DEAD_LETTER_WATCH_GROUP.into(),
@@ -131,6 +156,11 @@ impl Default for Settings {
                     common::messages::ORDER_EVENTS_CONSUMER_GROUP.into(),
                 ],
                 watch_discarded_transactions: true,
+            },
+            redelivery: RedeliverySettings {
+                after_secs: 30,
+                interval_ms: 5_000,
+                producer_group: "seckill_order_redelivery_producer".into(),
             },
         }
     }

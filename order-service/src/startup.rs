@@ -21,8 +21,9 @@ use crate::idempotency::IdempotencyClaims;
 use crate::lifecycle::{Lifecycle, keep_sweeping};
 use crate::listener::OrderTxListener;
 use crate::metrics::OrderMetrics;
-use crate::publisher::OrderPublisher;
+use crate::publisher::{OrderPublisher, keep_connected};
 use crate::rate_limit::RateLimits;
+use crate::redelivery::{Redelivery, keep_redelivering};
 use crate::settings::{AdmissionSettings, OrderRules, Settings};
 use crate::stock_client::StockClient;
 use crate::timeouts::{TimeoutScheduler, keep_flushing};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<OrderMetrics>,
     pub batches: Batches,
+    /// A committed message not applied this long after is named by reconciliation.
+    pub unapplied_after: Duration,
     /// This instance's own base URL (the batch purchase orders through it).
     pub self_url: String,
 }
@@ -56,6 +59,7 @@ pub struct Application {
     timeouts: Arc<TimeoutScheduler>,
     events: EventConsumer,
     dead_letters: DeadLetterWatch,
+    redelivery: Arc<Redelivery>,
     background: Vec<JoinHandle<()>>,
     mq: MqRuntime,
     db: DatabaseConnection,
@@ -103,6 +107,7 @@ impl Application {
             Arc::clone(&admission),
             Arc::clone(&metrics),
             settings.lifecycle.payment_timeout(),
+            Duration::from_secs(settings.lifecycle.orphan_reservation_secs),
         ));
         let events = EventConsumer::start(
             &mq,
@@ -116,7 +121,24 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
+        let redelivery = Arc::new(
+            Redelivery::start(
+                &mq,
+                &settings,
+                db.clone(),
+                Arc::clone(&stock),
+                Arc::clone(&admission),
+                Arc::clone(&metrics),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("starting the redelivery producer: {e}"))?,
+        );
         let background = vec![
+            tokio::spawn(keep_connected(Arc::clone(&publisher))),
+            tokio::spawn(keep_redelivering(
+                Arc::clone(&redelivery),
+                Duration::from_millis(settings.redelivery.interval_ms),
+            )),
             tokio::spawn(keep_flushing(Arc::clone(&timeouts))),
             tokio::spawn(keep_sweeping(
                 Arc::clone(&lifecycle),
@@ -171,6 +193,7 @@ impl Application {
                 }
             ),
             stock,
+            unapplied_after: settings.redelivery.after(),
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
             rate_limits,
@@ -191,6 +214,7 @@ impl Application {
             timeouts,
             events,
             dead_letters,
+            redelivery,
             background,
             mq,
             db,
@@ -210,6 +234,7 @@ impl Application {
             task.abort();
         }
         self.dead_letters.shutdown().await;
+        self.redelivery.shutdown().await;
         self.events.shutdown().await;
         self.timeouts.shutdown().await;
         self.publisher.shutdown().await;

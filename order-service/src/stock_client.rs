@@ -67,6 +67,28 @@ impl StockClient {
         Self::read(response).await.map(Some)
     }
 
+    /// Which of `tx_nos` stock-service has applied (asked in chunks of 1,000).
+    pub async fn applied(
+        &self,
+        tx_nos: &[String],
+    ) -> Result<std::collections::HashSet<String>, StockClientError> {
+        #[derive(Deserialize)]
+        struct Applied {
+            applied: Vec<String>,
+        }
+        let mut applied = std::collections::HashSet::new();
+        for chunk in tx_nos.chunks(1000) {
+            let response = self
+                .http
+                .post(format!("{}/api/stock/applied", self.base_url))
+                .json(&serde_json::json!({ "tx_nos": chunk }))
+                .send()
+                .await?;
+            applied.extend(Self::read::<Applied>(response).await?.applied);
+        }
+        Ok(applied)
+    }
+
     /// Every product's stock level, in one call (for reconciliation).
     pub async fn levels(
         &self,

@@ -365,6 +365,7 @@ struct OrderRow {
     paid_at: Option<NaiveDateTime>,
     closed_reason: Option<String>,
     closed_at: Option<NaiveDateTime>,
+    cancel_tx_no: Option<String>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -391,12 +392,13 @@ impl TryFrom<OrderRow> for Order {
                 .closed_at
                 .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
             pay_deadline: None,
+            cancel_tx_no: row.cancel_tx_no,
         })
     }
 }
 
 const ORDER_COLUMNS: &str = "order_no, tx_no, user_id, product_id, pay_count, status, create_time, \
-     updated_at, pay_no, paid_at, closed_reason, closed_at";
+     updated_at, pay_no, paid_at, closed_reason, closed_at, cancel_tx_no";
 
 /// What paying an order came to.
 #[derive(Debug)]
@@ -499,4 +501,149 @@ pub async fn find_order_by_idempotency_key(
 #[tracing::instrument(skip(db))]
 pub async fn find_order(db: &DatabaseConnection, order_no: &str) -> Result<Option<Order>, DbErr> {
     select_order("order_no = ?", [order_no.into()], db).await
+}
+
+/// Orders whose committed creation stock-service has not been seen to apply,
+/// created at or before `cutoff` (oldest first; one product or all).
+pub async fn unconfirmed_creations(
+    db: &DatabaseConnection,
+    cutoff: NaiveDateTime,
+    product: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Order>, DbErr> {
+    let (filter, mut values): (&str, Vec<Value>) = match product {
+        Some(p) => (" AND product_id = ?", vec![p.into()]),
+        None => ("", vec![]),
+    };
+    values.insert(0, cutoff.into());
+    values.push(i64::from(limit).into());
+    select_orders(
+        &format!(
+            "stock_applied_at IS NULL AND create_time <= ?{filter} ORDER BY create_time LIMIT ?"
+        ),
+        values,
+        db,
+    )
+    .await
+}
+
+/// Cancelled orders whose committed cancellation stock-service has not been
+/// seen to apply, cancelled at or before `cutoff` (oldest first).
+pub async fn unconfirmed_cancellations(
+    db: &DatabaseConnection,
+    cutoff: NaiveDateTime,
+    product: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Order>, DbErr> {
+    let (filter, mut values): (&str, Vec<Value>) = match product {
+        Some(p) => (" AND product_id = ?", vec![p.into()]),
+        None => ("", vec![]),
+    };
+    values.insert(0, cutoff.into());
+    values.push(i64::from(limit).into());
+    select_orders(
+        &format!(
+            "cancel_tx_no IS NOT NULL AND cancel_applied_at IS NULL AND closed_at <= ?{filter} \
+             ORDER BY closed_at LIMIT ?"
+        ),
+        values,
+        db,
+    )
+    .await
+}
+
+/// Which message of an order stock-service was seen to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmed {
+    Creation,
+    Cancellation,
+}
+
+/// Records that stock-service applied these messages (by their tx_no), so
+/// they are not asked about again.
+pub async fn confirm_applied(
+    db: &DatabaseConnection,
+    which: Confirmed,
+    tx_nos: &[String],
+) -> Result<(), DbErr> {
+    if tx_nos.is_empty() {
+        return Ok(());
+    }
+    let (column, key) = match which {
+        Confirmed::Creation => ("stock_applied_at", "tx_no"),
+        Confirmed::Cancellation => ("cancel_applied_at", "cancel_tx_no"),
+    };
+    let marks = vec!["?"; tx_nos.len()].join(", ");
+    let mut values: Vec<Value> = vec![Utc::now().naive_utc().into()];
+    values.extend(tx_nos.iter().map(|t| Value::from(t.as_str())));
+    db.execute_raw(stmt(
+        &format!("UPDATE orders SET {column} = ? WHERE {key} IN ({marks}) AND {column} IS NULL"),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The outcome `tx_log` holds for a tx_no, without claiming it.
+pub async fn tx_outcome(db: &DatabaseConnection, tx_no: &str) -> Result<Option<TxOutcome>, DbErr> {
+    db.query_one_raw(stmt(
+        "SELECT outcome FROM tx_log WHERE tx_no = ?",
+        [tx_no.into()],
+    ))
+    .await?
+    .map(|row| TxOutcome::from_db(&row.try_get::<String>("", "outcome")?))
+    .transpose()
+}
+
+/// One NEW/PAID order's hold on its sale (what Redis must reserve for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub tx_no: String,
+    pub user_id: i64,
+    pub count: i64,
+}
+
+/// A product's NEW/PAID orders.
+pub async fn holdings(db: &DatabaseConnection, product: i64) -> Result<Vec<Holding>, DbErr> {
+    db.query_all_raw(stmt(
+        "SELECT tx_no, user_id, pay_count FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
+        [product.into()],
+    ))
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Holding {
+            tx_no: r.try_get("", "tx_no")?,
+            user_id: r.try_get("", "user_id")?,
+            count: i64::from(r.try_get::<i32>("", "pay_count")?),
+        })
+    })
+    .collect()
+}
+
+/// Every sale recorded in the order DB, with its per-user limit.
+pub async fn sales(
+    db: &DatabaseConnection,
+) -> Result<Vec<(common::domain::ProductId, u32)>, DbErr> {
+    db.query_all_raw(stmt(
+        "SELECT product_id, per_user_limit FROM sales ORDER BY product_id",
+        [],
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        let product = common::domain::ProductId::parse(row.try_get::<i64>("", "product_id")?)
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        let limit = u32::try_from(row.try_get::<i32>("", "per_user_limit")?).unwrap_or(1);
+        Ok((product, limit))
+    })
+    .collect()
+}
+
+/// The order created by `tx_no`, if any.
+pub async fn find_order_by_tx(
+    db: &DatabaseConnection,
+    tx_no: &str,
+) -> Result<Option<Order>, DbErr> {
+    select_order("tx_no = ?", [tx_no.into()], db).await
 }

@@ -271,3 +271,25 @@ pub async fn set_stock(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("stock of {product_id} after setting it")))
 }
+
+/// Which of `tx_nos` this service has applied (a `tx_log` row, whatever its
+/// outcome): order-service asks, to find committed messages that never
+/// arrived and send them again.
+#[tracing::instrument(skip_all, fields(asked = tx_nos.len()))]
+pub async fn applied_among(
+    db: &DatabaseConnection,
+    tx_nos: &[String],
+) -> Result<Vec<String>, DbErr> {
+    if tx_nos.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; tx_nos.len()].join(", ");
+    db.query_all_raw(stmt(
+        &format!("SELECT tx_no FROM tx_log WHERE tx_no IN ({marks})"),
+        tx_nos.iter().map(|t| Value::from(t.as_str())),
+    ))
+    .await?
+    .iter()
+    .map(|row| row.try_get::<String>("", "tx_no"))
+    .collect()
+}

@@ -84,3 +84,64 @@ impl TopicWriter {
         }
     }
 }
+
+/// A transactional producer (its own group) that never decides: every local
+/// transaction and check-back answers UNKNOWN, so the broker discards its
+/// half messages to `TRANS_CHECK_MAX_TIME_TOPIC` after `transactionCheckMax`
+/// check-backs — as when order-service's producer could not be reached.
+pub struct UndecidedProducer {
+    producer: rocketmq_client_rust::TransactionMQProducer,
+    runtime: MqRuntime,
+}
+
+struct NeverDecides;
+
+impl rocketmq_client_rust::TransactionListener for NeverDecides {
+    fn execute_local_transaction(
+        &self,
+        _msg: &dyn rocketmq_model::common::message::MessageTrait,
+        _arg: Option<&(dyn std::any::Any + Send + Sync)>,
+    ) -> rocketmq_client_rust::LocalTransactionState {
+        rocketmq_client_rust::LocalTransactionState::Unknown
+    }
+
+    fn check_local_transaction(
+        &self,
+        _msg: &rocketmq_model::common::message::message_ext::MessageExt,
+    ) -> rocketmq_client_rust::LocalTransactionState {
+        rocketmq_client_rust::LocalTransactionState::Unknown
+    }
+}
+
+impl UndecidedProducer {
+    pub async fn start(env: &TestEnv) -> Self {
+        let runtime = MqRuntime::start("test-undecided", &env.mq_settings()).expect("runtime");
+        let mut producer = rocketmq_client_rust::TransactionMQProducer::builder(runtime.client())
+            .producer_group(format!("{}_undecided", env.producer_group))
+            .name_server_addr(env.namesrv_addr.clone())
+            .transaction_listener(NeverDecides)
+            .build();
+        producer.start().await.expect("producer");
+        Self { producer, runtime }
+    }
+
+    /// Sends `body` as a half message on the test's order topic.
+    pub async fn send_half(&self, topic: &str, tag: &str, key: &str, body: Vec<u8>) {
+        let message = Message::builder()
+            .topic(topic)
+            .tags(tag)
+            .key(key.to_owned())
+            .body(body)
+            .build()
+            .expect("message");
+        self.producer
+            .send_message_in_transaction::<(), _>(message, None)
+            .await
+            .expect("half message");
+    }
+
+    pub async fn stop(mut self) {
+        self.producer.shutdown().await;
+        self.runtime.shutdown().await;
+    }
+}

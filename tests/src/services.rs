@@ -26,6 +26,7 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
     settings.lifecycle.events_group = format!("{}_events", env.producer_group);
     settings.lifecycle.timeout_producer_group = format!("{}_timeouts", env.producer_group);
     settings.dead_letters.group = format!("{}_dead_letters", env.producer_group);
+    settings.redelivery.producer_group = format!("{}_redelivery", env.producer_group);
     settings.dead_letters.watched_groups = vec![
         env.consumer_group.clone(),
         settings.lifecycle.events_group.clone(),
@@ -348,6 +349,10 @@ impl OrderServiceProcess {
                 &settings.lifecycle.timeout_producer_group,
             )
             .env("APP_DEAD_LETTERS__GROUP", &settings.dead_letters.group)
+            .env(
+                "APP_REDELIVERY__PRODUCER_GROUP",
+                &settings.redelivery.producer_group,
+            )
             .env(
                 "APP_DEAD_LETTERS__WATCHED_GROUPS",
                 settings.dead_letters.watched_groups.join(","),

@@ -3,17 +3,11 @@
 //! recorded by order-service, listed by reconciliation (endpoint and CLI exit
 //! code) until an operator resolves them.
 
-use std::any::Any;
 use std::time::Duration;
 
 use common::messages::{Envelope, TAG_ORDER_CREATED};
-use common::mq::MqRuntime;
 use reqwest::{Method, StatusCode};
-use rocketmq_client_rust::{LocalTransactionState, TransactionListener, TransactionMQProducer};
-use rocketmq_model::common::message::MessageTrait;
-use rocketmq_model::common::message::message_ext::MessageExt;
-use rocketmq_model::common::message::message_single::Message;
-use seckill_tests::broker::TopicWriter;
+use seckill_tests::broker::{TopicWriter, UndecidedProducer};
 use seckill_tests::services::{
     RunningService, order_service_command, spawn_order_service, spawn_stock_service,
     spawn_stock_service_with, stock_settings,
@@ -72,48 +66,21 @@ async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
     stock.stop().await;
 }
 
-/// A producer that never decides: every check-back answers UNKNOWN.
-struct NeverDecides;
-
-impl TransactionListener for NeverDecides {
-    fn execute_local_transaction(
-        &self,
-        _msg: &dyn MessageTrait,
-        _arg: Option<&(dyn Any + Send + Sync)>,
-    ) -> LocalTransactionState {
-        LocalTransactionState::Unknown
-    }
-
-    fn check_local_transaction(&self, _msg: &MessageExt) -> LocalTransactionState {
-        LocalTransactionState::Unknown
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
     let env = TestEnv::new();
     let stock = spawn_stock_service(&env).await;
     let orders = spawn_order_service(&env, &stock).await;
-    let settings = env.mq_settings();
-    let runtime = MqRuntime::start("test-undecided", &settings).expect("runtime");
-    let mut producer = TransactionMQProducer::builder(runtime.client())
-        .producer_group(format!("{}_undecided", env.producer_group))
-        .name_server_addr(env.namesrv_addr.clone())
-        .transaction_listener(NeverDecides)
-        .build();
-    producer.start().await.expect("producer");
+    let producer = UndecidedProducer::start(&env).await;
     let order = order_message(3, 1, 1);
-    let message = Message::builder()
-        .topic(env.topic.as_str())
-        .tags(TAG_ORDER_CREATED)
-        .key(order.tx_no.to_string())
-        .body(order.encode())
-        .build()
-        .unwrap();
     producer
-        .send_message_in_transaction::<(), _>(message, None)
-        .await
-        .expect("half message");
+        .send_half(
+            &env.topic,
+            TAG_ORDER_CREATED,
+            order.tx_no.as_str(),
+            order.encode(),
+        )
+        .await;
 
     // The test broker checks back every second, at most 30 times.
     let letters = eventually(
@@ -134,8 +101,7 @@ async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
             .contains(order.tx_no.as_str()),
         "{letters:?}"
     );
-    producer.shutdown().await;
-    runtime.shutdown().await;
+    producer.stop().await;
     orders.stop().await;
     stock.stop().await;
 }

@@ -2,8 +2,12 @@
 -- hash, reservations hash. ARGV: user_id, count, tx_no.
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
--- -3 admission state missing (Redis lost it), -4 product not on sale.
+-- -3 admission state missing (Redis lost it) or this sale closed while it is
+-- rebuilt, -4 product not on sale.
+-- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
+-- process died before its half message by their age.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
+if redis.call('HEXISTS', KEYS[2], 'rebuilding') == 1 then return {-3, 0} end
 local stock = redis.call('HGET', KEYS[2], 'stock')
 if not stock then return {-4, 0} end
 stock = tonumber(stock)
@@ -15,5 +19,7 @@ local held = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if held >= limit then return {-2, stock} end
 redis.call('HINCRBY', KEYS[2], 'stock', -count)
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[1] .. ':' .. ARGV[2])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ms)
 return {1, stock - count}

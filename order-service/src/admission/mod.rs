@@ -3,11 +3,15 @@
 //! Per product on sale, Redis holds (under `redis.key_prefix`):
 //! - `<p>:sale:<id>`       hash `stock` (still admissible), `limit` (orders per user);
 //! - `<p>:sale:<id>:users` hash user_id → orders held;
-//! - `<p>:sale:<id>:resv`  hash tx_no → `user:count`, one entry per admitted order,
-//!   so giving it back happens at most once;
-//! - `<p>:ready`           set once the state was built from the databases. A Redis
+//! - `<p>:sale:<id>:resv`  hash tx_no → `user:count:reserved_at_ms`, one entry per
+//!   admitted order, so giving it back happens at most once (and the sweeper
+//!   can tell an old one whose process died before its half message);
+//! - `<p>:ready`           set once the state was seeded from the databases. A Redis
 //!   restart or flush removes it, and orders are refused (`SALE_NOT_READY`) until
-//!   [`rebuild`] has rebuilt everything, so lost state can never admit too many.
+//!   [`rebuild`] has marked every sale `rebuilding`; each sale then reopens on
+//!   its own once rebuilt (`rebuilding` removed from its hash), so lost state can
+//!   never admit too many and one sale that cannot be rebuilt blocks only itself
+//!   (its hash says why under `blocked`).
 //!
 //! Admission and release are Lua scripts (one round trip, atomic, called by SHA).
 //! A product found sold out is remembered in memory ([`SoldOutFlags`]) so the
@@ -62,6 +66,54 @@ impl Keys {
     pub fn rebuild_lock(&self) -> String {
         format!("{}:rebuild-lock", self.prefix)
     }
+
+    pub fn sale_rebuild_lock(&self, product: ProductId) -> String {
+        format!("{}:rebuild-lock:{product}", self.prefix)
+    }
+}
+
+/// One admitted order's hold on a sale, as the reservations hash stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub user_id: i64,
+    pub count: i64,
+    /// When it was admitted (ms since the epoch); `None` in entries written
+    /// before reservations carried their time.
+    pub reserved_at_ms: Option<i64>,
+}
+
+impl Reservation {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut parts = raw.split(':');
+        let user_id = parts.next()?.parse().ok()?;
+        let count = parts.next()?.parse().ok()?;
+        let reserved_at_ms = match parts.next() {
+            Some(ms) => Some(ms.parse().ok()?),
+            None => None,
+        };
+        Some(Self {
+            user_id,
+            count,
+            reserved_at_ms,
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        match self.reserved_at_ms {
+            Some(ms) => format!("{}:{}:{ms}", self.user_id, self.count),
+            None => format!("{}:{}", self.user_id, self.count),
+        }
+    }
+}
+
+/// Where one sale's admission stands while or after it is rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaleState {
+    Open,
+    /// Closed until its rebuild finishes.
+    Rebuilding,
+    /// Its rebuild failed (the reason); retried, orders refused meanwhile.
+    Blocked(String),
 }
 
 /// The answer of the admission script.
@@ -112,6 +164,7 @@ pub struct AdmissionGate {
     keys: Keys,
     admit_script: Script,
     release_script: Script,
+    hold_script: Script,
     pub sold_out: SoldOutFlags,
     sold_out_ttl: Duration,
 }
@@ -123,6 +176,7 @@ impl AdmissionGate {
             keys,
             admit_script: Script::new(include_str!("admit.lua")),
             release_script: Script::new(include_str!("release.lua")),
+            hold_script: Script::new(include_str!("hold.lua")),
             sold_out: SoldOutFlags::default(),
             sold_out_ttl,
         }
@@ -207,12 +261,104 @@ impl AdmissionGate {
                 &[("stock", stock), ("limit", limit)],
             )
             .ignore()
+            .hdel(self.keys.sale(product), &["rebuilding", "blocked"])
+            .ignore()
             .publish(self.keys.restock_channel(), product.get())
             .ignore()
             .query_async::<()>(&mut redis)
             .await?;
         self.sold_out.clear(product);
         Ok(())
+    }
+
+    /// Adds the reservation of an order that committed while its sale was
+    /// rebuilt; `true` when added (stock taken), `false` when it was there.
+    pub async fn hold(
+        &self,
+        product: ProductId,
+        tx_no: &str,
+        held: Reservation,
+    ) -> Result<bool, RedisError> {
+        let added: i64 = self
+            .hold_script
+            .key(self.keys.sale(product))
+            .key(self.keys.users(product))
+            .key(self.keys.reservations(product))
+            .arg(tx_no)
+            .arg(held.user_id)
+            .arg(held.count)
+            .arg(
+                held.reserved_at_ms
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            )
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        Ok(added == 1)
+    }
+
+    /// Every reservation of a sale, by tx_no (unparseable entries left out).
+    pub async fn reservations(
+        &self,
+        product: ProductId,
+    ) -> Result<Vec<(String, Reservation)>, RedisError> {
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.reservations(product))
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(tx_no, raw)| Reservation::parse(&raw).map(|r| (tx_no, r)))
+            .collect())
+    }
+
+    /// Closes one sale's admission (`SALE_NOT_READY`) while it is rebuilt.
+    pub async fn close_for_rebuild(&self, product: ProductId) -> Result<(), RedisError> {
+        redis::cmd("HSET")
+            .arg(self.keys.sale(product))
+            .arg("rebuilding")
+            .arg(1)
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+    }
+
+    /// Records why a sale's rebuild failed; it stays closed.
+    pub async fn mark_blocked(&self, product: ProductId, reason: &str) -> Result<(), RedisError> {
+        redis::cmd("HSET")
+            .arg(self.keys.sale(product))
+            .arg("rebuilding")
+            .arg(1)
+            .arg("blocked")
+            .arg(reason)
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+    }
+
+    /// Opens a rebuilt sale again (and tells every instance to forget sold out).
+    pub async fn reopen(&self, product: ProductId) -> Result<(), RedisError> {
+        redis::pipe()
+            .atomic()
+            .hdel(self.keys.sale(product), &["rebuilding", "blocked"])
+            .ignore()
+            .publish(self.keys.restock_channel(), product.get())
+            .ignore()
+            .query_async::<()>(&mut self.redis.clone())
+            .await?;
+        self.sold_out.clear(product);
+        Ok(())
+    }
+
+    /// Whether a sale is open, closed for its rebuild, or blocked.
+    pub async fn sale_state(&self, product: ProductId) -> Result<SaleState, RedisError> {
+        let (rebuilding, blocked): (bool, Option<String>) = redis::pipe()
+            .hexists(self.keys.sale(product), "rebuilding")
+            .hget(self.keys.sale(product), "blocked")
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(match (rebuilding, blocked) {
+            (_, Some(reason)) => SaleState::Blocked(reason),
+            (true, None) => SaleState::Rebuilding,
+            (false, None) => SaleState::Open,
+        })
     }
 
     /// Whether the admission state is present (built and not lost).

@@ -1,22 +1,35 @@
 //! Rebuilding the Redis admission state from the databases, after Redis lost
 //! it (restart, flush) — automatically by [`keep_ready`], or by the admin
-//! endpoint.
+//! endpoint — one sale at a time, each on its own.
 //!
-//! For each sale (order DB `sales`), wait until stock-service has applied
-//! every committed order of the product (so the stock DB is final), then set:
-//! stock = the stock DB's count, per-user holdings and reservations = the
-//! product's NEW/PAID orders. Finally mark the state ready. Admission stays
-//! closed (`SALE_NOT_READY`) until then, so nothing is admitted on a guess.
+//! Seeding (when the `ready` marker is gone): every sale of the order DB is
+//! marked `rebuilding` (closed: `SALE_NOT_READY`), then `ready` is set. Each
+//! sale is then rebuilt concurrently, under its own lock:
+//! 1. wait until stock-service has applied every committed message of the
+//!    product, so the stock DB is final (never set Redis from a stock DB that
+//!    overstates the stock);
+//! 2. read the stock level and the NEW/PAID orders, and again the committed
+//!    count: if anything committed in between, read again (a consistent snapshot);
+//! 3. write stock, holdings and reservations;
+//! 4. re-check what changed while it ran — an order closed since the snapshot
+//!    (its release found no reservation to return) is released now, an order
+//!    committed since (admitted before the sale closed) is held now — and only
+//!    then reopen the sale.
+//!
+//! A sale that cannot catch up stays closed, is marked `blocked` with the
+//! reason (log, `/metrics`, reconciliation, dashboard), and is retried on
+//! every check; the others reopen at once.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::domain::ProductId;
+use common::domain::{ProductId, TxNo};
 use redis::RedisError;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{DatabaseConnection, DbErr};
 
-use super::AdmissionGate;
+use super::{AdmissionGate, Reservation, SaleState};
 use crate::stock_client::{StockClient, StockClientError};
-use crate::store::{count_for_product, per_product};
+use crate::store::{self, Holding, count_for_product, per_product};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -37,26 +50,98 @@ pub enum RebuildError {
         committed: i64,
         waited: Duration,
     },
+    #[error("{} sale(s) could not be rebuilt and stay closed: {}", .0.len(), .0.join("; "))]
+    Blocked(Vec<String>),
 }
 
-struct Holding {
-    tx_no: String,
-    user_id: i64,
-    count: i64,
+/// Which sales a rebuild looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every sale (the admin rebuild and repair).
+    All,
+    /// Only sales closed for a rebuild or blocked (the automatic keeper).
+    Closed,
 }
 
-/// Rebuilds every sale's admission state and marks it ready; returns how many sales.
-#[tracing::instrument(skip_all)]
+/// Seeds the state when it is missing, then rebuilds the sales of `scope`,
+/// each on its own; returns how many were rebuilt. Sales that could not be
+/// rebuilt are closed and named in [`RebuildError::Blocked`] — the others are
+/// open regardless.
+#[tracing::instrument(skip_all, fields(?scope))]
 pub async fn rebuild(
     gate: &AdmissionGate,
     db: &DatabaseConnection,
     stock: &StockClient,
     quiet_timeout: Duration,
+    scope: Scope,
 ) -> Result<usize, RebuildError> {
+    let sales = store::sales(db).await?;
+    if !gate.is_ready().await? {
+        seed(gate, &sales).await?;
+    }
+    let mut targets = Vec::new();
+    for (product, limit) in sales {
+        if scope == Scope::All || gate.sale_state(product).await? != SaleState::Open {
+            targets.push((product, limit));
+        }
+    }
+    let results =
+        futures::future::join_all(targets.iter().map(|(product, limit)| {
+            rebuild_sale(gate, db, stock, *product, *limit, quiet_timeout)
+        }))
+        .await;
+    let mut rebuilt = 0;
+    let mut busy = 0;
+    let mut blocked = Vec::new();
+    for ((product, _), result) in targets.iter().zip(results) {
+        match result {
+            Ok(()) => rebuilt += 1,
+            Err(RebuildError::Busy) => busy += 1,
+            Err(err) => blocked.push(format!("product {product}: {err}")),
+        }
+    }
+    if !blocked.is_empty() {
+        return Err(RebuildError::Blocked(blocked));
+    }
+    if busy > 0 && rebuilt == 0 {
+        return Err(RebuildError::Busy);
+    }
+    Ok(rebuilt)
+}
+
+/// Marks every sale closed, then the state present: from here each sale
+/// opens when its own rebuild is done.
+async fn seed(gate: &AdmissionGate, sales: &[(ProductId, u32)]) -> Result<(), RebuildError> {
     let keys = gate.keys();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (product, _) in sales {
+        pipe.hset(keys.sale(*product), "rebuilding", 1).ignore();
+    }
+    pipe.set(keys.ready(), chrono::Utc::now().to_rfc3339())
+        .ignore();
+    pipe.query_async::<()>(&mut gate.redis()).await?;
+    tracing::warn!(
+        sales = sales.len(),
+        "admission state was missing: every sale closed until rebuilt"
+    );
+    Ok(())
+}
+
+/// Rebuilds one sale under its own lock; on failure it stays closed, blocked.
+#[tracing::instrument(skip(gate, db, stock, quiet_timeout))]
+pub async fn rebuild_sale(
+    gate: &AdmissionGate,
+    db: &DatabaseConnection,
+    stock: &StockClient,
+    product: ProductId,
+    limit: u32,
+    quiet_timeout: Duration,
+) -> Result<(), RebuildError> {
+    let lock = gate.keys().sale_rebuild_lock(product);
     let mut redis = gate.redis();
-    let locked: bool = redis::cmd("SET")
-        .arg(keys.rebuild_lock())
+    let locked = redis::cmd("SET")
+        .arg(&lock)
         .arg(1)
         .arg("NX")
         .arg("PX")
@@ -67,88 +152,143 @@ pub async fn rebuild(
     if !locked {
         return Err(RebuildError::Busy);
     }
-    let result = rebuild_locked(gate, db, stock, quiet_timeout).await;
+    let result = async {
+        gate.close_for_rebuild(product).await?;
+        let snapshot = snapshot(db, stock, product, quiet_timeout).await?;
+        write(gate, product, limit, &snapshot).await?;
+        recheck(gate, db, product, &snapshot).await?;
+        gate.reopen(product).await?;
+        tracing::info!(%product, stock = snapshot.stock, holdings = snapshot.holdings.len(), "sale rebuilt and open");
+        Ok::<_, RebuildError>(())
+    }
+    .await;
+    if let Err(err) = &result {
+        tracing::error!(%product, %err, "sale not rebuilt: it stays closed (SALE_NOT_READY) and is retried");
+        if let Err(mark) = gate.mark_blocked(product, &err.to_string()).await {
+            tracing::warn!(%mark, "could not record why the sale is blocked");
+        }
+    }
     let _ = redis::cmd("DEL")
-        .arg(keys.rebuild_lock())
+        .arg(&lock)
         .query_async::<()>(&mut redis)
         .await;
     result
 }
 
-async fn rebuild_locked(
-    gate: &AdmissionGate,
+/// A sale's state as the databases hold it, at one quiet moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub stock: i64,
+    pub holdings: Vec<Holding>,
+}
+
+/// Waits for quiet, then reads stock and holdings; again if a message
+/// committed in between.
+pub async fn snapshot(
     db: &DatabaseConnection,
     stock: &StockClient,
+    product: ProductId,
     quiet_timeout: Duration,
-) -> Result<usize, RebuildError> {
+) -> Result<Snapshot, RebuildError> {
+    let started = Instant::now();
+    loop {
+        let remaining = quiet_timeout.saturating_sub(started.elapsed());
+        let (level, committed) = wait_until_applied(db, stock, product, remaining).await?;
+        let holdings = store::holdings(db, product.get()).await?;
+        if count_for_product(db, per_product::COMMITTED_MESSAGES, product.get()).await? == committed
+        {
+            return Ok(Snapshot {
+                stock: level,
+                holdings,
+            });
+        }
+    }
+}
+
+/// Replaces the sale's Redis state with the snapshot (the sale stays closed).
+pub async fn write(
+    gate: &AdmissionGate,
+    product: ProductId,
+    limit: u32,
+    snapshot: &Snapshot,
+) -> Result<(), RebuildError> {
     let keys = gate.keys();
-    let sales = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT product_id, per_user_limit FROM sales ORDER BY product_id",
-        ))
-        .await?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let mut pipe = redis::pipe();
-    pipe.atomic();
-    for row in &sales {
-        let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        let limit = row.try_get::<i32>("", "per_user_limit")?;
-        let level = wait_until_applied(db, stock, product, quiet_timeout).await?;
-        let holdings = db
-            .query_all_raw(common::db::stmt(
-                "SELECT tx_no, user_id, pay_count FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')",
-                [product.get().into()],
-            ))
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Holding {
-                    tx_no: r.try_get("", "tx_no")?,
-                    user_id: r.try_get("", "user_id")?,
-                    count: i64::from(r.try_get::<i32>("", "pay_count")?),
-                })
-            })
-            .collect::<Result<Vec<_>, DbErr>>()?;
-        pipe.del(&[
-            keys.sale(product),
-            keys.users(product),
-            keys.reservations(product),
-        ])
+    pipe.atomic()
+        .del(&[keys.users(product), keys.reservations(product)])
         .ignore()
         .hset_multiple(
             keys.sale(product),
-            &[("stock", level), ("limit", i64::from(limit))],
+            &[
+                ("stock", snapshot.stock),
+                ("limit", i64::from(limit)),
+                ("rebuilding", 1),
+            ],
         )
         .ignore();
-        for holding in &holdings {
-            pipe.hincr(keys.users(product), holding.user_id, 1)
-                .ignore()
-                .hset(
-                    keys.reservations(product),
-                    &holding.tx_no,
-                    format!("{}:{}", holding.user_id, holding.count),
-                )
-                .ignore();
-        }
-        tracing::info!(%product, stock = level, holdings = holdings.len(), "sale rebuilt");
+    for holding in &snapshot.holdings {
+        let reservation = Reservation {
+            user_id: holding.user_id,
+            count: holding.count,
+            reserved_at_ms: Some(now_ms),
+        };
+        pipe.hincr(keys.users(product), holding.user_id, 1)
+            .ignore()
+            .hset(
+                keys.reservations(product),
+                &holding.tx_no,
+                reservation.encode(),
+            )
+            .ignore();
     }
-    pipe.set(keys.ready(), chrono::Utc::now().to_rfc3339())
-        .ignore();
     pipe.query_async::<()>(&mut gate.redis()).await?;
-    tracing::info!(sales = sales.len(), "admission state rebuilt");
-    Ok(sales.len())
+    Ok(())
 }
 
-/// Waits until stock-service has applied every committed order of `product`
-/// (creations and cancellations);
-/// returns the then-final stock.
+/// Applies what changed in the order DB since the snapshot: orders closed
+/// since give their reservation back, orders committed since take theirs.
+pub async fn recheck(
+    gate: &AdmissionGate,
+    db: &DatabaseConnection,
+    product: ProductId,
+    snapshot: &Snapshot,
+) -> Result<(), RebuildError> {
+    let now: Vec<Holding> = store::holdings(db, product.get()).await?;
+    let now_held: HashSet<&str> = now.iter().map(|h| h.tx_no.as_str()).collect();
+    let then_held: HashSet<&str> = snapshot.holdings.iter().map(|h| h.tx_no.as_str()).collect();
+    for gone in snapshot
+        .holdings
+        .iter()
+        .filter(|h| !now_held.contains(h.tx_no.as_str()))
+    {
+        if let Ok(tx_no) = TxNo::parse(&gone.tx_no) {
+            gate.release(product, &tx_no).await?;
+            tracing::info!(tx_no = %gone.tx_no, "closed while the sale was rebuilt: reservation returned");
+        }
+    }
+    for new in now.iter().filter(|h| !then_held.contains(h.tx_no.as_str())) {
+        let held = Reservation {
+            user_id: new.user_id,
+            count: new.count,
+            reserved_at_ms: None,
+        };
+        if gate.hold(product, &new.tx_no, held).await? {
+            tracing::info!(tx_no = %new.tx_no, "committed while the sale was rebuilt: reservation added");
+        }
+    }
+    Ok(())
+}
+
+/// Waits until stock-service has applied every committed message of
+/// `product` (creations and cancellations); returns the then-final stock and
+/// the committed count it was measured at.
 pub(crate) async fn wait_until_applied(
     db: &DatabaseConnection,
     stock: &StockClient,
     product: ProductId,
     timeout: Duration,
-) -> Result<i64, RebuildError> {
+) -> Result<(i64, i64), RebuildError> {
     let started = Instant::now();
     loop {
         let committed =
@@ -156,7 +296,7 @@ pub(crate) async fn wait_until_applied(
         let level = stock.stock(product).await?;
         let (applied, total) = level.map_or((0, 0), |l| (l.applied_orders, l.total_count));
         if applied >= committed {
-            return Ok(total);
+            return Ok((total, committed));
         }
         if started.elapsed() > timeout {
             return Err(RebuildError::NotQuiet {
@@ -170,7 +310,8 @@ pub(crate) async fn wait_until_applied(
     }
 }
 
-/// Rebuilds whenever the ready marker is missing; runs until aborted.
+/// Seeds the state when Redis lost it and rebuilds every closed or blocked
+/// sale, every `every`; runs until aborted.
 pub async fn keep_ready(
     gate: std::sync::Arc<AdmissionGate>,
     db: DatabaseConnection,
@@ -179,19 +320,12 @@ pub async fn keep_ready(
     quiet_timeout: Duration,
 ) {
     loop {
-        match gate.is_ready().await {
-            Ok(true) => {}
-            Ok(false) => match rebuild(&gate, &db, &stock, quiet_timeout).await {
-                Ok(sales) => tracing::warn!(
-                    sales,
-                    "admission state was missing; rebuilt from the databases"
-                ),
-                Err(RebuildError::Busy) => {}
-                Err(err) => {
-                    tracing::error!(%err, "rebuilding the admission state failed; orders stay refused")
-                }
-            },
-            Err(err) => tracing::warn!(%err, "cannot read the admission state"),
+        match rebuild(&gate, &db, &stock, quiet_timeout, Scope::Closed).await {
+            Ok(0) | Err(RebuildError::Busy) => {}
+            Ok(sales) => tracing::warn!(sales, "sales rebuilt from the databases and reopened"),
+            Err(err) => {
+                tracing::error!(%err, "admission rebuild incomplete; the closed sales stay refused")
+            }
         }
         tokio::time::sleep(every).await;
     }

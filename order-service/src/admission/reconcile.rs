@@ -3,15 +3,21 @@
 //! the order DB. Once the pipeline is quiet (every committed order applied),
 //! Redis stock must equal the DB stock and Redis's reservations must be
 //! exactly the NEW/PAID orders. Repair = [`super::rebuild::rebuild`].
+//!
+//! It is never `consistent` while a product is not quiet, a committed message
+//! older than `redelivery.after_secs` is not applied (each is named), a sale is
+//! closed or blocked in Redis, or a dead letter is unresolved (each with the
+//! verdict of [`crate::redelivery`]: rolled back, already delivered, resent…).
 
 use common::domain::ProductId;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
 
 use super::AdmissionGate;
+use super::SaleState;
 use super::rebuild::RebuildError;
 use crate::stock_client::StockClient;
-use crate::store::{count_for_product, per_product};
+use crate::store::{self, count_for_product, per_product};
 
 #[derive(Debug, Serialize)]
 pub struct ProductReport {
@@ -28,6 +34,11 @@ pub struct ProductReport {
     pub paid_without_stock: i64,
     /// Every committed order applied by stock-service: the comparison is exact.
     pub quiet: bool,
+    /// `open`, `rebuilding` or `blocked: <why>` (orders refused until rebuilt).
+    pub admission: String,
+    /// Committed messages stock-service has not applied after the redelivery
+    /// delay (they are being sent again): `creation <tx_no> (order <order_no>)`.
+    pub unapplied: Vec<String>,
     pub differences: Vec<String>,
 }
 
@@ -54,7 +65,11 @@ pub async fn reconcile(
     gate: &AdmissionGate,
     db: &DatabaseConnection,
     stock: &StockClient,
+    unapplied_after: std::time::Duration,
 ) -> Result<Report, RebuildError> {
+    let cutoff = (chrono::Utc::now()
+        - chrono::Duration::from_std(unapplied_after).unwrap_or_default())
+    .naive_utc();
     let ready = gate.is_ready().await?;
     let sales = db
         .query_all_raw(Statement::from_string(
@@ -81,12 +96,31 @@ pub async fn reconcile(
             .await?;
         let redis_reserved_items = reservations
             .iter()
-            .filter_map(|r| r.split_once(':').and_then(|(_, n)| n.parse::<i64>().ok()))
+            .filter_map(|r| super::Reservation::parse(r).map(|r| r.count))
             .sum();
+        let admission = match gate.sale_state(product).await? {
+            SaleState::Open => "open".to_owned(),
+            SaleState::Rebuilding => "rebuilding".to_owned(),
+            SaleState::Blocked(why) => format!("blocked: {why}"),
+        };
+        let unapplied = unapplied_messages(db, stock, id, cutoff).await?;
         let applied_orders = level.map_or(0, |l| l.applied_orders);
         let db_stock = level.map(|l| l.total_count);
         let quiet = applied_orders >= committed_orders;
         let mut differences = Vec::new();
+        if !unapplied.is_empty() {
+            differences.push(format!(
+                "{} committed message(s) not applied by stock-service after {}s (being sent again): {}",
+                unapplied.len(),
+                unapplied_after.as_secs(),
+                unapplied.join(", ")
+            ));
+        }
+        if ready && admission != "open" {
+            differences.push(format!(
+                "admission {admission} (orders refused with SALE_NOT_READY)"
+            ));
+        }
         if paid_without_stock > 0 {
             differences.push(format!(
                 "{paid_without_stock} PAID orders have no stock (refund needed)"
@@ -124,11 +158,15 @@ pub async fn reconcile(
             held_items,
             paid_without_stock,
             quiet,
+            admission,
+            unapplied,
             differences,
         });
     }
-    let consistent = ready && products.iter().all(|p| p.differences.is_empty());
     let (dead_letters, dead_letter_count) = crate::dead_letters::unresolved(db, 100).await?;
+    let consistent = ready
+        && dead_letter_count == 0
+        && products.iter().all(|p| p.quiet && p.differences.is_empty());
     Ok(Report {
         ready,
         consistent,
@@ -173,9 +211,10 @@ impl std::fmt::Display for Report {
             for letter in &self.dead_letters {
                 writeln!(
                     f,
-                    "  {} from {} tags={} keys={} seen {}: {}",
+                    "  {} from {} [{}] tags={} keys={} seen {}: {}",
                     letter.msg_id,
                     letter.source,
+                    letter.verdict.map_or("NOT YET CHECKED", |v| v.as_db()),
                     letter.tags.as_deref().unwrap_or("-"),
                     letter.keys.as_deref().unwrap_or("-"),
                     letter.seen_at.to_rfc3339(),
@@ -187,10 +226,51 @@ impl std::fmt::Display for Report {
             f,
             "{}",
             match (self.consistent, self.dead_letter_count) {
-                (true, 0) => "consistent",
-                (true, _) => "consistent stock, DEAD LETTERS NEED ATTENTION",
-                (false, _) => "DIFFERENCES FOUND",
+                (true, _) => "consistent",
+                (false, 0) if self.products.iter().all(|p| p.differences.is_empty()) => {
+                    "NOT YET CONSISTENT: messages still being applied"
+                }
+                (false, 0) => "DIFFERENCES FOUND",
+                (false, _) => "DEAD LETTERS NEED ATTENTION",
             }
         )
     }
+}
+
+/// The committed messages of `product` older than `cutoff` that stock-service
+/// has not applied (at most 20 of each kind named).
+async fn unapplied_messages(
+    db: &DatabaseConnection,
+    stock: &StockClient,
+    product: i64,
+    cutoff: chrono::NaiveDateTime,
+) -> Result<Vec<String>, RebuildError> {
+    let mut named = Vec::new();
+    let creations = store::unconfirmed_creations(db, cutoff, Some(product), 20).await?;
+    let cancellations = store::unconfirmed_cancellations(db, cutoff, Some(product), 20).await?;
+    let asked: Vec<String> = creations
+        .iter()
+        .map(|o| o.tx_no.clone())
+        .chain(cancellations.iter().filter_map(|o| o.cancel_tx_no.clone()))
+        .collect();
+    if asked.is_empty() {
+        return Ok(named);
+    }
+    let applied = stock.applied(&asked).await?;
+    for order in &creations {
+        if !applied.contains(&order.tx_no) {
+            named.push(format!(
+                "creation {} (order {})",
+                order.tx_no, order.order_no
+            ));
+        }
+    }
+    for order in &cancellations {
+        if let Some(tx_no) = &order.cancel_tx_no
+            && !applied.contains(tx_no)
+        {
+            named.push(format!("cancellation {tx_no} (order {})", order.order_no));
+        }
+    }
+    Ok(named)
 }

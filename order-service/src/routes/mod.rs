@@ -9,7 +9,7 @@ use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
-        .route("/readyz", web::get().to(common::deps::readyz))
+        .route("/readyz", web::get().to(readyz))
         .route("/api/orders", web::post().to(orders::place_order))
         .route("/api/orders", web::get().to(orders::list_orders))
         .route(
@@ -38,4 +38,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/api/admin/dead-letters/{msg_id}/resolve",
             web::post().to(sales::resolve_dead_letter),
         );
+}
+
+/// `GET /readyz`: the database, Redis and broker probes, plus whether orders
+/// can be placed now (the producer reached the broker; false after a broker
+/// restart until a fresh producer connected).
+async fn readyz(
+    deps: web::Data<common::deps::Dependencies>,
+    state: web::Data<crate::startup::AppState>,
+) -> actix_web::HttpResponse {
+    let mut checks = common::deps::dependency_checks(&deps).await;
+    checks.push(common::http::Check::from_result(
+        "order producer",
+        if state.checkout.publisher.broker_ready() {
+            Ok(())
+        } else {
+            Err("sends find the broker unreachable; reconnecting")
+        },
+    ));
+    common::http::readiness_response(checks)
 }

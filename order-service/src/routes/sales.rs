@@ -10,7 +10,7 @@ use common::http::{JsonFields, error_response, invalid_field};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
-use crate::admission::rebuild::{RebuildError, rebuild as rebuild_admission};
+use crate::admission::rebuild::{RebuildError, Scope, rebuild as rebuild_admission};
 use crate::admission::reconcile::reconcile as reconcile_admission;
 use crate::startup::AppState;
 use crate::stock_client::StockClientError;
@@ -134,13 +134,20 @@ pub async fn open_sale_now(
     limit: u32,
 ) -> Result<(), SaleApiError> {
     if !state.checkout.admission.is_ready().await? {
-        rebuild_admission(
+        // Seeds the state; a sale that cannot be rebuilt stays closed on its
+        // own and does not stop this one from opening.
+        match rebuild_admission(
             &state.checkout.admission,
             &state.db,
             &state.stock,
             quiet_timeout(state),
+            Scope::Closed,
         )
-        .await?;
+        .await
+        {
+            Ok(_) | Err(RebuildError::Blocked(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
     }
     state.stock.set_stock(product, stock).await?;
     state
@@ -207,6 +214,7 @@ pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApi
         &state.db,
         &state.stock,
         quiet_timeout(&state),
+        Scope::All,
     )
     .await?;
     Ok(HttpResponse::Ok().json(json!({"rebuilt_sales": sales})))
@@ -214,19 +222,31 @@ pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApi
 
 /// `GET /api/admin/reconcile`: Redis against both databases, per product.
 pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    let report = reconcile_admission(&state.checkout.admission, &state.db, &state.stock).await?;
+    let report = reconcile_admission(
+        &state.checkout.admission,
+        &state.db,
+        &state.stock,
+        state.unapplied_after,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
 /// `POST /api/admin/reconcile/repair`: rebuild Redis from the databases, then reconcile.
 pub async fn repair(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    rebuild_admission(
+    // A sale that cannot be rebuilt is named by the reconciliation that follows.
+    match rebuild_admission(
         &state.checkout.admission,
         &state.db,
         &state.stock,
         quiet_timeout(&state),
+        Scope::All,
     )
-    .await?;
+    .await
+    {
+        Ok(_) | Err(RebuildError::Blocked(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
     reconcile(state).await
 }
 

@@ -9,6 +9,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(common::deps::readyz))
         .route("/metrics", web::get().to(stock::metrics))
         .route("/api/stock/stats", web::get().to(stock::stats))
+        .route("/api/stock/applied", web::post().to(stock::applied))
         .route("/api/stock/{product_id}", web::get().to(stock::get_stock))
         .route("/api/stock/{product_id}", web::put().to(stock::set_stock));
 }

@@ -79,6 +79,43 @@ pub async fn get_stock(
     }
 }
 
+/// At most this many tx_nos per `POST /api/stock/applied`.
+pub const APPLIED_QUERY_MAX: usize = 1000;
+
+/// `POST /api/stock/applied` `{"tx_nos": [string, …]}` → `{"applied": [...]}`:
+/// which of these order messages (creations or cancellations) were applied.
+pub async fn applied(
+    deps: web::Data<Dependencies>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, StockApiError> {
+    let invalid = |reason: String| InvalidValue {
+        field: "tx_nos",
+        reason,
+    };
+    let list = body
+        .get("tx_nos")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| invalid("is required: an array of tx_no strings".into()))?;
+    if list.len() > APPLIED_QUERY_MAX {
+        return Err(invalid(format!(
+            "at most {APPLIED_QUERY_MAX} per request, got {}",
+            list.len()
+        ))
+        .into());
+    }
+    let tx_nos = list
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .and_then(|s| common::domain::TxNo::parse(s).ok())
+                .map(|t| t.as_str().to_owned())
+                .ok_or_else(|| invalid(format!("not a tx_no: {v}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let applied = store::applied_among(&deps.db, &tx_nos).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "applied": applied })))
+}
+
 /// Sets the stock of a product: `{"total_count": int >= 0}`.
 pub async fn set_stock(
     deps: web::Data<Dependencies>,
