@@ -145,3 +145,175 @@ impl UndecidedProducer {
         self.runtime.shutdown().await;
     }
 }
+
+/// A name server and broker of a test's own (the cached rocketmq-rust
+/// binaries, fast check-backs as in `deploy/rocketmq/broker.toml`), so a test
+/// can kill and restart the broker without disturbing the others.
+pub struct PrivateBroker {
+    pub namesrv_addr: String,
+    pub broker_addr: String,
+    dir: std::path::PathBuf,
+    namesrv: std::process::Child,
+    broker: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    /// Ports: the name server on `base`, the broker on `base + 35` (it also
+    /// binds `base + 33` and `base + 36` for HA).
+    pub async fn start(base: u16) -> Self {
+        let bin = rocketmq_bin();
+        let dir =
+            std::env::temp_dir().join(format!("seckill-broker-{base}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("store")).expect("broker dir");
+        let (namesrv_port, broker_port) = (base, base + 35);
+        std::fs::write(
+            dir.join("namesrv.toml"),
+            format!(
+                "rocketmqHome = \"{d}\"\nkvConfigPath = \"{d}/kvConfig.json\"\nconfigStorePath = \"{d}/namesrv.properties\"\n",
+                d = dir.display()
+            ),
+        )
+        .expect("namesrv.toml");
+        std::fs::write(
+            dir.join("broker.toml"),
+            format!(
+                r#"[broker]
+namesrvAddr = "127.0.0.1:{namesrv_port}"
+brokerIp1 = "127.0.0.1"
+listenPort = {broker_port}
+storePathRootDir = "{d}/store"
+autoCreateTopicEnable = true
+autoCreateSubscriptionGroup = true
+transactionCheckInterval = 1000
+transactionTimeout = 1000
+transactionCheckMax = 30
+transactionOpBatchInterval = 100
+
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
+
+[broker.brokerIdentity]
+brokerName = "seckill-test-broker-{base}"
+brokerClusterName = "SeckillTestCluster"
+brokerId = 0
+
+[store]
+storeType = "LocalFile"
+brokerRole = "ASYNC_MASTER"
+storePathRootDir = "{d}/store"
+haListenAddress = "127.0.0.1"
+haListenPort = {ha}
+
+[logging]
+filter = "warn"
+"#,
+                d = dir.display(),
+                ha = broker_port + 1
+            ),
+        )
+        .expect("broker.toml");
+        let namesrv = Self::spawn(
+            &dir,
+            &format!("{bin}/rocketmq-namesrv-rust"),
+            &[
+                "-c",
+                &dir.join("namesrv.toml").display().to_string(),
+                "--bindAddress",
+                "127.0.0.1",
+                "--listenPort",
+                &namesrv_port.to_string(),
+            ],
+            "namesrv",
+        );
+        let namesrv_addr = format!("127.0.0.1:{namesrv_port}");
+        wait_for_port(&namesrv_addr).await;
+        let mut private = Self {
+            namesrv_addr,
+            broker_addr: format!("127.0.0.1:{broker_port}"),
+            dir,
+            namesrv,
+            broker: None,
+        };
+        private.start_broker(&bin).await;
+        private
+    }
+
+    fn spawn(
+        dir: &std::path::Path,
+        program: &str,
+        args: &[&str],
+        log: &str,
+    ) -> std::process::Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("{log}.log")))
+            .expect("log");
+        std::process::Command::new(program)
+            .args(args)
+            .env("ROCKETMQ_HOME", dir)
+            .env("ROCKETMQ_SECURITY_PROFILE", "development-insecure-loopback")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e} (build it with deploy/test.sh)"))
+    }
+
+    async fn start_broker(&mut self, bin: &str) {
+        let config = self.dir.join("broker.toml").display().to_string();
+        self.broker = Some(Self::spawn(
+            &self.dir,
+            &format!("{bin}/rocketmq-broker-rust"),
+            &["-c", &config],
+            "broker",
+        ));
+        wait_for_port(&self.broker_addr).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await; // registers with the name server
+    }
+
+    /// SIGKILL of the broker: no flush, no goodbye to clients.
+    pub fn kill_broker(&mut self) {
+        if let Some(mut broker) = self.broker.take() {
+            let _ = broker.kill();
+            let _ = broker.wait();
+        }
+    }
+
+    /// Starts the broker again on the same store.
+    pub async fn restart_broker(&mut self) {
+        let bin = rocketmq_bin();
+        self.start_broker(&bin).await;
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill_broker();
+        let _ = self.namesrv.kill();
+        let _ = self.namesrv.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn wait_for_port(addr: &str) {
+    let started = std::time::Instant::now();
+    while !common::mq::tcp_reachable(addr, std::time::Duration::from_millis(200)).await {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{addr} did not open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Where the rocketmq-rust servers were built (`$SECKILL_ROCKETMQ_BIN`, or
+/// the cache `deploy/lib.sh` builds them into).
+fn rocketmq_bin() -> String {
+    std::env::var("SECKILL_ROCKETMQ_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/seckill-rs/rocketmq-1.0.0/bin",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
