@@ -117,14 +117,7 @@ impl Redelivery {
         for which in [Confirmed::Creation, Confirmed::Cancellation] {
             // Pages until a page confirms nothing new (what is left is unapplied).
             for _ in 0..20 {
-                let orders = match which {
-                    Confirmed::Creation => {
-                        store::unconfirmed_creations(&self.db, cutoff, None, BATCH).await?
-                    }
-                    Confirmed::Cancellation => {
-                        store::unconfirmed_cancellations(&self.db, cutoff, None, BATCH).await?
-                    }
-                };
+                let orders = store::unconfirmed(&self.db, which, cutoff, None, BATCH).await?;
                 let (confirmed, missing) = self.sort_out(&orders, which).await?;
                 done.confirmed += confirmed;
                 for message in missing {

@@ -503,60 +503,48 @@ pub async fn find_order(db: &DatabaseConnection, order_no: &str) -> Result<Optio
     select_order("order_no = ?", [order_no.into()], db).await
 }
 
-/// Orders whose committed creation stock-service has not been seen to apply,
-/// created at or before `cutoff` (oldest first; one product or all).
-pub async fn unconfirmed_creations(
-    db: &DatabaseConnection,
-    cutoff: NaiveDateTime,
-    product: Option<i64>,
-    limit: u32,
-) -> Result<Vec<Order>, DbErr> {
-    let (filter, mut values): (&str, Vec<Value>) = match product {
-        Some(p) => (" AND product_id = ?", vec![p.into()]),
-        None => ("", vec![]),
-    };
-    values.insert(0, cutoff.into());
-    values.push(i64::from(limit).into());
-    select_orders(
-        &format!(
-            "stock_applied_at IS NULL AND create_time <= ?{filter} ORDER BY create_time LIMIT ?"
-        ),
-        values,
-        db,
-    )
-    .await
-}
-
-/// Cancelled orders whose committed cancellation stock-service has not been
-/// seen to apply, cancelled at or before `cutoff` (oldest first).
-pub async fn unconfirmed_cancellations(
-    db: &DatabaseConnection,
-    cutoff: NaiveDateTime,
-    product: Option<i64>,
-    limit: u32,
-) -> Result<Vec<Order>, DbErr> {
-    let (filter, mut values): (&str, Vec<Value>) = match product {
-        Some(p) => (" AND product_id = ?", vec![p.into()]),
-        None => ("", vec![]),
-    };
-    values.insert(0, cutoff.into());
-    values.push(i64::from(limit).into());
-    select_orders(
-        &format!(
-            "cancel_tx_no IS NOT NULL AND cancel_applied_at IS NULL AND closed_at <= ?{filter} \
-             ORDER BY closed_at LIMIT ?"
-        ),
-        values,
-        db,
-    )
-    .await
-}
-
 /// Which message of an order stock-service was seen to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmed {
     Creation,
     Cancellation,
+}
+
+/// Orders whose committed creation (or cancellation) stock-service has not
+/// been seen to apply, committed at or before `cutoff`, oldest first; one
+/// product or all.
+pub async fn unconfirmed(
+    db: &DatabaseConnection,
+    which: Confirmed,
+    cutoff: NaiveDateTime,
+    product: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Order>, DbErr> {
+    let condition = match which {
+        Confirmed::Creation => "stock_applied_at IS NULL AND create_time <= ?",
+        Confirmed::Cancellation => {
+            "cancel_tx_no IS NOT NULL AND cancel_applied_at IS NULL AND closed_at <= ?"
+        }
+    };
+    let order_by = match which {
+        Confirmed::Creation => "create_time",
+        Confirmed::Cancellation => "closed_at",
+    };
+    let mut values: Vec<Value> = vec![cutoff.into()];
+    let filter = match product {
+        Some(p) => {
+            values.push(p.into());
+            " AND product_id = ?"
+        }
+        None => "",
+    };
+    values.push(i64::from(limit).into());
+    select_orders(
+        &format!("{condition}{filter} ORDER BY {order_by} LIMIT ?"),
+        values,
+        db,
+    )
+    .await
 }
 
 /// Records that stock-service applied these messages (by their tx_no), so

@@ -92,6 +92,7 @@ impl TopicWriter {
 pub struct UndecidedProducer {
     producer: rocketmq_client_rust::TransactionMQProducer,
     runtime: MqRuntime,
+    topic: String,
 }
 
 struct NeverDecides;
@@ -122,16 +123,20 @@ impl UndecidedProducer {
             .transaction_listener(NeverDecides)
             .build();
         producer.start().await.expect("producer");
-        Self { producer, runtime }
+        Self {
+            producer,
+            runtime,
+            topic: env.topic.clone(),
+        }
     }
 
-    /// Sends `body` as a half message on the test's order topic.
-    pub async fn send_half(&self, topic: &str, tag: &str, key: &str, body: Vec<u8>) {
+    /// Sends `order` as an `OrderCreated` half message on the test's order topic.
+    pub async fn send_half(&self, order: &OrderCreated) {
         let message = Message::builder()
-            .topic(topic)
-            .tags(tag)
-            .key(key.to_owned())
-            .body(body)
+            .topic(self.topic.as_str())
+            .tags(common::messages::TAG_ORDER_CREATED)
+            .key(order.tx_no.to_string())
+            .body(common::messages::Envelope::encode(order))
             .build()
             .expect("message");
         self.producer

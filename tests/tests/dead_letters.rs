@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use common::messages::{Envelope, TAG_ORDER_CREATED};
+use common::messages::TAG_ORDER_CREATED;
 use reqwest::{Method, StatusCode};
 use seckill_tests::broker::{TopicWriter, UndecidedProducer};
 use seckill_tests::services::{
@@ -73,14 +73,7 @@ async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
     let orders = spawn_order_service(&env, &stock).await;
     let producer = UndecidedProducer::start(&env).await;
     let order = order_message(3, 1, 1);
-    producer
-        .send_half(
-            &env.topic,
-            TAG_ORDER_CREATED,
-            order.tx_no.as_str(),
-            order.encode(),
-        )
-        .await;
+    producer.send_half(&order).await;
 
     // The test broker checks back every second, at most 30 times.
     let letters = eventually(

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::domain::ProductId;
-use common::messages::{Envelope, TAG_ORDER_CREATED};
 use order_service::admission::rebuild::{self, Scope, snapshot};
 use order_service::admission::{Admission, AdmissionGate, Keys};
 use order_service::stock_client::StockClient;
@@ -452,14 +451,7 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
     .await;
     let producer = UndecidedProducer::start(&env).await;
     for order in [&committed, &undecided] {
-        producer
-            .send_half(
-                &env.topic,
-                TAG_ORDER_CREATED,
-                order.tx_no.as_str(),
-                order.encode(),
-            )
-            .await;
+        producer.send_half(order).await;
     }
 
     // Assert: after the discard (30 check-backs at 1 s), the committed one is

@@ -17,7 +17,7 @@ use super::AdmissionGate;
 use super::SaleState;
 use super::rebuild::RebuildError;
 use crate::stock_client::StockClient;
-use crate::store::{self, count_for_product, per_product};
+use crate::store::{self, Confirmed, count_for_product, per_product};
 
 #[derive(Debug, Serialize)]
 pub struct ProductReport {
@@ -246,8 +246,9 @@ async fn unapplied_messages(
     cutoff: chrono::NaiveDateTime,
 ) -> Result<Vec<String>, RebuildError> {
     let mut named = Vec::new();
-    let creations = store::unconfirmed_creations(db, cutoff, Some(product), 20).await?;
-    let cancellations = store::unconfirmed_cancellations(db, cutoff, Some(product), 20).await?;
+    let creations = store::unconfirmed(db, Confirmed::Creation, cutoff, Some(product), 20).await?;
+    let cancellations =
+        store::unconfirmed(db, Confirmed::Cancellation, cutoff, Some(product), 20).await?;
     let asked: Vec<String> = creations
         .iter()
         .map(|o| o.tx_no.clone())

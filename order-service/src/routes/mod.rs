@@ -52,7 +52,9 @@ async fn readyz(
         for check in checks.iter_mut().filter(|c| c.name == "broker" && c.ok) {
             *check = common::http::Check::from_result(
                 "broker",
-                Err("the broker's port answers, but the order producer cannot reach it yet; reconnecting"),
+                Err(
+                    "the broker's port answers, but the order producer cannot reach it yet; reconnecting",
+                ),
             );
         }
     }
