@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use chrono::{DateTime, Utc};
 use common::domain::{InvalidValue, ProductId};
 use futures::StreamExt;
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
-use crate::admission::rebuild::wait_until_applied;
-use crate::startup::AppState;
+use crate::sales::Sales;
 use crate::store::{count_for_product, per_product};
 
 /// What the page asks for.
@@ -83,13 +82,32 @@ pub struct BatchStatus {
     pub error: Option<String>,
 }
 
-/// The batches this instance ran (the last 20).
-#[derive(Default)]
+/// The batches this instance ran (the last 20), and what running one takes.
 pub struct Batches {
     jobs: Mutex<Vec<Arc<Mutex<BatchStatus>>>>,
+    runner: Arc<Runner>,
+}
+
+/// What a batch uses: the sales service, the order DB for its checks, and
+/// this instance's own base URL (its buyers order through it).
+struct Runner {
+    sales: Arc<Sales>,
+    db: DatabaseConnection,
+    self_url: String,
 }
 
 impl Batches {
+    pub fn new(sales: Arc<Sales>, db: DatabaseConnection, self_url: String) -> Self {
+        Self {
+            jobs: Mutex::new(Vec::new()),
+            runner: Arc::new(Runner {
+                sales,
+                db,
+                self_url,
+            }),
+        }
+    }
+
     pub fn get(&self, id: &str) -> Option<BatchStatus> {
         let jobs = self.jobs.lock().ok()?;
         jobs.iter()
@@ -98,7 +116,7 @@ impl Batches {
     }
 
     /// Starts a batch in the background; its first status.
-    pub fn start(&self, state: web::Data<AppState>, plan: BatchPlan) -> BatchStatus {
+    pub fn start(&self, plan: BatchPlan) -> BatchStatus {
         let started_at = Utc::now();
         let product_id = 1_000_000_000_000 + started_at.timestamp_millis() % 1_000_000_000_000;
         let status = BatchStatus {
@@ -123,8 +141,9 @@ impl Batches {
             let excess = jobs.len().saturating_sub(20);
             jobs.drain(..excess);
         }
+        let runner = Arc::clone(&self.runner);
         tokio::spawn(async move {
-            if let Err(err) = run(&state, plan, product_id, &job).await {
+            if let Err(err) = runner.run(plan, product_id, &job).await {
                 tracing::warn!(%err, "batch failed");
                 update(&job, |s| {
                     s.state = "failed";
@@ -142,100 +161,95 @@ fn update(job: &Mutex<BatchStatus>, change: impl FnOnce(&mut BatchStatus)) {
     }
 }
 
-async fn run(
-    state: &AppState,
-    plan: BatchPlan,
-    product_id: i64,
-    job: &Mutex<BatchStatus>,
-) -> anyhow::Result<()> {
-    let product = ProductId::parse(product_id)?;
-    crate::routes::sales::open_sale_now(state, product, plan.stock, 1)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the sale: {e}"))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let url = format!("{}/api/orders", state.self_url);
-    let started = Instant::now();
-    let mut answers = futures::stream::iter(1..=i64::from(plan.buyers))
-        .map(|user| {
-            let request = http
-                .post(&url)
-                .json(&serde_json::json!({"user_id": user, "product_id": product_id, "count": 1}));
-            async move {
-                match request.send().await {
-                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => None,
-                    Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
-                        Some("PENDING".to_owned())
+impl Runner {
+    async fn run(
+        &self,
+        plan: BatchPlan,
+        product_id: i64,
+        job: &Mutex<BatchStatus>,
+    ) -> anyhow::Result<()> {
+        let product = ProductId::parse(product_id)?;
+        self.sales
+            .open(product, plan.stock, 1)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening the sale: {e}"))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let url = format!("{}/api/orders", self.self_url);
+        let started = Instant::now();
+        let mut answers = futures::stream::iter(1..=i64::from(plan.buyers))
+            .map(|user| {
+                let request = http.post(&url).json(
+                    &serde_json::json!({"user_id": user, "product_id": product_id, "count": 1}),
+                );
+                async move {
+                    match request.send().await {
+                        Ok(response) if response.status() == reqwest::StatusCode::CREATED => None,
+                        Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
+                            Some("PENDING".to_owned())
+                        }
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body: serde_json::Value = response.json().await.unwrap_or_default();
+                            Some(
+                                body["code"]
+                                    .as_str()
+                                    .map_or_else(|| format!("HTTP_{status}"), str::to_owned),
+                            )
+                        }
+                        Err(_) => Some("NO_ANSWER".to_owned()),
                     }
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let body: serde_json::Value = response.json().await.unwrap_or_default();
-                        Some(
-                            body["code"]
-                                .as_str()
-                                .map_or_else(|| format!("HTTP_{status}"), str::to_owned),
-                        )
-                    }
-                    Err(_) => Some("NO_ANSWER".to_owned()),
                 }
-            }
-        })
-        .buffer_unordered(plan.concurrency as usize);
-    while let Some(rejection) = answers.next().await {
-        let elapsed = started.elapsed();
+            })
+            .buffer_unordered(plan.concurrency as usize);
+        while let Some(rejection) = answers.next().await {
+            let elapsed = started.elapsed();
+            update(job, |s| {
+                s.answered += 1;
+                match rejection {
+                    None => s.created += 1,
+                    Some(code) => *s.rejections.entry(code).or_default() += 1,
+                }
+                s.elapsed_ms = elapsed.as_millis() as u64;
+                s.requests_per_sec = f64::from(s.answered) / elapsed.as_secs_f64().max(1e-3);
+            });
+        }
+        update(job, |s| s.state = "settling");
+        let checks = self.check(product, plan.stock).await?;
         update(job, |s| {
-            s.answered += 1;
-            match rejection {
-                None => s.created += 1,
-                Some(code) => *s.rejections.entry(code).or_default() += 1,
-            }
-            s.elapsed_ms = elapsed.as_millis() as u64;
-            s.requests_per_sec = f64::from(s.answered) / elapsed.as_secs_f64().max(1e-3);
+            s.checks = Some(checks);
+            s.state = "done";
         });
+        Ok(())
     }
-    update(job, |s| s.state = "settling");
-    let checks = check(state, product, plan.stock).await?;
-    update(job, |s| {
-        s.checks = Some(checks);
-        s.state = "done";
-    });
-    Ok(())
-}
 
-/// Waits (up to 60 s) until stock-service applied every committed message of
-/// the product, then checks the invariants.
-async fn check(state: &AppState, product: ProductId, stock: u32) -> anyhow::Result<BatchChecks> {
-    let db_stock = wait_until_applied(&state.db, &state.stock, product, Duration::from_secs(60))
-        .await?
-        .0;
-    let count = |sql| count_for_product(&state.db, sql, product.get());
-    let orders_held = count(per_product::HELD_ORDERS).await?;
-    let items_sold = count(per_product::HELD_ITEMS).await?;
-    let most_per_buyer = count(
-        "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n FROM orders \
-         WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer",
-    )
-    .await?;
-    let redis_stock = state
-        .checkout
-        .admission
-        .sale_view(product)
-        .await?
-        .map(|(stock, _, _)| stock);
-    let oversold = (items_sold - i64::from(stock)).max(0);
-    let stock_accounted = db_stock + items_sold == i64::from(stock);
-    let redis_equals_db = redis_stock == Some(db_stock);
-    let one_order_per_buyer = most_per_buyer <= 1;
-    Ok(BatchChecks {
-        orders_held,
-        items_sold,
-        db_stock,
-        redis_stock,
-        oversold,
-        stock_accounted,
-        redis_equals_db,
-        one_order_per_buyer,
-        passed: oversold == 0 && stock_accounted && redis_equals_db && one_order_per_buyer,
-    })
+    /// Waits (up to 60 s) until stock-service applied every committed message of
+    /// the product, then checks the invariants.
+    async fn check(&self, product: ProductId, stock: u32) -> anyhow::Result<BatchChecks> {
+        let db_stock = self
+            .sales
+            .wait_until_applied(product, Duration::from_secs(60))
+            .await?;
+        let count = |sql| count_for_product(&self.db, sql, product.get());
+        let orders_held = count(per_product::HELD_ORDERS).await?;
+        let items_sold = count(per_product::HELD_ITEMS).await?;
+        let most_per_buyer = count(per_product::MOST_PER_BUYER).await?;
+        let redis_stock = self.sales.view(product).await?.map(|view| view.stock);
+        let oversold = (items_sold - i64::from(stock)).max(0);
+        let stock_accounted = db_stock + items_sold == i64::from(stock);
+        let redis_equals_db = redis_stock == Some(db_stock);
+        let one_order_per_buyer = most_per_buyer <= 1;
+        Ok(BatchChecks {
+            orders_held,
+            items_sold,
+            db_stock,
+            redis_stock,
+            oversold,
+            stock_accounted,
+            redis_equals_db,
+            one_order_per_buyer,
+            passed: oversold == 0 && stock_accounted && redis_equals_db && one_order_per_buyer,
+        })
+    }
 }

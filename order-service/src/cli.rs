@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::rebuild::{Scope, rebuild};
-use crate::admission::reconcile::reconcile;
+use crate::admission::rebuild::Scope;
 use crate::admission::{AdmissionGate, Keys};
+use crate::sales::Sales;
 use crate::settings::Settings;
 use crate::stock_client::StockClient;
 
@@ -33,24 +33,22 @@ async fn run_reconcile(settings: &Settings, repair: bool) -> anyhow::Result<i32>
         Keys::new(&settings.redis.key_prefix),
         Duration::from_millis(settings.admission.sold_out_ttl_ms),
     ));
-    let stock = StockClient::new(&settings.admission.stock_service_url);
+    let sales = Sales::new(
+        gate,
+        db,
+        Arc::new(StockClient::new(&settings.admission.stock_service_url)),
+        Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+        settings.redelivery.after(),
+    );
     if repair {
-        match rebuild(
-            &gate,
-            &db,
-            &stock,
-            Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
-            Scope::All,
-        )
-        .await
-        {
-            Ok(sales) => {
-                println!("rebuilt the admission state of {sales} sales from the databases")
+        match sales.rebuild(Scope::All).await {
+            Ok(rebuilt) => {
+                println!("rebuilt the admission state of {rebuilt} sales from the databases")
             }
             Err(err) => println!("rebuild incomplete: {err}"),
         }
     }
-    let report = reconcile(&gate, &db, &stock, settings.redelivery.after()).await?;
+    let report = sales.reconcile().await?;
     println!("{report}");
     Ok(if report.all_clear() { 0 } else { 1 })
 }

@@ -6,11 +6,13 @@
 use std::collections::BTreeMap;
 
 use common::metrics::Exposition;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
-use crate::admission::reconcile::{ProductReport, reconcile};
-use crate::startup::AppState;
+use crate::admission::reconcile::ProductReport;
+use crate::metrics::OrderMetrics;
+use crate::sales::{SaleError, Sales};
+use crate::store;
 
 #[derive(Debug, Serialize)]
 pub struct ProductFigures {
@@ -43,50 +45,20 @@ pub struct Dashboard {
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     #[error(transparent)]
-    Reconcile(#[from] crate::admission::rebuild::RebuildError),
+    Sale(#[from] SaleError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
 
-pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
-    let report = reconcile(
-        &state.checkout.admission,
-        &state.db,
-        &state.stock,
-        state.unapplied_after,
-    )
-    .await?;
-    let mut by_status: BTreeMap<i64, BTreeMap<String, i64>> = BTreeMap::new();
-    for row in state
-        .db
-        .query_all_raw(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT product_id, status, COUNT(*) AS n FROM orders GROUP BY product_id, status",
-        ))
-        .await?
-    {
-        by_status
-            .entry(row.try_get("", "product_id")?)
-            .or_default()
-            .insert(row.try_get("", "status")?, row.try_get("", "n")?);
-    }
-    let mut sales: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for row in state
-        .db
-        .query_all_raw(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT product_id, opened_stock, per_user_limit FROM sales",
-        ))
-        .await?
-    {
-        sales.insert(
-            row.try_get("", "product_id")?,
-            (
-                i64::from(row.try_get::<i32>("", "opened_stock")?),
-                i64::from(row.try_get::<i32>("", "per_user_limit")?),
-            ),
-        );
-    }
+/// Reconciliation plus orders by status and each sale's terms.
+pub async fn collect(
+    sales: &Sales,
+    db: &DatabaseConnection,
+    metrics: &OrderMetrics,
+) -> Result<Dashboard, DashboardError> {
+    let report = sales.reconcile().await?;
+    let mut by_status = store::orders_by_status(db).await?;
+    let terms = store::sale_terms(db).await?;
     let products = report
         .products
         .into_iter()
@@ -96,7 +68,7 @@ pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
                 orders.entry(status.to_owned()).or_insert(0);
             }
             let (opened_stock, per_user_limit) =
-                sales.get(&p.product_id).copied().unwrap_or((0, 1));
+                terms.get(&p.product_id).copied().unwrap_or((0, 1));
             let verdict = if !p.differences.is_empty() {
                 p.differences.join("; ")
             } else if !p.quiet {
@@ -119,7 +91,7 @@ pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
         ready: report.ready,
         consistent: report.consistent,
         products,
-        order_service: state.metrics.to_json(),
+        order_service: metrics.to_json(),
         dead_letter_count: report.dead_letter_count,
         dead_letters: report.dead_letters,
         stock_service: serde_json::Value::Null,
@@ -128,8 +100,8 @@ pub async fn collect(state: &AppState) -> Result<Dashboard, DashboardError> {
 
 impl Dashboard {
     /// Adds stock-service's own counters (one more HTTP call: the page only).
-    pub async fn with_stock_service(mut self, state: &AppState) -> Self {
-        self.stock_service = match state.stock.stats().await {
+    pub async fn with_stock_service(mut self, sales: &Sales) -> Self {
+        self.stock_service = match sales.stock_service_stats().await {
             Ok(stats) => stats,
             Err(err) => serde_json::json!({"error": err.to_string()}),
         };

@@ -15,7 +15,6 @@ use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
 use crate::batch::Batches;
 use crate::checkout::Checkout;
 use crate::dead_letters::DeadLetterWatch;
-use crate::domain::Order;
 use crate::events::EventConsumer;
 use crate::idempotency::IdempotencyClaims;
 use crate::lifecycle::{Lifecycle, keep_sweeping};
@@ -24,33 +23,11 @@ use crate::metrics::OrderMetrics;
 use crate::publisher::{OrderPublisher, keep_connected};
 use crate::rate_limit::RateLimits;
 use crate::redelivery::{Redelivery, keep_redelivering};
-use crate::settings::{AdmissionSettings, OrderRules, Settings};
+use crate::sales::Sales;
+use crate::settings::Settings;
+use crate::state::AppState;
 use crate::stock_client::StockClient;
 use crate::timeouts::{TimeoutScheduler, keep_flushing};
-
-/// What the order handlers share; built once at start-up.
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub checkout: Checkout,
-    pub stock: Arc<StockClient>,
-    pub rules: OrderRules,
-    pub admission_settings: AdmissionSettings,
-    pub rate_limits: Arc<RateLimits>,
-    pub lifecycle: Arc<Lifecycle>,
-    pub metrics: Arc<OrderMetrics>,
-    pub batches: Batches,
-    /// A committed message not applied this long after is named by reconciliation.
-    pub unapplied_after: Duration,
-    /// This instance's own base URL (the batch purchase orders through it).
-    pub self_url: String,
-}
-
-impl AppState {
-    /// An order as the API shows it (with its payment deadline when NEW).
-    pub fn shown(&self, order: Order) -> Order {
-        order.with_pay_deadline(self.lifecycle.payment_timeout())
-    }
-}
 
 pub struct Application {
     port: u16,
@@ -169,6 +146,20 @@ impl Application {
         }));
 
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
+        let sales = Arc::new(Sales::new(
+            Arc::clone(&admission),
+            db.clone(),
+            Arc::clone(&stock),
+            Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+            settings.redelivery.after(),
+        ));
+        let self_url = format!(
+            "http://{}:{port}",
+            match settings.http.host.as_str() {
+                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+                host => host,
+            }
+        );
         let state = web::Data::new(AppState {
             db: db.clone(),
             checkout: Checkout {
@@ -184,16 +175,8 @@ impl Application {
             },
             lifecycle,
             metrics,
-            batches: Batches::default(),
-            self_url: format!(
-                "http://{}:{port}",
-                match settings.http.host.as_str() {
-                    "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
-                    host => host,
-                }
-            ),
-            stock,
-            unapplied_after: settings.redelivery.after(),
+            batches: Batches::new(Arc::clone(&sales), db.clone(), self_url),
+            sales,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
             rate_limits,

@@ -292,6 +292,9 @@ pub mod per_product {
     /// Items those orders hold.
     pub const HELD_ITEMS: &str = "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders \
          WHERE product_id = ? AND status IN ('NEW', 'PAID')";
+    /// The most NEW/PAID orders one buyer holds.
+    pub const MOST_PER_BUYER: &str = "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n \
+         FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer";
     /// PAID orders stock-service found no stock for.
     pub const PAID_WITHOUT_STOCK: &str =
         "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL";
@@ -634,4 +637,87 @@ pub async fn find_order_by_tx(
     tx_no: &str,
 ) -> Result<Option<Order>, DbErr> {
     select_order("tx_no = ?", [tx_no.into()], db).await
+}
+
+/// Records a sale (or its new limit and stock when opened again).
+pub async fn record_sale(
+    db: &DatabaseConnection,
+    product: common::domain::ProductId,
+    per_user_limit: u32,
+    opened_stock: u32,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "INSERT INTO sales (product_id, per_user_limit, opened_stock) VALUES (?, ?, ?) \
+         ON DUPLICATE KEY UPDATE per_user_limit = VALUES(per_user_limit), \
+         opened_stock = VALUES(opened_stock), opened_at = CURRENT_TIMESTAMP(3)",
+        [
+            product.get().into(),
+            i64::from(per_user_limit).into(),
+            i64::from(opened_stock).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The newest `limit` sales and the stock each was opened with.
+pub async fn newest_sales(
+    db: &DatabaseConnection,
+    limit: u32,
+) -> Result<Vec<(common::domain::ProductId, i64)>, DbErr> {
+    db.query_all_raw(stmt(
+        "SELECT product_id, opened_stock FROM sales ORDER BY opened_at DESC LIMIT ?",
+        [i64::from(limit).into()],
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        let product = common::domain::ProductId::parse(row.try_get::<i64>("", "product_id")?)
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        Ok((product, i64::from(row.try_get::<i32>("", "opened_stock")?)))
+    })
+    .collect()
+}
+
+/// Every sale's opened stock and per-user limit, by product.
+pub async fn sale_terms(
+    db: &DatabaseConnection,
+) -> Result<std::collections::BTreeMap<i64, (i64, i64)>, DbErr> {
+    db.query_all_raw(stmt(
+        "SELECT product_id, opened_stock, per_user_limit FROM sales",
+        [],
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get::<i64>("", "product_id")?,
+            (
+                i64::from(row.try_get::<i32>("", "opened_stock")?),
+                i64::from(row.try_get::<i32>("", "per_user_limit")?),
+            ),
+        ))
+    })
+    .collect()
+}
+
+/// Orders per product and status.
+pub async fn orders_by_status(
+    db: &DatabaseConnection,
+) -> Result<std::collections::BTreeMap<i64, std::collections::BTreeMap<String, i64>>, DbErr> {
+    let mut by_status: std::collections::BTreeMap<i64, std::collections::BTreeMap<String, i64>> =
+        Default::default();
+    for row in db
+        .query_all_raw(stmt(
+            "SELECT product_id, status, COUNT(*) AS n FROM orders GROUP BY product_id, status",
+            [],
+        ))
+        .await?
+    {
+        by_status
+            .entry(row.try_get("", "product_id")?)
+            .or_default()
+            .insert(row.try_get("", "status")?, row.try_get("", "n")?);
+    }
+    Ok(by_status)
 }

@@ -163,9 +163,10 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    /// Ports: the name server on `base`, the broker on `base + 35` (it also
-    /// binds `base + 33` and `base + 36` for HA).
-    pub async fn start(base: u16) -> Self {
+    /// On free ports: the name server on `base`, the broker on `base + 35`
+    /// (it also binds `base + 33`, and `base + 36` for HA).
+    pub async fn start() -> Self {
+        let base = free_base_port();
         let bin = rocketmq_bin();
         let dir =
             std::env::temp_dir().join(format!("seckill-broker-{base}-{}", std::process::id()));
@@ -321,4 +322,14 @@ fn rocketmq_bin() -> String {
             std::env::var("HOME").unwrap_or_default()
         )
     })
+}
+
+/// A port `p` with `p`, `p + 33`, `p + 35` and `p + 36` free on loopback.
+fn free_base_port() -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    let seed = std::process::id() as u16;
+    (0..2000u16)
+        .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(37)) % 20_000))
+        .find(|&p| [p, p + 33, p + 35, p + 36].into_iter().all(free))
+        .expect("free ports for a private broker")
 }

@@ -28,7 +28,7 @@ async fn readyz(service: &RunningService) -> StatusCode {
 async fn a_broker_restart_loses_no_committed_order_and_readiness_waits_for_the_producer() {
     // Arrange: both services on a broker of this test's own; buyers keep
     // ordering (one order each) while the broker is killed and restarted.
-    let mut broker = PrivateBroker::start(29_876).await;
+    let mut broker = PrivateBroker::start().await;
     let mut env = TestEnv::new();
     env.namesrv_addr = broker.namesrv_addr.clone();
     env.broker_addr = broker.broker_addr.clone();

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use common::http::{JsonFields, error_response, invalid_field};
 
 use crate::batch::BatchPlan;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `{"buyers": 1..=20000, "concurrency": 1..=256, "stock": 0..=1000000}` →
 /// 202 with the batch's first status; 422 naming a bad field.
@@ -23,7 +23,7 @@ pub async fn start_batch(
     });
     match plan {
         Ok(plan) => {
-            let status = state.batches.start(state.clone(), plan);
+            let status = state.batches.start(plan);
             HttpResponse::Accepted()
                 .insert_header(("Location", format!("/api/admin/batch/{}", status.id)))
                 .json(status)

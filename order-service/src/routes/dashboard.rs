@@ -6,17 +6,17 @@ use common::http::error_response;
 use common::metrics::Exposition;
 
 use crate::dashboard::collect;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
-    match collect(&state).await {
-        Ok(figures) => HttpResponse::Ok().json(figures.with_stock_service(&state).await),
+    match collect(&state.sales, &state.db, &state.metrics).await {
+        Ok(figures) => HttpResponse::Ok().json(figures.with_stock_service(&state.sales).await),
         Err(err) => unavailable(err),
     }
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match collect(&state).await {
+    match collect(&state.sales, &state.db, &state.metrics).await {
         Ok(figures) => {
             let mut out = Exposition::default();
             state.metrics.render(&mut out);

@@ -45,7 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// restart, until a fresh producer connected), so 200 means orders can be placed.
 async fn readyz(
     deps: web::Data<common::deps::Dependencies>,
-    state: web::Data<crate::startup::AppState>,
+    state: web::Data<crate::state::AppState>,
 ) -> actix_web::HttpResponse {
     let mut checks = common::deps::dependency_checks(&deps).await;
     if !state.checkout.publisher.broker_ready() {

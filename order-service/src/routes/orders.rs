@@ -11,7 +11,7 @@ use crate::checkout::{Checkedout, CheckoutError};
 use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, PayNo};
 use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
 use crate::publisher::{NotPlaced, Placement};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store;
 
 #[derive(Debug, thiserror::Error)]

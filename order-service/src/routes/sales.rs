@@ -1,19 +1,15 @@
 //! Opening a sale (`PUT /api/sales/{product_id}`), reading Redis's view of it,
 //! and the admin rebuild of the admission state.
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError, web};
 use common::domain::{InvalidValue, ProductId};
 use common::http::{JsonFields, error_response, invalid_field};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 
-use crate::admission::rebuild::{RebuildError, Scope, rebuild as rebuild_admission};
-use crate::admission::reconcile::reconcile as reconcile_admission;
-use crate::startup::AppState;
-use crate::stock_client::StockClientError;
+use crate::admission::rebuild::{RebuildError, Scope};
+use crate::sales::SaleError;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaleApiError {
@@ -24,11 +20,7 @@ pub enum SaleApiError {
     #[error("no unresolved dead letter {0}")]
     DeadLetterNotFound(String),
     #[error(transparent)]
-    Rebuild(#[from] RebuildError),
-    #[error(transparent)]
-    Stock(#[from] StockClientError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Sale(#[from] SaleError),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
 }
@@ -38,7 +30,7 @@ impl ResponseError for SaleApiError {
         match self {
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotOnSale(_) | Self::DeadLetterNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Rebuild(RebuildError::Busy) => StatusCode::CONFLICT,
+            Self::Sale(SaleError::Rebuild(RebuildError::Busy)) => StatusCode::CONFLICT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -57,10 +49,10 @@ impl ResponseError for SaleApiError {
                 "DEAD_LETTER_NOT_FOUND",
                 format!("no unresolved dead letter {msg_id}"),
             ),
-            Self::Rebuild(RebuildError::Busy) => {
+            Self::Sale(SaleError::Rebuild(RebuildError::Busy)) => {
                 error_response(status, "REBUILD_RUNNING", "a rebuild is already running")
             }
-            Self::Rebuild(err) => {
+            Self::Sale(SaleError::Rebuild(err)) => {
                 tracing::error!(%err, "rebuild failed");
                 error_response(
                     status,
@@ -68,7 +60,7 @@ impl ResponseError for SaleApiError {
                     format!("the admission state could not be rebuilt: {err}"),
                 )
             }
-            Self::Stock(err) => {
+            Self::Sale(SaleError::Stock(err)) => {
                 tracing::error!(%err, "stock-service call failed");
                 error_response(
                     status,
@@ -76,7 +68,7 @@ impl ResponseError for SaleApiError {
                     "stock-service could not set the stock; retry",
                 )
             }
-            Self::Redis(err) => {
+            Self::Sale(SaleError::Redis(err)) => {
                 tracing::error!(%err, "redis");
                 error_response(
                     status,
@@ -84,7 +76,7 @@ impl ResponseError for SaleApiError {
                     "Redis is unavailable; retry",
                 )
             }
-            Self::Database(err) => {
+            Self::Database(err) | Self::Sale(SaleError::Database(err)) => {
                 tracing::error!(%err, "database");
                 error_response(
                     status,
@@ -121,51 +113,9 @@ pub async fn open_sale(
         None | Some(serde_json::Value::Null) => state.admission_settings.default_per_user_limit,
         Some(_) => bounded("per_user_limit", fields.int("per_user_limit")?, 1)?,
     };
-    open_sale_now(&state, product, stock, limit).await?;
+    state.sales.open(product, stock, limit).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"product_id": product, "stock": stock, "per_user_limit": limit})))
-}
-
-/// Opens (or restocks) a sale: stock in stock-service, the `sales` row, Redis.
-pub async fn open_sale_now(
-    state: &AppState,
-    product: ProductId,
-    stock: u32,
-    limit: u32,
-) -> Result<(), SaleApiError> {
-    if !state.checkout.admission.is_ready().await? {
-        // Seeds the state; a sale that cannot be rebuilt stays closed on its
-        // own and does not stop this one from opening.
-        match rebuild_admission(
-            &state.checkout.admission,
-            &state.db,
-            &state.stock,
-            quiet_timeout(state),
-            Scope::Closed,
-        )
-        .await
-        {
-            Ok(_) | Err(RebuildError::Blocked(_)) => {}
-            Err(err) => return Err(err.into()),
-        }
-    }
-    state.stock.set_stock(product, stock).await?;
-    state
-        .db
-        .execute_raw(common::db::stmt(
-            "INSERT INTO sales (product_id, per_user_limit, opened_stock) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE per_user_limit = VALUES(per_user_limit), opened_stock = VALUES(opened_stock), \
-             opened_at = CURRENT_TIMESTAMP(3)",
-            [product.get().into(), i64::from(limit).into(), i64::from(stock).into()],
-        ))
-        .await?;
-    state
-        .checkout
-        .admission
-        .open_sale(product, stock, limit)
-        .await?;
-    tracing::info!(%product, stock, limit, "sale opened");
-    Ok(())
 }
 
 /// `GET /api/sales/{product_id}`: Redis's view — admissible stock, limit, reserved orders.
@@ -175,9 +125,10 @@ pub async fn get_sale(
 ) -> Result<HttpResponse, SaleApiError> {
     let raw = path.into_inner();
     let product = ProductId::parse_text(&raw).map_err(|_| SaleApiError::NotOnSale(raw.clone()))?;
-    match state.checkout.admission.sale_view(product).await? {
-        Some((stock, limit, reserved)) => Ok(HttpResponse::Ok().json(json!({
-            "product_id": product, "stock": stock, "per_user_limit": limit, "reserved_orders": reserved,
+    match state.sales.view(product).await? {
+        Some(view) => Ok(HttpResponse::Ok().json(json!({
+            "product_id": product, "stock": view.stock, "per_user_limit": view.per_user_limit,
+            "reserved_orders": view.reserved_orders,
         }))),
         None => Err(SaleApiError::NotOnSale(raw)),
     }
@@ -186,68 +137,35 @@ pub async fn get_sale(
 /// `GET /api/sales`: every sale (newest first) with Redis's view of it, for
 /// the order page's product picker.
 pub async fn list_sales(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    let rows = state
-        .db
-        .query_all_raw(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT product_id, opened_stock FROM sales ORDER BY opened_at DESC LIMIT 100",
-        ))
-        .await?;
-    let mut sales = Vec::with_capacity(rows.len());
-    for row in rows {
-        let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)?;
-        let opened_stock = row.try_get::<i32>("", "opened_stock")?;
-        if let Some((stock, limit, reserved)) = state.checkout.admission.sale_view(product).await? {
-            sales.push(json!({
-                "product_id": product, "stock": stock, "per_user_limit": limit,
-                "reserved_orders": reserved, "opened_stock": opened_stock,
-            }));
-        }
-    }
+    let sales: Vec<_> = state
+        .sales
+        .list()
+        .await?
+        .into_iter()
+        .map(|(product, opened_stock, view)| {
+            json!({
+                "product_id": product, "stock": view.stock, "per_user_limit": view.per_user_limit,
+                "reserved_orders": view.reserved_orders, "opened_stock": opened_stock,
+            })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "sales": sales })))
 }
 
 /// `POST /api/admin/admission/rebuild`: rebuilds the Redis admission state from the databases.
 pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    let sales = rebuild_admission(
-        &state.checkout.admission,
-        &state.db,
-        &state.stock,
-        quiet_timeout(&state),
-        Scope::All,
-    )
-    .await?;
+    let sales = state.sales.rebuild(Scope::All).await?;
     Ok(HttpResponse::Ok().json(json!({"rebuilt_sales": sales})))
 }
 
-/// `GET /api/admin/reconcile`: Redis against both databases, per product.
+/// `GET /api/admin/reconcile`: Redis against both databases, and dead letters.
 pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    let report = reconcile_admission(
-        &state.checkout.admission,
-        &state.db,
-        &state.stock,
-        state.unapplied_after,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(state.sales.reconcile().await?))
 }
 
-/// `POST /api/admin/reconcile/repair`: rebuild Redis from the databases, then reconcile.
+/// `POST /api/admin/reconcile/repair`: rebuilds every sale, then reconciles.
 pub async fn repair(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
-    // A sale that cannot be rebuilt is named by the reconciliation that follows.
-    match rebuild_admission(
-        &state.checkout.admission,
-        &state.db,
-        &state.stock,
-        quiet_timeout(&state),
-        Scope::All,
-    )
-    .await
-    {
-        Ok(_) | Err(RebuildError::Blocked(_)) => {}
-        Err(err) => return Err(err.into()),
-    }
-    reconcile(state).await
+    Ok(HttpResponse::Ok().json(state.sales.repair().await?))
 }
 
 /// `POST /api/admin/dead-letters/{msg_id}/resolve`: an operator handled this
@@ -262,8 +180,4 @@ pub async fn resolve_dead_letter(
     } else {
         Err(SaleApiError::DeadLetterNotFound(msg_id))
     }
-}
-
-fn quiet_timeout(state: &AppState) -> Duration {
-    Duration::from_secs(state.admission_settings.rebuild_quiet_timeout_secs)
 }
