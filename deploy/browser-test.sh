@@ -37,13 +37,13 @@ for port in "$order_port" "$stock_port" "$gateway_port"; do
 done
 trap cleanup EXIT
 
-export APP_REDIS__KEY_PREFIX="seckill_$run"
 export APP_MQ__ORDER_TOPIC="seckill_${run}_order_events" APP_MQ__STOCK_TOPIC="seckill_${run}_stock_events"
 export APP_LOG__LEVEL=info
 APP_DATABASE__NAME="seckill_${run}_stock" APP_CONSUMER__GROUP="seckill_${run}_stock" \
   APP_CONSUMER__EVENTS_PRODUCER_GROUP="seckill_${run}_stock_events" \
   start_service browser-stock-service "$stock_port" "$REPO_DIR/target/debug/stock-service"
 APP_DATABASE__NAME="seckill_${run}_order" APP_ORDERS__PRODUCER_GROUP="seckill_${run}_tx" \
+  APP_REDIS__KEY_PREFIX="seckill_$run" \
   APP_LIFECYCLE__EVENTS_GROUP="seckill_${run}_events" \
   APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP="seckill_${run}_timeouts" \
   APP_DEAD_LETTERS__GROUP="seckill_${run}_dead_letters" \

@@ -1,6 +1,6 @@
 //! The connections each service opens once at start-up and shares: its DB pool
-//! (database created and migrated), Redis, the RocketMQ client runtime with
-//! the order topic in place. `/readyz` probes the same three.
+//! (database created and migrated), Redis (order-service only), the RocketMQ
+//! client runtime with the order topic in place. `/readyz` probes the same.
 
 use actix_web::{HttpResponse, web};
 use anyhow::Context;
@@ -14,7 +14,8 @@ use crate::settings::{DatabaseSettings, MqSettings, RedisSettings};
 #[derive(Clone)]
 pub struct Dependencies {
     pub db: DatabaseConnection,
-    pub redis: redis::aio::ConnectionManager,
+    /// `None` for a service that does not use Redis (stock-service).
+    pub redis: Option<redis::aio::ConnectionManager>,
     pub mq: MqSettings,
 }
 
@@ -24,13 +25,16 @@ impl Dependencies {
         service: &str,
         database: &DatabaseSettings,
         schema: &str,
-        redis: &crate::settings::RedisSettings,
+        redis: Option<&RedisSettings>,
         mq: &MqSettings,
     ) -> anyhow::Result<(Self, MqRuntime)> {
         let db = crate::db::connect_and_migrate(database, schema)
             .await
             .with_context(|| format!("preparing the database {}", database.name))?;
-        let redis = connect_redis(redis).await?;
+        let redis = match redis {
+            Some(settings) => Some(connect_redis(settings).await?),
+            None => None,
+        };
         let runtime = MqRuntime::start(service, mq)?;
         for topic in [&mq.order_topic, &mq.stock_topic] {
             crate::mq::ensure_topic(&runtime, mq, topic)
@@ -65,16 +69,19 @@ pub async fn readyz(deps: web::Data<Dependencies>) -> HttpResponse {
 
 /// The checks of `/readyz`: database, Redis, broker; a service adds its own.
 pub async fn dependency_checks(deps: &Dependencies) -> Vec<crate::http::Check> {
-    let mut redis = deps.redis.clone();
-    vec![
-        probe("database", deps.db.ping()).await,
-        probe("redis", async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut redis)
-                .await
-                .map(drop)
-        })
-        .await,
-        probe("broker", crate::mq::probe_broker(&deps.mq)).await,
-    ]
+    let mut checks = vec![probe("database", deps.db.ping()).await];
+    if let Some(redis) = &deps.redis {
+        let mut redis = redis.clone();
+        checks.push(
+            probe("redis", async move {
+                redis::cmd("PING")
+                    .query_async::<String>(&mut redis)
+                    .await
+                    .map(drop)
+            })
+            .await,
+        );
+    }
+    checks.push(probe("broker", crate::mq::probe_broker(&deps.mq)).await);
+    checks
 }

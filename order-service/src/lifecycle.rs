@@ -299,9 +299,12 @@ fn cancellation_of(order: &Order, reason: CancelReason) -> Result<OrderCancelled
 }
 
 /// Runs [`Lifecycle::sweep`] every `every` until aborted.
-pub async fn keep_sweeping(lifecycle: Arc<Lifecycle>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
+pub async fn keep_sweeping(
+    lifecycle: Arc<Lifecycle>,
+    every: Duration,
+    mut shutdown: common::shutdown::Shutdown,
+) {
+    while shutdown.sleep(every).await {
         match lifecycle.sweep().await {
             Ok(swept) if swept != Swept::default() => {
                 tracing::warn!(?swept, "sweeper closed what the timeout messages missed")

@@ -370,11 +370,16 @@ pub fn broker_unreachable(err: &rocketmq_client_rust::ClientError) -> bool {
 
 /// Reconnects the publisher whenever a send found the broker unreachable:
 /// checks twice a second, at most one fresh producer every 3 s.
-pub async fn keep_connected(publisher: Arc<OrderPublisher>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if !publisher.broker_ready() && publisher.reconnect().await {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+pub async fn keep_connected(
+    publisher: Arc<OrderPublisher>,
+    mut shutdown: common::shutdown::Shutdown,
+) {
+    while shutdown.sleep(Duration::from_millis(500)).await {
+        if !publisher.broker_ready()
+            && publisher.reconnect().await
+            && !shutdown.sleep(Duration::from_secs(3)).await
+        {
+            break;
         }
     }
 }

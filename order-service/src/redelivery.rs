@@ -291,9 +291,12 @@ impl Redelivery {
 }
 
 /// Runs [`Redelivery::pass`] every `every` until the task is stopped.
-pub async fn keep_redelivering(redelivery: Arc<Redelivery>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
+pub async fn keep_redelivering(
+    redelivery: Arc<Redelivery>,
+    every: Duration,
+    mut shutdown: common::shutdown::Shutdown,
+) {
+    while shutdown.sleep(every).await {
         match redelivery.pass().await {
             Ok(done) if done.resent > 0 || done.dead_letters_settled > 0 => {
                 tracing::warn!(?done, "redelivery pass")

@@ -29,6 +29,17 @@ use crate::state::AppState;
 use crate::stock_client::StockClient;
 use crate::timeouts::{TimeoutScheduler, keep_flushing};
 
+/// How long a background task may take to reach a safe point at shutdown
+/// (a sale rebuild waits up to its quiet timeout).
+const BACKGROUND_GRACE: Duration = Duration::from_secs(40);
+
+/// Forgets idle per-user and per-address rate-limit state once a minute.
+async fn forget_idle_limits(limits: Arc<RateLimits>, mut stop: common::shutdown::Shutdown) {
+    while stop.sleep(Duration::from_secs(60)).await {
+        limits.forget_idle();
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -38,6 +49,7 @@ pub struct Application {
     dead_letters: DeadLetterWatch,
     redelivery: Arc<Redelivery>,
     background: Vec<JoinHandle<()>>,
+    stop_background: common::shutdown::ShutdownTrigger,
     mq: MqRuntime,
     db: DatabaseConnection,
 }
@@ -51,13 +63,17 @@ impl Application {
             "order-service",
             &settings.database,
             crate::SCHEMA,
-            &settings.redis,
+            Some(&settings.redis),
             &settings.mq,
         )
         .await?;
         let db = deps.db.clone();
+        let redis = deps
+            .redis
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("order-service needs Redis"))?;
         let admission = Arc::new(AdmissionGate::new(
-            deps.redis.clone(),
+            redis.clone(),
             Keys::new(&settings.redis.key_prefix),
             Duration::from_millis(settings.admission.sold_out_ttl_ms),
         ));
@@ -110,16 +126,20 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("starting the redelivery producer: {e}"))?,
         );
+        let (stop_background, stop) = common::shutdown::channel();
+        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit));
         let background = vec![
-            tokio::spawn(keep_connected(Arc::clone(&publisher))),
+            tokio::spawn(keep_connected(Arc::clone(&publisher), stop.clone())),
             tokio::spawn(keep_redelivering(
                 Arc::clone(&redelivery),
                 Duration::from_millis(settings.redelivery.interval_ms),
+                stop.clone(),
             )),
-            tokio::spawn(keep_flushing(Arc::clone(&timeouts))),
+            tokio::spawn(keep_flushing(Arc::clone(&timeouts), stop.clone())),
             tokio::spawn(keep_sweeping(
                 Arc::clone(&lifecycle),
                 Duration::from_millis(settings.lifecycle.sweep_interval_ms),
+                stop.clone(),
             )),
             tokio::spawn(rebuild::keep_ready(
                 Arc::clone(&admission),
@@ -127,23 +147,16 @@ impl Application {
                 Arc::clone(&stock),
                 Duration::from_millis(settings.admission.ready_check_ms),
                 Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
+                stop.clone(),
             )),
             tokio::spawn(follow_restocks(
                 redis::Client::open(settings.redis.url.as_str())?,
                 admission.keys().restock_channel(),
                 Arc::clone(&admission),
+                stop.clone(),
             )),
+            tokio::spawn(forget_idle_limits(Arc::clone(&rate_limits), stop)),
         ];
-
-        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit));
-        let idle_limits = Arc::clone(&rate_limits);
-        let mut background = background;
-        background.push(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                idle_limits.forget_idle();
-            }
-        }));
 
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let sales = Arc::new(Sales::new(
@@ -164,7 +177,7 @@ impl Application {
             db: db.clone(),
             checkout: Checkout {
                 idempotency: IdempotencyClaims::new(
-                    deps.redis.clone(),
+                    redis.clone(),
                     &settings.redis.key_prefix,
                     Duration::from_secs(10),
                 ),
@@ -199,6 +212,7 @@ impl Application {
             dead_letters,
             redelivery,
             background,
+            stop_background,
             mq,
             db,
         })
@@ -209,12 +223,20 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then stops in order: HTTP (finishing
-    /// in-flight requests), background tasks, the producer, the client runtime,
-    /// the DB pool.
+    /// in-flight requests), background tasks (each at a safe point: awaited,
+    /// not aborted, unless one overruns the grace period), the producer, the
+    /// client runtime, the DB pool.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let served = common::http::serve_until(self.server, shutdown).await;
-        for task in &self.background {
-            task.abort();
+        self.stop_background.trigger();
+        for mut task in self.background {
+            if tokio::time::timeout(BACKGROUND_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a background task overran the shutdown grace period; aborted");
+                task.abort();
+            }
         }
         self.dead_letters.shutdown().await;
         self.redelivery.shutdown().await;

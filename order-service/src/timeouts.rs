@@ -112,9 +112,12 @@ impl TimeoutScheduler {
 }
 
 /// Runs [`TimeoutScheduler::flush`] every [`FLUSH_EVERY`] until aborted.
-pub async fn keep_flushing(timeouts: std::sync::Arc<TimeoutScheduler>) {
-    loop {
-        tokio::time::sleep(FLUSH_EVERY).await;
+pub async fn keep_flushing(
+    timeouts: std::sync::Arc<TimeoutScheduler>,
+    mut shutdown: common::shutdown::Shutdown,
+) {
+    while shutdown.sleep(FLUSH_EVERY).await {
         timeouts.flush().await;
     }
+    timeouts.flush().await; // what was collected goes out before the producer stops
 }

@@ -1,6 +1,6 @@
 //! stock-service settings (see `common::settings::load` for the layering).
 
-use common::settings::{DatabaseSettings, HttpSettings, LogSettings, MqSettings, RedisSettings};
+use common::settings::{DatabaseSettings, HttpSettings, LogSettings, MqSettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
-    pub redis: RedisSettings,
     pub mq: MqSettings,
     pub log: LogSettings,
     pub consumer: ConsumerSettings,
@@ -35,7 +34,6 @@ impl Default for Settings {
         Self {
             http: HttpSettings::on_port(8092),
             database: DatabaseSettings::local("seckill_stock"),
-            redis: RedisSettings::default(),
             mq: MqSettings::default(),
             log: LogSettings::default(),
             consumer: ConsumerSettings {

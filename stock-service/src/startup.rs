@@ -22,14 +22,14 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to MariaDB (creating and migrating the database), Redis and the
+    /// Connects to MariaDB (creating and migrating the database) and the
     /// broker, starts the order consumer and binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let (deps, mq) = Dependencies::connect(
             "stock-service",
             &settings.database,
             crate::SCHEMA,
-            &settings.redis,
+            None, // stock-service keeps nothing in Redis
             &settings.mq,
         )
         .await?;

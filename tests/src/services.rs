@@ -37,7 +37,6 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
 pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
     let mut settings = stock_service::settings::Settings::default();
     settings.http.port = 0;
-    settings.redis.key_prefix = env.redis_prefix.clone();
     settings.database.name = env.stock_db.clone();
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();

@@ -390,14 +390,20 @@ pub async fn follow_restocks(
     client: redis::Client,
     channel: String,
     gate: std::sync::Arc<AdmissionGate>,
+    mut shutdown: common::shutdown::Shutdown,
 ) {
     use futures::StreamExt;
-    loop {
+    while !shutdown.is_shutdown() {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     let mut messages = pubsub.on_message();
-                    while let Some(message) = messages.next().await {
+                    loop {
+                        let message = tokio::select! {
+                            message = messages.next() => message,
+                            () = shutdown.recv() => return,
+                        };
+                        let Some(message) = message else { break };
                         if let Some(product) = message
                             .get_payload::<i64>()
                             .ok()
@@ -410,6 +416,8 @@ pub async fn follow_restocks(
             }
             Err(err) => tracing::warn!(%err, "restock subscription failed; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !shutdown.sleep(Duration::from_secs(1)).await {
+            return;
+        }
     }
 }

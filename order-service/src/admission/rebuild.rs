@@ -311,13 +311,14 @@ pub(crate) async fn wait_until_applied(
 }
 
 /// Seeds the state when Redis lost it and rebuilds every closed or blocked
-/// sale, every `every`; runs until aborted.
+/// sale, every `every`, until the stop signal.
 pub async fn keep_ready(
     gate: std::sync::Arc<AdmissionGate>,
     db: DatabaseConnection,
     stock: std::sync::Arc<StockClient>,
     every: Duration,
     quiet_timeout: Duration,
+    mut shutdown: common::shutdown::Shutdown,
 ) {
     loop {
         match rebuild(&gate, &db, &stock, quiet_timeout, Scope::Closed).await {
@@ -327,6 +328,8 @@ pub async fn keep_ready(
                 tracing::error!(%err, "admission rebuild incomplete; the closed sales stay refused")
             }
         }
-        tokio::time::sleep(every).await;
+        if !shutdown.sleep(every).await {
+            return;
+        }
     }
 }
