@@ -28,6 +28,115 @@ pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>
     })
 }
 
+/// How one error answers over HTTP — status, code, message, `Retry-After`,
+/// and what to log — written once per error variant, in one `match`
+/// ([`ApiFailure::failure`]); [`Failure::respond`] turns it into the answer
+/// and writes the log line, so status and body can never disagree.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: std::borrow::Cow<'static, str>,
+    /// The field a 422 names.
+    pub field: Option<&'static str>,
+    /// Seconds for `Retry-After` (a 429 or a 503 worth retrying).
+    pub retry_after: Option<u64>,
+    /// An internal cause worth a log line (never shown to the client).
+    pub log: Option<(tracing::Level, String)>,
+}
+
+impl Failure {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+            log: None,
+        }
+    }
+
+    /// 422 `INVALID_FIELD` naming the field.
+    pub fn invalid(err: &InvalidValue) -> Self {
+        Self {
+            field: Some(err.field),
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_FIELD",
+                err.to_string(),
+            )
+        }
+    }
+
+    /// Adds `Retry-After: secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Logs `cause` at WARN when answered.
+    pub fn warn(mut self, cause: impl std::fmt::Display) -> Self {
+        self.log = Some((tracing::Level::WARN, cause.to_string()));
+        self
+    }
+
+    /// Logs `cause` at ERROR when answered.
+    pub fn error(mut self, cause: impl std::fmt::Display) -> Self {
+        self.log = Some((tracing::Level::ERROR, cause.to_string()));
+        self
+    }
+
+    /// The answer, after the log line (if any).
+    pub fn respond(self) -> HttpResponse {
+        match &self.log {
+            Some((level, cause)) if *level == tracing::Level::ERROR => {
+                tracing::error!(code = self.code, %cause, "request failed")
+            }
+            Some((_, cause)) => tracing::warn!(code = self.code, %cause, "request failed"),
+            None => {}
+        }
+        let mut response = HttpResponse::build(self.status).json(ErrorBody {
+            code: self.code,
+            message: self.message.into_owned(),
+            field: self.field,
+        });
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(secs.max(1)),
+            );
+        }
+        response
+    }
+}
+
+/// An error type that knows its HTTP answer; implement [`ResponseError`]
+/// through it with [`impl_response_error!`](crate::impl_response_error).
+pub trait ApiFailure {
+    fn failure(&self) -> Failure;
+}
+
+/// `impl ResponseError` for an [`ApiFailure`]: status and body from the one table.
+#[macro_export]
+macro_rules! impl_response_error {
+    ($error:ty) => {
+        impl actix_web::ResponseError for $error {
+            fn status_code(&self) -> actix_web::http::StatusCode {
+                $crate::http::ApiFailure::failure(self).status
+            }
+
+            fn error_response(&self) -> actix_web::HttpResponse {
+                $crate::http::ApiFailure::failure(self).respond()
+            }
+        }
+    };
+}
+
 /// 422 naming the field that was refused.
 pub fn invalid_field(err: &InvalidValue) -> HttpResponse {
     HttpResponse::UnprocessableEntity().json(ErrorBody {

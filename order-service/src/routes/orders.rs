@@ -1,9 +1,9 @@
 //! The order endpoints: place, read, list, pay, cancel. Parse, call, respond.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, web};
 use common::domain::{InvalidValue, OrderNo, UserId};
-use common::http::{JsonFields, error_response, invalid_field};
+use common::http::{ApiFailure, Failure, JsonFields};
 use common::messages::OrderCreated;
 use serde_json::json;
 
@@ -44,155 +44,106 @@ pub enum OrderApiError {
     Lifecycle(#[from] LifecycleError),
 }
 
-impl ResponseError for OrderApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotPayable { .. } | Self::NotCancellable { .. } => StatusCode::CONFLICT,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Refused(_) => StatusCode::CONFLICT,
-            Self::Checkout(CheckoutError::SoldOut | CheckoutError::LimitExceeded) => {
-                StatusCode::CONFLICT
-            }
-            Self::Checkout(CheckoutError::NotOnSale) => StatusCode::NOT_FOUND,
-            Self::Checkout(CheckoutError::IdempotencyKeyReused) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotPlaced(_)
-            | Self::Checkout(
-                CheckoutError::NotReady
-                | CheckoutError::Admission(_)
-                | CheckoutError::Idempotency(_)
-                | CheckoutError::Publish(_),
-            )
-            | Self::Lifecycle(_)
-            | Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
+common::impl_response_error!(OrderApiError);
 
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+impl ApiFailure for OrderApiError {
+    fn failure(&self) -> Failure {
+        use StatusCode as S;
+        let unavailable = |code, message: &'static str| {
+            Failure::new(S::SERVICE_UNAVAILABLE, code, message).retry_after(1)
+        };
         match self {
-            Self::Invalid(err) => invalid_field(err),
-            Self::RateLimited(wait) => {
-                let mut response = error_response(
-                    status,
-                    "RATE_LIMITED",
-                    "too many order requests; retry after the given seconds",
-                );
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                response.headers_mut().insert(
-                    actix_web::http::header::RETRY_AFTER,
-                    actix_web::http::header::HeaderValue::from(secs.max(1)),
-                );
-                response
-            }
-            Self::NotPayable {
-                order_no,
-                status: order_status,
-            } => error_response(
-                status,
+            Self::Invalid(err) => Failure::invalid(err),
+            Self::RateLimited(wait) => Failure::new(
+                S::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many order requests; retry after the given seconds",
+            )
+            .retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            Self::NotPayable { order_no, status } => Failure::new(
+                S::CONFLICT,
                 "ORDER_NOT_PAYABLE",
                 format!(
                     "order {order_no} is {} and cannot be paid{}",
-                    order_status.as_db(),
-                    match order_status {
+                    status.as_db(),
+                    match status {
                         OrderStatus::Paid => " again with another payment",
                         OrderStatus::New => ": its payment deadline has passed",
                         _ => "",
                     }
                 ),
             ),
-            Self::NotCancellable {
-                order_no,
-                status: order_status,
-            } => error_response(
-                status,
+            Self::NotCancellable { order_no, status } => Failure::new(
+                S::CONFLICT,
                 "ORDER_NOT_CANCELLABLE",
                 format!(
                     "order {order_no} is {} and cannot be cancelled",
-                    order_status.as_db()
+                    status.as_db()
                 ),
             ),
-            Self::Lifecycle(err) => {
-                tracing::warn!(%err, "order not changed");
-                retry_later(error_response(
-                    status,
-                    "ORDER_NOT_CHANGED",
-                    "the order could not be changed right now; nothing changed, retry",
-                ))
-            }
-            Self::NotFound(order_no) => {
-                error_response(status, "ORDER_NOT_FOUND", format!("no order {order_no}"))
-            }
-            Self::Refused(why) => {
-                tracing::warn!(%why, "order refused by the database");
-                error_response(
-                    status,
-                    "ORDER_REJECTED",
-                    "the order could not be recorded; nothing was reserved",
-                )
-            }
-            Self::NotPlaced(why) => {
-                tracing::warn!(%why, "order not placed");
-                retry_later(error_response(
-                    status,
-                    "ORDER_NOT_PLACED",
-                    "the order was not placed; nothing was reserved, retry",
-                ))
-            }
+            Self::Lifecycle(err) => unavailable(
+                "ORDER_NOT_CHANGED",
+                "the order could not be changed right now; nothing changed, retry",
+            )
+            .warn(err),
+            Self::NotFound(order_no) => Failure::new(
+                S::NOT_FOUND,
+                "ORDER_NOT_FOUND",
+                format!("no order {order_no}"),
+            ),
+            Self::Refused(why) => Failure::new(
+                S::CONFLICT,
+                "ORDER_REJECTED",
+                "the order could not be recorded; nothing was reserved",
+            )
+            .warn(why),
+            Self::NotPlaced(why) => unavailable(
+                "ORDER_NOT_PLACED",
+                "the order was not placed; nothing was reserved, retry",
+            )
+            .warn(why),
             Self::Checkout(CheckoutError::SoldOut) => {
-                error_response(status, "SOLD_OUT", "this product is sold out")
+                Failure::new(S::CONFLICT, "SOLD_OUT", "this product is sold out")
             }
-            Self::Checkout(CheckoutError::LimitExceeded) => error_response(
-                status,
+            Self::Checkout(CheckoutError::LimitExceeded) => Failure::new(
+                S::CONFLICT,
                 "LIMIT_EXCEEDED",
                 "you already hold the most orders allowed for this product",
             ),
-            Self::Checkout(CheckoutError::IdempotencyKeyReused) => error_response(
-                status,
+            Self::Checkout(CheckoutError::IdempotencyKeyReused) => Failure::new(
+                S::UNPROCESSABLE_ENTITY,
                 "IDEMPOTENCY_KEY_REUSED",
                 "this Idempotency-Key was used for a different order (product or count)",
             ),
-            Self::Checkout(CheckoutError::Idempotency(err)) => {
-                tracing::error!(%err, "idempotency check failed");
-                retry_later(error_response(
-                    status,
-                    "IDEMPOTENCY_UNAVAILABLE",
-                    "the Idempotency-Key could not be checked; nothing was placed, retry",
-                ))
-            }
-            Self::Checkout(CheckoutError::NotOnSale) => {
-                error_response(status, "PRODUCT_NOT_ON_SALE", "this product is not on sale")
-            }
-            Self::Checkout(CheckoutError::NotReady) => retry_later(error_response(
-                status,
+            Self::Checkout(CheckoutError::Idempotency(err)) => unavailable(
+                "IDEMPOTENCY_UNAVAILABLE",
+                "the Idempotency-Key could not be checked; nothing was placed, retry",
+            )
+            .error(err),
+            Self::Checkout(CheckoutError::NotOnSale) => Failure::new(
+                S::NOT_FOUND,
+                "PRODUCT_NOT_ON_SALE",
+                "this product is not on sale",
+            ),
+            Self::Checkout(CheckoutError::NotReady) => unavailable(
                 "SALE_NOT_READY",
                 "the sale is being prepared; retry in a moment",
-            )),
-            Self::Checkout(CheckoutError::Admission(err)) => {
-                tracing::error!(%err, "admission store unavailable");
-                retry_later(error_response(
-                    status,
-                    "ADMISSION_UNAVAILABLE",
-                    "orders cannot be admitted right now; nothing was reserved, retry",
-                ))
-            }
-            Self::Checkout(CheckoutError::Publish(err)) => {
-                tracing::error!(%err, "transactional send failed");
-                retry_later(error_response(
-                    status,
-                    "BROKER_UNAVAILABLE",
-                    "the order was not placed: the message broker is unavailable, retry",
-                ))
-            }
-            Self::Database(err) => {
-                tracing::error!(%err, "database error");
-                retry_later(error_response(
-                    status,
-                    "DATABASE_UNAVAILABLE",
-                    "the order database is unavailable, retry",
-                ))
-            }
+            ),
+            Self::Checkout(CheckoutError::Admission(err)) => unavailable(
+                "ADMISSION_UNAVAILABLE",
+                "orders cannot be admitted right now; nothing was reserved, retry",
+            )
+            .error(err),
+            Self::Checkout(CheckoutError::Publish(err)) => unavailable(
+                "BROKER_UNAVAILABLE",
+                "the order was not placed: the message broker is unavailable, retry",
+            )
+            .error(err),
+            Self::Database(err) => unavailable(
+                "DATABASE_UNAVAILABLE",
+                "the order database is unavailable, retry",
+            )
+            .error(err),
         }
     }
 }
@@ -203,14 +154,6 @@ fn parse_client_address(raw: &str) -> Option<std::net::IpAddr> {
         .map(|s| s.ip())
         .or_else(|_| raw.parse())
         .ok()
-}
-
-fn retry_later(mut response: HttpResponse) -> HttpResponse {
-    response.headers_mut().insert(
-        actix_web::http::header::RETRY_AFTER,
-        actix_web::http::header::HeaderValue::from_static("1"),
-    );
-    response
 }
 
 fn placed_body(order: &OrderCreated, status: &str) -> serde_json::Value {
@@ -237,21 +180,23 @@ pub async fn place_order(
     answer
 }
 
-/// The `outcome` label of an order request's answer.
+/// The `outcome` label of an order request's answer, read off the answer
+/// itself (its status and code: the one error table decides both).
 fn outcome_of(answer: &Result<HttpResponse, OrderApiError>) -> &'static str {
     match answer {
         Ok(r) if r.headers().contains_key("Idempotent-Replayed") => "replayed",
         Ok(r) if r.status() == StatusCode::CREATED => "created",
         Ok(_) => "pending",
-        Err(OrderApiError::Checkout(CheckoutError::SoldOut)) => "sold_out",
-        Err(OrderApiError::Checkout(CheckoutError::LimitExceeded)) => "limit_exceeded",
-        Err(OrderApiError::Checkout(CheckoutError::NotOnSale)) => "not_on_sale",
-        Err(OrderApiError::Checkout(CheckoutError::NotReady)) => "not_ready",
-        Err(OrderApiError::Refused(_)) => "rejected",
-        Err(OrderApiError::RateLimited(_)) => "rate_limited",
-        Err(OrderApiError::Invalid(_))
-        | Err(OrderApiError::Checkout(CheckoutError::IdempotencyKeyReused)) => "invalid",
-        Err(_) => "unavailable",
+        Err(err) => match err.failure().code {
+            "SOLD_OUT" => "sold_out",
+            "LIMIT_EXCEEDED" => "limit_exceeded",
+            "PRODUCT_NOT_ON_SALE" => "not_on_sale",
+            "SALE_NOT_READY" => "not_ready",
+            "ORDER_REJECTED" => "rejected",
+            "RATE_LIMITED" => "rate_limited",
+            "INVALID_FIELD" | "IDEMPOTENCY_KEY_REUSED" => "invalid",
+            _ => "unavailable",
+        },
     }
 }
 

@@ -2,9 +2,9 @@
 //! and the admin rebuild of the admission state.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, web};
 use common::domain::{InvalidValue, ProductId};
-use common::http::{JsonFields, error_response, invalid_field};
+use common::http::{ApiFailure, Failure, JsonFields};
 use serde_json::json;
 
 use crate::admission::rebuild::{RebuildError, Scope};
@@ -25,65 +25,52 @@ pub enum SaleApiError {
     Database(#[from] sea_orm::DbErr),
 }
 
-impl ResponseError for SaleApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotOnSale(_) | Self::DeadLetterNotFound(_) => StatusCode::NOT_FOUND,
-            Self::Sale(SaleError::Rebuild(RebuildError::Busy)) => StatusCode::CONFLICT,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
+common::impl_response_error!(SaleApiError);
 
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+impl ApiFailure for SaleApiError {
+    fn failure(&self) -> Failure {
+        use StatusCode as S;
         match self {
-            Self::Invalid(err) => invalid_field(err),
-            Self::NotOnSale(product) => error_response(
-                status,
+            Self::Invalid(err) => Failure::invalid(err),
+            Self::NotOnSale(product) => Failure::new(
+                S::NOT_FOUND,
                 "PRODUCT_NOT_ON_SALE",
                 format!("product {product} is not on sale"),
             ),
-            Self::DeadLetterNotFound(msg_id) => error_response(
-                status,
+            Self::DeadLetterNotFound(msg_id) => Failure::new(
+                S::NOT_FOUND,
                 "DEAD_LETTER_NOT_FOUND",
                 format!("no unresolved dead letter {msg_id}"),
             ),
-            Self::Sale(SaleError::Rebuild(RebuildError::Busy)) => {
-                error_response(status, "REBUILD_RUNNING", "a rebuild is already running")
-            }
-            Self::Sale(SaleError::Rebuild(err)) => {
-                tracing::error!(%err, "rebuild failed");
-                error_response(
-                    status,
-                    "SALE_NOT_READY",
-                    format!("the admission state could not be rebuilt: {err}"),
-                )
-            }
-            Self::Sale(SaleError::Stock(err)) => {
-                tracing::error!(%err, "stock-service call failed");
-                error_response(
-                    status,
-                    "STOCK_SERVICE_UNAVAILABLE",
-                    "stock-service could not set the stock; retry",
-                )
-            }
-            Self::Sale(SaleError::Redis(err)) => {
-                tracing::error!(%err, "redis");
-                error_response(
-                    status,
-                    "ADMISSION_UNAVAILABLE",
-                    "Redis is unavailable; retry",
-                )
-            }
-            Self::Database(err) | Self::Sale(SaleError::Database(err)) => {
-                tracing::error!(%err, "database");
-                error_response(
-                    status,
-                    "DATABASE_UNAVAILABLE",
-                    "the order database is unavailable; retry",
-                )
-            }
+            Self::Sale(SaleError::Rebuild(RebuildError::Busy)) => Failure::new(
+                S::CONFLICT,
+                "REBUILD_RUNNING",
+                "a rebuild is already running",
+            ),
+            Self::Sale(SaleError::Rebuild(err)) => Failure::new(
+                S::SERVICE_UNAVAILABLE,
+                "SALE_NOT_READY",
+                format!("the admission state could not be rebuilt: {err}"),
+            )
+            .error(err),
+            Self::Sale(SaleError::Stock(err)) => Failure::new(
+                S::SERVICE_UNAVAILABLE,
+                "STOCK_SERVICE_UNAVAILABLE",
+                "stock-service could not set the stock; retry",
+            )
+            .error(err),
+            Self::Sale(SaleError::Redis(err)) => Failure::new(
+                S::SERVICE_UNAVAILABLE,
+                "ADMISSION_UNAVAILABLE",
+                "Redis is unavailable; retry",
+            )
+            .error(err),
+            Self::Database(err) | Self::Sale(SaleError::Database(err)) => Failure::new(
+                S::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the order database is unavailable; retry",
+            )
+            .error(err),
         }
     }
 }

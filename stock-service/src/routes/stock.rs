@@ -1,9 +1,9 @@
 //! `GET /api/stock/{product_id}` and the admin `PUT /api/stock/{product_id}`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpResponse, web};
 use common::domain::{InvalidValue, ProductId};
-use common::http::{JsonFields, error_response, invalid_field};
+use common::http::{ApiFailure, Failure, JsonFields};
 
 use crate::metrics::StockMetrics;
 use crate::store;
@@ -19,31 +19,23 @@ pub enum StockApiError {
     Database(#[from] sea_orm::DbErr),
 }
 
-impl ResponseError for StockApiError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
+common::impl_response_error!(StockApiError);
 
-    fn error_response(&self) -> HttpResponse {
+impl ApiFailure for StockApiError {
+    fn failure(&self) -> Failure {
         match self {
-            Self::Invalid(err) => invalid_field(err),
-            Self::NotFound(product) => error_response(
-                self.status_code(),
+            Self::Invalid(err) => Failure::invalid(err),
+            Self::NotFound(product) => Failure::new(
+                StatusCode::NOT_FOUND,
                 "PRODUCT_NOT_FOUND",
                 format!("product {product} has no stock record"),
             ),
-            Self::Database(err) => {
-                tracing::error!(%err, "database error");
-                error_response(
-                    self.status_code(),
-                    "DATABASE_UNAVAILABLE",
-                    "the stock database is unavailable, retry",
-                )
-            }
+            Self::Database(err) => Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DATABASE_UNAVAILABLE",
+                "the stock database is unavailable, retry",
+            )
+            .error(err),
         }
     }
 }
