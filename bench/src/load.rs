@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use common::settings::MqSettings;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{Database, DatabaseConnection};
 use serde_json::json;
 
 #[derive(Debug, Args)]
@@ -182,15 +182,7 @@ pub async fn scalar(
     sql: &str,
     product: i64,
 ) -> anyhow::Result<i64> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            [product.into()],
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no row for {sql}"))?;
-    Ok(row.try_get_by_index::<Option<i64>>(0)?.unwrap_or(0))
+    Ok(common::db::scalar(db, sql, [product.into()]).await?)
 }
 
 /// Waits for the pipeline to go quiet, then checks: no oversell, every

@@ -209,7 +209,12 @@ async fn check(
         .await?["stock"]
         .as_i64()
         .unwrap_or(-1);
-    let oversold = (deducted - args.stock as i64).max(0);
+    let ledger = common::ledger::StockLedger {
+        opened: args.stock as i64,
+        db_stock,
+        sold: deducted,
+    };
+    let oversold = ledger.oversold();
     println!();
     println!(
         "stock {} | created {created} | committed {committed} | deducted {deducted} | DB stock {db_stock} | Redis stock {redis_stock} | oversold {oversold}",
@@ -235,7 +240,7 @@ async fn check(
         ),
         (
             "DB stock == stock - deducted".to_owned(),
-            db_stock == args.stock as i64 - deducted,
+            ledger.accounted(),
         ),
     ];
     let mut failed = false;

@@ -82,6 +82,22 @@ pub fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> sea_
     sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::MySql, sql, values)
 }
 
+/// Runs a query whose first column of the first row is a BIGINT (`COUNT(*)`,
+/// `CAST(SUM(..) AS SIGNED)`); no row or NULL reads as 0.
+pub async fn scalar(
+    db: &impl sea_orm::ConnectionTrait,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<i64, sea_orm::DbErr> {
+    Ok(db
+        .query_one_raw(stmt(sql, values))
+        .await?
+        .map(|row| row.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,12 +11,14 @@
 //! - [`deps`]: the connections a service opens at start-up (DB, Redis, MQ) and `/readyz` over them.
 //! - [`mq`]: the RocketMQ client runtime, sized for synchronous listeners, and topic set-up.
 //! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
+//! - [`ledger`]: the stock invariant (opened = DB stock + sold, nothing oversold).
 //! - [`shutdown`]: the stop signal both services wait on.
 
 pub mod db;
 pub mod deps;
 pub mod domain;
 pub mod http;
+pub mod ledger;
 pub mod messages;
 pub mod metrics;
 pub mod mq;

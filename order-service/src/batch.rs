@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
 use crate::sales::Sales;
-use crate::store::{count_for_product, per_product};
+use crate::store::{ProductFigure, count_for_product};
 
 /// What the page asks for.
 #[derive(Debug, Clone, Copy)]
@@ -232,12 +232,17 @@ impl Runner {
             .wait_until_applied(product, Duration::from_secs(60))
             .await?;
         let count = |sql| count_for_product(&self.db, sql, product.get());
-        let orders_held = count(per_product::HELD_ORDERS).await?;
-        let items_sold = count(per_product::HELD_ITEMS).await?;
-        let most_per_buyer = count(per_product::MOST_PER_BUYER).await?;
+        let orders_held = count(ProductFigure::HeldOrders).await?;
+        let items_sold = count(ProductFigure::HeldItems).await?;
+        let most_per_buyer = count(ProductFigure::MostPerBuyer).await?;
         let redis_stock = self.sales.view(product).await?.map(|view| view.stock);
-        let oversold = (items_sold - i64::from(stock)).max(0);
-        let stock_accounted = db_stock + items_sold == i64::from(stock);
+        let ledger = common::ledger::StockLedger {
+            opened: i64::from(stock),
+            db_stock,
+            sold: items_sold,
+        };
+        let oversold = ledger.oversold();
+        let stock_accounted = ledger.accounted();
         let redis_equals_db = redis_stock == Some(db_stock);
         let one_order_per_buyer = most_per_buyer <= 1;
         Ok(BatchChecks {

@@ -14,7 +14,7 @@ use common::domain::UserId;
 use common::messages::OrderCreated;
 use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::domain::{IdempotencyKey, Order};
 use crate::store;
@@ -135,7 +135,7 @@ impl IdempotencyClaims {
             if let Some(found) = store::find_order(db, order_no).await? {
                 return Ok(Earlier::Order(found));
             }
-            if rolled_back(db, tx_no).await? {
+            if store::tx_outcome(db, tx_no).await? == Some(store::TxOutcome::RolledBack) {
                 self.release
                     .key(&redis_key)
                     .arg(&held)
@@ -166,14 +166,4 @@ impl IdempotencyClaims {
             .await
             .map(drop)
     }
-}
-
-async fn rolled_back(db: &DatabaseConnection, tx_no: &str) -> Result<bool, DbErr> {
-    Ok(db
-        .query_one_raw(common::db::stmt(
-            "SELECT 1 FROM tx_log WHERE tx_no = ? AND outcome = 'ROLLED_BACK'",
-            [tx_no.into()],
-        ))
-        .await?
-        .is_some())
 }

@@ -280,40 +280,54 @@ async fn select_orders(
     .collect()
 }
 
-/// Per-product figures of the order DB, each a `?` for the product id.
-pub mod per_product {
+/// A per-product figure of the order DB (see [`count_for_product`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductFigure {
     /// Messages committed for the product, as stock-service counts them: one
     /// per order (its creation) plus one per cancellation.
-    pub const COMMITTED_MESSAGES: &str =
-        "SELECT COUNT(*) + COUNT(cancel_tx_no) FROM orders WHERE product_id = ?";
+    CommittedMessages,
     /// Orders holding stock (NEW or PAID).
-    pub const HELD_ORDERS: &str =
-        "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')";
+    HeldOrders,
     /// Items those orders hold.
-    pub const HELD_ITEMS: &str = "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders \
-         WHERE product_id = ? AND status IN ('NEW', 'PAID')";
+    HeldItems,
     /// The most NEW/PAID orders one buyer holds.
-    pub const MOST_PER_BUYER: &str = "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n \
-         FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer";
+    MostPerBuyer,
     /// PAID orders stock-service found no stock for.
-    pub const PAID_WITHOUT_STOCK: &str =
-        "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL";
+    PaidWithoutStock,
 }
 
-/// Runs one of [`per_product`]'s queries (or another whose first column is a
-/// BIGINT and whose one `?` is the product); NULL counts as 0.
+impl ProductFigure {
+    /// Its query: the first column a BIGINT, the one `?` the product.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::CommittedMessages => {
+                "SELECT COUNT(*) + COUNT(cancel_tx_no) FROM orders WHERE product_id = ?"
+            }
+            Self::HeldOrders => {
+                "SELECT COUNT(*) FROM orders WHERE product_id = ? AND status IN ('NEW', 'PAID')"
+            }
+            Self::HeldItems => {
+                "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders \
+                 WHERE product_id = ? AND status IN ('NEW', 'PAID')"
+            }
+            Self::MostPerBuyer => {
+                "SELECT CAST(MAX(n) AS SIGNED) FROM (SELECT COUNT(*) AS n FROM orders \
+                 WHERE product_id = ? AND status IN ('NEW', 'PAID') GROUP BY user_id) per_buyer"
+            }
+            Self::PaidWithoutStock => {
+                "SELECT COUNT(*) FROM orders WHERE product_id = ? AND stock_missing_at IS NOT NULL"
+            }
+        }
+    }
+}
+
+/// One of a product's [`ProductFigure`]s; NULL counts as 0.
 pub async fn count_for_product(
     db: &DatabaseConnection,
-    sql: &str,
+    figure: ProductFigure,
     product: i64,
 ) -> Result<i64, DbErr> {
-    Ok(db
-        .query_one_raw(stmt(sql, [product.into()]))
-        .await?
-        .map(|r| r.try_get_by_index::<Option<i64>>(0))
-        .transpose()?
-        .flatten()
-        .unwrap_or(0))
+    common::db::scalar(db, figure.sql(), [product.into()]).await
 }
 
 /// A statement that the server executed and refused is a refusal; anything

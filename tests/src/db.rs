@@ -41,18 +41,9 @@ pub async fn scalar(
     sql: &str,
     values: impl IntoIterator<Item = Value>,
 ) -> i64 {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::MySql,
-            sql,
-            values,
-        ))
+    common::db::scalar(db, sql, values)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .unwrap_or_else(|| panic!("{sql}: no row"));
-    row.try_get_by_index::<Option<i64>>(0)
         .unwrap_or_else(|e| panic!("{sql}: {e} (CAST sums AS SIGNED)"))
-        .unwrap_or(0)
 }
 
 /// Runs a statement and returns rows affected.

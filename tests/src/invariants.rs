@@ -70,7 +70,12 @@ pub async fn assert_every_unit_accounted(
             let now = accounts(env, product).await;
             let report = redis_report(orders, product).await;
             let quiet = now.applied_messages == now.committed_messages;
-            let balanced = now.db_stock + now.held_items == initial_stock;
+            let balanced = common::ledger::StockLedger {
+                opened: initial_stock,
+                db_stock: now.db_stock,
+                sold: now.held_items,
+            }
+            .accounted();
             let redis_agrees = report["redis_stock"].as_i64() == Some(now.db_stock)
                 && report["differences"].as_array().is_some_and(Vec::is_empty);
             if quiet && balanced && redis_agrees {

@@ -29,7 +29,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use super::{AdmissionGate, Reservation, SaleState};
 use crate::stock_client::{StockClient, StockClientError};
-use crate::store::{self, Holding, count_for_product, per_product};
+use crate::store::{self, Holding, ProductFigure, count_for_product};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -195,7 +195,8 @@ pub async fn snapshot(
         let remaining = quiet_timeout.saturating_sub(started.elapsed());
         let (level, committed) = wait_until_applied(db, stock, product, remaining).await?;
         let holdings = store::holdings(db, product.get()).await?;
-        if count_for_product(db, per_product::COMMITTED_MESSAGES, product.get()).await? == committed
+        if count_for_product(db, ProductFigure::CommittedMessages, product.get()).await?
+            == committed
         {
             return Ok(Snapshot {
                 stock: level,
@@ -292,7 +293,7 @@ pub(crate) async fn wait_until_applied(
     let started = Instant::now();
     loop {
         let committed =
-            count_for_product(db, per_product::COMMITTED_MESSAGES, product.get()).await?;
+            count_for_product(db, ProductFigure::CommittedMessages, product.get()).await?;
         let level = stock.stock(product).await?;
         let (applied, total) = level.map_or((0, 0), |l| (l.applied_orders, l.total_count));
         if applied >= committed {

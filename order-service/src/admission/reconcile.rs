@@ -9,15 +9,14 @@
 //! closed or blocked in Redis, or a dead letter is unresolved (each with the
 //! verdict of [`crate::redelivery`]: rolled back, already delivered, resent…).
 
-use common::domain::ProductId;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::DatabaseConnection;
 use serde::Serialize;
 
 use super::AdmissionGate;
 use super::SaleState;
 use super::rebuild::RebuildError;
 use crate::stock_client::StockClient;
-use crate::store::{self, Confirmed, count_for_product, per_product};
+use crate::store::{self, Confirmed, ProductFigure, count_for_product};
 
 #[derive(Debug, Serialize)]
 pub struct ProductReport {
@@ -71,22 +70,15 @@ pub async fn reconcile(
         - chrono::Duration::from_std(unapplied_after).unwrap_or_default())
     .naive_utc();
     let ready = gate.is_ready().await?;
-    let sales = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::MySql,
-            "SELECT product_id FROM sales ORDER BY product_id",
-        ))
-        .await?;
+    let sales = store::sales(db).await?;
     let levels = stock.levels().await?;
     let mut products = Vec::with_capacity(sales.len());
-    for row in sales {
-        let product = ProductId::parse(row.try_get::<i64>("", "product_id")?)
-            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+    for (product, _) in sales {
         let id = product.get();
-        let committed_orders = count_for_product(db, per_product::COMMITTED_MESSAGES, id).await?;
-        let held_orders = count_for_product(db, per_product::HELD_ORDERS, id).await?;
-        let held_items = count_for_product(db, per_product::HELD_ITEMS, id).await?;
-        let paid_without_stock = count_for_product(db, per_product::PAID_WITHOUT_STOCK, id).await?;
+        let committed_orders = count_for_product(db, ProductFigure::CommittedMessages, id).await?;
+        let held_orders = count_for_product(db, ProductFigure::HeldOrders, id).await?;
+        let held_items = count_for_product(db, ProductFigure::HeldItems, id).await?;
+        let paid_without_stock = count_for_product(db, ProductFigure::PaidWithoutStock, id).await?;
         let level = levels.get(&id).copied();
         let mut redis = gate.redis();
         let (redis_stock, reservations): (Option<i64>, Vec<String>) = redis::pipe()
