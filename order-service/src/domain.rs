@@ -104,7 +104,7 @@ pub struct Order {
     pub pay_no: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
     /// Why a CANCELLED/FAILED order was closed: BUYER, TIMEOUT or STOCK_INSUFFICIENT.
-    pub closed_reason: Option<String>,
+    pub closed_reason: Option<ClosedReason>,
     pub closed_at: Option<DateTime<Utc>>,
     /// Until when a NEW order can be paid; after it, it is cancelled.
     pub pay_deadline: Option<DateTime<Utc>>,
@@ -135,8 +135,7 @@ impl Order {
         };
         let reason = self
             .closed_reason
-            .as_deref()
-            .and_then(CancelReason::parse)
+            .and_then(ClosedReason::cancel_reason)
             .ok_or_else(|| InvalidValue {
                 field: "closed_reason",
                 reason: format!("not a cancellation reason: {:?}", self.closed_reason),
@@ -173,8 +172,42 @@ fn payment_time(payment_timeout: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(payment_timeout).unwrap_or(chrono::Duration::days(36_500))
 }
 
-/// Why [`OrderStatus::Failed`]: stock-service had no stock for the order.
-pub const CLOSED_STOCK_INSUFFICIENT: &str = "STOCK_INSUFFICIENT";
+/// Why a CANCELLED/FAILED order was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClosedReason {
+    /// Cancelled by its buyer.
+    Buyer,
+    /// Cancelled when its payment time ran out.
+    Timeout,
+    /// Failed: stock-service had no stock for it.
+    StockInsufficient,
+}
+
+impl ClosedReason {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Buyer => "BUYER",
+            Self::Timeout => "TIMEOUT",
+            Self::StockInsufficient => "STOCK_INSUFFICIENT",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Option<Self> {
+        [Self::Buyer, Self::Timeout, Self::StockInsufficient]
+            .into_iter()
+            .find(|r| r.as_db() == raw)
+    }
+
+    /// The cancellation reason of a cancelled order (none for a failed one).
+    pub fn cancel_reason(self) -> Option<CancelReason> {
+        match self {
+            Self::Buyer => Some(CancelReason::Buyer),
+            Self::Timeout => Some(CancelReason::Timeout),
+            Self::StockInsufficient => None,
+        }
+    }
+}
 
 /// A simulated payment reference: 1–64 characters of `[A-Za-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

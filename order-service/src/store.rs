@@ -9,7 +9,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
 };
 
-use crate::domain::{CLOSED_STOCK_INSUFFICIENT, Order, OrderStatus};
+use crate::domain::{ClosedReason, Order, OrderStatus};
 
 /// The final outcome of one distributed transaction, as `tx_log` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +183,7 @@ pub async fn fail_order(db: &DatabaseConnection, order_tx_no: &str) -> Result<Fa
             "UPDATE orders SET status = 'FAILED', closed_reason = ?, closed_at = ?, updated_at = ? \
              WHERE tx_no = ? AND status = 'NEW'",
             [
-                CLOSED_STOCK_INSUFFICIENT.into(),
+                ClosedReason::StockInsufficient.as_db().into(),
                 now.into(),
                 now.into(),
                 order_tx_no.into(),
@@ -404,7 +404,13 @@ impl TryFrom<OrderRow> for Order {
             paid_at: row
                 .paid_at
                 .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
-            closed_reason: row.closed_reason,
+            closed_reason: row
+                .closed_reason
+                .map(|raw| {
+                    ClosedReason::from_db(&raw)
+                        .ok_or_else(|| DbErr::Custom(format!("unexpected closed_reason {raw:?}")))
+                })
+                .transpose()?,
             closed_at: row
                 .closed_at
                 .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),

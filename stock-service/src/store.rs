@@ -7,6 +7,46 @@ use common::messages::{OrderCancelled, OrderCreated};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
 use serde::Serialize;
 
+/// What `tx_log` records for one message (its `outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A creation whose stock was deducted.
+    Deducted,
+    /// A creation the stock could not cover: nothing deducted.
+    Insufficient,
+    /// A creation whose cancellation came first: it will deduct nothing.
+    Voided,
+    /// A cancellation that gave its creation's stock back.
+    Restored,
+    /// A cancellation with nothing to give back (insufficient or voided creation).
+    NothingToRestore,
+}
+
+impl Outcome {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Deducted => "DEDUCTED",
+            Self::Insufficient => "INSUFFICIENT",
+            Self::Voided => "VOIDED",
+            Self::Restored => "RESTORED",
+            Self::NothingToRestore => "NOTHING_TO_RESTORE",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> Result<Self, DbErr> {
+        [
+            Self::Deducted,
+            Self::Insufficient,
+            Self::Voided,
+            Self::Restored,
+            Self::NothingToRestore,
+        ]
+        .into_iter()
+        .find(|o| o.as_db() == raw)
+        .ok_or_else(|| DbErr::Custom(format!("unexpected stock tx_log outcome {raw:?}")))
+    }
+}
+
 /// What applying one order message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -64,12 +104,13 @@ async fn apply(
     let claimed = txn
         .execute_raw(stmt(
             "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
-             VALUES (?, ?, ?, ?, 'DEDUCTED')",
+             VALUES (?, ?, ?, ?, ?)",
             [
                 order.tx_no.as_str().into(),
                 order.order_no.as_str().into(),
                 order.product_id.get().into(),
                 i64::from(order.count).into(),
+                Outcome::Deducted.as_db().into(),
             ],
         ))
         .await;
@@ -82,7 +123,7 @@ async fn apply(
                 "already applied (or voided); duplicate delivery ignored"
             );
             return Ok(Applied::Duplicate {
-                insufficient: previous.as_deref() == Some("INSUFFICIENT"),
+                insufficient: previous == Some(Outcome::Insufficient),
             });
         }
         Err(err) => return Err(err),
@@ -106,8 +147,11 @@ async fn apply(
         return Ok(Applied::ShortForNow);
     } else {
         txn.execute_raw(stmt(
-            "UPDATE tx_log SET outcome = 'INSUFFICIENT' WHERE tx_no = ?",
-            [order.tx_no.as_str().into()],
+            "UPDATE tx_log SET outcome = ? WHERE tx_no = ?",
+            [
+                Outcome::Insufficient.as_db().into(),
+                order.tx_no.as_str().into(),
+            ],
         ))
         .await?;
         Applied::Insufficient
@@ -129,20 +173,20 @@ pub async fn apply_cancel(
     cancel: &OrderCancelled,
 ) -> Result<Restored, DbErr> {
     let count = i64::from(cancel.count);
-    let row = |tx_no: &str, outcome: &'static str| -> [Value; 5] {
+    let row = |tx_no: &str, outcome: Outcome| -> [Value; 5] {
         [
             tx_no.into(),
             cancel.order_no.as_str().into(),
             cancel.product_id.get().into(),
             count.into(),
-            outcome.into(),
+            outcome.as_db().into(),
         ]
     };
     let txn = db.begin().await?;
     let claimed = txn
         .execute_raw(stmt(
             "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) VALUES (?, ?, ?, ?, ?)",
-            row(cancel.tx_no.as_str(), "NOTHING_TO_RESTORE"),
+            row(cancel.tx_no.as_str(), Outcome::NothingToRestore),
         ))
         .await;
     match claimed {
@@ -157,31 +201,36 @@ pub async fn apply_cancel(
         .execute_raw(stmt(
             "INSERT IGNORE INTO tx_log (tx_no, order_no, product_id, count, outcome) \
              VALUES (?, ?, ?, ?, ?)",
-            row(cancel.order_tx_no.as_str(), "VOIDED"),
+            row(cancel.order_tx_no.as_str(), Outcome::Voided),
         ))
         .await?
         .rows_affected()
         == 1;
     let creation = if voided {
-        "VOIDED".to_owned()
+        Outcome::Voided
     } else {
-        txn.query_one_raw(stmt(
-            "SELECT outcome FROM tx_log WHERE tx_no = ? FOR UPDATE",
-            [cancel.order_tx_no.as_str().into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("tx_log {}", cancel.order_tx_no)))?
-        .try_get::<String>("", "outcome")?
+        Outcome::from_db(
+            &txn.query_one_raw(stmt(
+                "SELECT outcome FROM tx_log WHERE tx_no = ? FOR UPDATE",
+                [cancel.order_tx_no.as_str().into()],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound(format!("tx_log {}", cancel.order_tx_no)))?
+            .try_get::<String>("", "outcome")?,
+        )?
     };
-    let restored = if creation == "DEDUCTED" {
+    let restored = if creation == Outcome::Deducted {
         txn.execute_raw(stmt(
             "UPDATE stock SET total_count = total_count + ? WHERE product_id = ?",
             [count.into(), cancel.product_id.get().into()],
         ))
         .await?;
         txn.execute_raw(stmt(
-            "UPDATE tx_log SET outcome = 'RESTORED' WHERE tx_no = ?",
-            [cancel.tx_no.as_str().into()],
+            "UPDATE tx_log SET outcome = ? WHERE tx_no = ?",
+            [
+                Outcome::Restored.as_db().into(),
+                cancel.tx_no.as_str().into(),
+            ],
         ))
         .await?;
         Restored::Restored
@@ -189,17 +238,17 @@ pub async fn apply_cancel(
         Restored::NothingToRestore
     };
     txn.commit().await?;
-    tracing::info!(?restored, creation, product_id = %cancel.product_id, count, "cancellation applied");
+    tracing::info!(?restored, ?creation, product_id = %cancel.product_id, count, "cancellation applied");
     Ok(restored)
 }
 
-async fn outcome_of(db: &DatabaseConnection, tx_no: &str) -> Result<Option<String>, DbErr> {
+async fn outcome_of(db: &DatabaseConnection, tx_no: &str) -> Result<Option<Outcome>, DbErr> {
     db.query_one_raw(stmt(
         "SELECT outcome FROM tx_log WHERE tx_no = ?",
         [tx_no.into()],
     ))
     .await?
-    .map(|row| row.try_get::<String>("", "outcome"))
+    .map(|row| Outcome::from_db(&row.try_get::<String>("", "outcome")?))
     .transpose()
 }
 
