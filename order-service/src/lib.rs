@@ -23,11 +23,19 @@
 //! [`redelivery`] sends again any committed message stock-service has not
 //! applied in time (lost or discarded by the broker) and settles dead letters.
 //!
-//! [`routes::sales`] opens sales (stock via [`stock_client`], Redis state) and
-//! rebuilds the admission state ([`admission::rebuild`]) when Redis lost it.
+//! [`sales`] opens sales (stock via [`stock_client`], the `sales` row, Redis)
+//! and rebuilds the admission state ([`admission::rebuild`], per sale) when
+//! Redis lost it; [`routes::sales`] is its HTTP face.
 //! [`dashboard`] and [`metrics`] feed the dashboard page and `/metrics`;
 //! [`batch`] runs the batch purchase of the `/batch` page.
-//! [`startup`] wires it together; [`settings`] holds its configuration.
+//!
+//! Layers, one way: [`routes`] (and [`state`], what the handlers share) →
+//! services ([`checkout`], [`sales`], [`lifecycle`], [`batch`], [`dashboard`],
+//! [`redelivery`], [`events`]) → [`store`] (the only SQL against `orders`,
+//! `sales`, `tx_log`) / [`admission`] / [`publisher`] + [`listener`] /
+//! [`stock_client`]. [`startup`] wires it together and stops it (background
+//! jobs get a shutdown signal and are awaited); [`settings`] holds its
+//! configuration.
 
 pub mod admission;
 pub mod batch;

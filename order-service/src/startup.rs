@@ -54,19 +54,28 @@ pub struct Application {
     db: DatabaseConnection,
 }
 
-impl Application {
-    /// Connects to MariaDB (creating and migrating the database), Redis and the
-    /// broker, starts the transactional producer, the admission keeper, and
-    /// binds the HTTP port.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (deps, mq) = Dependencies::connect(
-            "order-service",
-            &settings.database,
-            crate::SCHEMA,
-            Some(&settings.redis),
-            &settings.mq,
-        )
-        .await?;
+/// Everything order-service runs, built once from the settings.
+struct Services {
+    db: DatabaseConnection,
+    redis: redis::aio::ConnectionManager,
+    admission: Arc<AdmissionGate>,
+    metrics: Arc<OrderMetrics>,
+    publisher: Arc<OrderPublisher>,
+    timeouts: Arc<TimeoutScheduler>,
+    lifecycle: Arc<Lifecycle>,
+    events: EventConsumer,
+    dead_letters: DeadLetterWatch,
+    stock: Arc<StockClient>,
+    redelivery: Arc<Redelivery>,
+    rate_limits: Arc<RateLimits>,
+}
+
+impl Services {
+    async fn start(
+        settings: &Settings,
+        deps: &Dependencies,
+        mq: &MqRuntime,
+    ) -> anyhow::Result<Self> {
         let db = deps.db.clone();
         let redis = deps
             .redis
@@ -85,12 +94,12 @@ impl Application {
             tokio::runtime::Handle::current(),
         );
         let publisher = Arc::new(
-            OrderPublisher::start(&mq, &settings, listener, db.clone(), Arc::clone(&metrics))
+            OrderPublisher::start(mq, settings, listener, db.clone(), Arc::clone(&metrics))
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the transactional producer: {e}"))?,
         );
         let timeouts = Arc::new(
-            TimeoutScheduler::start(&mq, &settings)
+            TimeoutScheduler::start(mq, settings)
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the timeout producer: {e}"))?,
         );
@@ -102,22 +111,18 @@ impl Application {
             settings.lifecycle.payment_timeout(),
             Duration::from_secs(settings.lifecycle.orphan_reservation_secs),
         ));
-        let events = EventConsumer::start(
-            &mq,
-            &settings,
-            Arc::clone(&lifecycle),
-            Arc::clone(&timeouts),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the event consumer: {e}"))?;
-        let dead_letters = DeadLetterWatch::start(&mq, &settings, db.clone(), Arc::clone(&metrics))
+        let events =
+            EventConsumer::start(mq, settings, Arc::clone(&lifecycle), Arc::clone(&timeouts))
+                .await
+                .map_err(|e| anyhow::anyhow!("starting the event consumer: {e}"))?;
+        let dead_letters = DeadLetterWatch::start(mq, settings, db.clone(), Arc::clone(&metrics))
             .await
             .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
         let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
         let redelivery = Arc::new(
             Redelivery::start(
-                &mq,
-                &settings,
+                mq,
+                settings,
                 db.clone(),
                 Arc::clone(&stock),
                 Arc::clone(&admission),
@@ -126,74 +131,120 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("starting the redelivery producer: {e}"))?,
         );
-        let (stop_background, stop) = common::shutdown::channel();
-        let rate_limits = Arc::new(RateLimits::new(&settings.rate_limit));
-        let background = vec![
-            tokio::spawn(keep_connected(Arc::clone(&publisher), stop.clone())),
+        Ok(Self {
+            db,
+            redis,
+            admission,
+            metrics,
+            publisher,
+            timeouts,
+            lifecycle,
+            events,
+            dead_letters,
+            stock,
+            redelivery,
+            rate_limits: Arc::new(RateLimits::new(&settings.rate_limit)),
+        })
+    }
+
+    /// The periodic jobs, each with only what it uses and a shutdown signal.
+    fn spawn_background(
+        &self,
+        settings: &Settings,
+    ) -> anyhow::Result<(common::shutdown::ShutdownTrigger, Vec<JoinHandle<()>>)> {
+        let (trigger, stop) = common::shutdown::channel();
+        let every = |ms| Duration::from_millis(ms);
+        let jobs = vec![
+            tokio::spawn(keep_connected(Arc::clone(&self.publisher), stop.clone())),
             tokio::spawn(keep_redelivering(
-                Arc::clone(&redelivery),
-                Duration::from_millis(settings.redelivery.interval_ms),
+                Arc::clone(&self.redelivery),
+                every(settings.redelivery.interval_ms),
                 stop.clone(),
             )),
-            tokio::spawn(keep_flushing(Arc::clone(&timeouts), stop.clone())),
+            tokio::spawn(keep_flushing(Arc::clone(&self.timeouts), stop.clone())),
             tokio::spawn(keep_sweeping(
-                Arc::clone(&lifecycle),
-                Duration::from_millis(settings.lifecycle.sweep_interval_ms),
+                Arc::clone(&self.lifecycle),
+                every(settings.lifecycle.sweep_interval_ms),
                 stop.clone(),
             )),
             tokio::spawn(rebuild::keep_ready(
-                Arc::clone(&admission),
-                db.clone(),
-                Arc::clone(&stock),
-                Duration::from_millis(settings.admission.ready_check_ms),
+                Arc::clone(&self.admission),
+                self.db.clone(),
+                Arc::clone(&self.stock),
+                every(settings.admission.ready_check_ms),
                 Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
                 stop.clone(),
             )),
             tokio::spawn(follow_restocks(
                 redis::Client::open(settings.redis.url.as_str())?,
-                admission.keys().restock_channel(),
-                Arc::clone(&admission),
+                self.admission.keys().restock_channel(),
+                Arc::clone(&self.admission),
                 stop.clone(),
             )),
-            tokio::spawn(forget_idle_limits(Arc::clone(&rate_limits), stop)),
+            tokio::spawn(forget_idle_limits(Arc::clone(&self.rate_limits), stop)),
         ];
+        Ok((trigger, jobs))
+    }
 
-        let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
+    /// What the HTTP handlers share; `port` is the one bound (for the batch
+    /// runner, which orders through this instance).
+    fn app_state(&self, settings: &Settings, port: u16) -> AppState {
         let sales = Arc::new(Sales::new(
-            Arc::clone(&admission),
-            db.clone(),
-            Arc::clone(&stock),
+            Arc::clone(&self.admission),
+            self.db.clone(),
+            Arc::clone(&self.stock),
             Duration::from_secs(settings.admission.rebuild_quiet_timeout_secs),
             settings.redelivery.after(),
         ));
-        let self_url = format!(
-            "http://{}:{port}",
-            match settings.http.host.as_str() {
-                "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
-                host => host,
-            }
-        );
-        let state = web::Data::new(AppState {
-            db: db.clone(),
+        let host = match settings.http.host.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1",
+            host => host,
+        };
+        AppState {
+            db: self.db.clone(),
             checkout: Checkout {
                 idempotency: IdempotencyClaims::new(
-                    redis.clone(),
+                    self.redis.clone(),
                     &settings.redis.key_prefix,
                     Duration::from_secs(10),
                 ),
-                admission,
-                publisher: Arc::clone(&publisher),
-                timeouts: Arc::clone(&timeouts),
-                db: db.clone(),
+                admission: Arc::clone(&self.admission),
+                publisher: Arc::clone(&self.publisher),
+                timeouts: Arc::clone(&self.timeouts),
+                db: self.db.clone(),
             },
-            lifecycle,
-            metrics,
-            batches: Batches::new(Arc::clone(&sales), db.clone(), self_url),
+            lifecycle: Arc::clone(&self.lifecycle),
+            metrics: Arc::clone(&self.metrics),
+            batches: Batches::new(
+                Arc::clone(&sales),
+                self.db.clone(),
+                format!("http://{host}:{port}"),
+            ),
             sales,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
-            rate_limits,
-        });
+            rate_limits: Arc::clone(&self.rate_limits),
+        }
+    }
+}
+
+impl Application {
+    /// Connects to MariaDB (creating and migrating the database), Redis and the
+    /// broker, starts the services and their background jobs, and binds the
+    /// HTTP port: connect → services → background → HTTP.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (deps, mq) = Dependencies::connect(
+            "order-service",
+            &settings.database,
+            crate::SCHEMA,
+            Some(&settings.redis),
+            &settings.mq,
+        )
+        .await?;
+        let services = Services::start(&settings, &deps, &mq).await?;
+        let (stop_background, background) = services.spawn_background(&settings)?;
+        let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
+        let state = web::Data::new(services.app_state(&settings, port));
         let deps = web::Data::new(deps);
         let server = common::http::start_server(
             tcp,
@@ -206,15 +257,15 @@ impl Application {
         Ok(Self {
             port,
             server,
-            publisher,
-            timeouts,
-            events,
-            dead_letters,
-            redelivery,
+            publisher: services.publisher,
+            timeouts: services.timeouts,
+            events: services.events,
+            dead_letters: services.dead_letters,
+            redelivery: services.redelivery,
             background,
             stop_background,
             mq,
-            db,
+            db: services.db,
         })
     }
 

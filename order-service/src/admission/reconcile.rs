@@ -99,45 +99,6 @@ pub async fn reconcile(
         let applied_orders = level.map_or(0, |l| l.applied_orders);
         let db_stock = level.map(|l| l.total_count);
         let quiet = applied_orders >= committed_orders;
-        let mut differences = Vec::new();
-        if !unapplied.is_empty() {
-            differences.push(format!(
-                "{} committed message(s) not applied by stock-service after {}s (being sent again): {}",
-                unapplied.len(),
-                unapplied_after.as_secs(),
-                unapplied.join(", ")
-            ));
-        }
-        if ready && admission != "open" {
-            differences.push(format!(
-                "admission {admission} (orders refused with SALE_NOT_READY)"
-            ));
-        }
-        if paid_without_stock > 0 {
-            differences.push(format!(
-                "{paid_without_stock} PAID orders have no stock (refund needed)"
-            ));
-        }
-        if !ready {
-            differences.push("admission state missing in Redis (rebuild pending)".to_owned());
-        } else if quiet {
-            if redis_stock != db_stock {
-                differences.push(format!(
-                    "Redis stock {redis_stock:?} != DB stock {db_stock:?}"
-                ));
-            }
-            if reservations.len() as i64 != held_orders {
-                differences.push(format!(
-                    "Redis holds {} reservations, the order DB {held_orders} NEW/PAID orders",
-                    reservations.len()
-                ));
-            }
-            if redis_reserved_items != held_items {
-                differences.push(format!(
-                    "Redis reserves {redis_reserved_items} items, orders hold {held_items}"
-                ));
-            }
-        }
         products.push(ProductReport {
             product_id: id,
             redis_stock,
@@ -152,8 +113,11 @@ pub async fn reconcile(
             quiet,
             admission,
             unapplied,
-            differences,
+            differences: Vec::new(),
         });
+    }
+    for product in &mut products {
+        product.differences = differences_of(product, ready, unapplied_after);
     }
     let (dead_letters, dead_letter_count) = crate::dead_letters::unresolved(db, 100).await?;
     let consistent = ready
@@ -266,4 +230,116 @@ async fn unapplied_messages(
         }
     }
     Ok(named)
+}
+
+/// What an operator must look at for one product (empty: consistent, or not
+/// yet comparable while messages are in flight).
+fn differences_of(
+    p: &ProductReport,
+    ready: bool,
+    unapplied_after: std::time::Duration,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    if !p.unapplied.is_empty() {
+        differences.push(format!(
+            "{} committed message(s) not applied by stock-service after {}s (being sent again): {}",
+            p.unapplied.len(),
+            unapplied_after.as_secs(),
+            p.unapplied.join(", ")
+        ));
+    }
+    if ready && p.admission != "open" {
+        differences.push(format!(
+            "admission {} (orders refused with SALE_NOT_READY)",
+            p.admission
+        ));
+    }
+    if p.paid_without_stock > 0 {
+        differences.push(format!(
+            "{} PAID orders have no stock (refund needed)",
+            p.paid_without_stock
+        ));
+    }
+    if !ready {
+        differences.push("admission state missing in Redis (rebuild pending)".to_owned());
+    } else if p.quiet {
+        if p.redis_stock != p.db_stock {
+            differences.push(format!(
+                "Redis stock {:?} != DB stock {:?}",
+                p.redis_stock, p.db_stock
+            ));
+        }
+        if p.redis_reserved_orders != p.held_orders {
+            differences.push(format!(
+                "Redis holds {} reservations, the order DB {} NEW/PAID orders",
+                p.redis_reserved_orders, p.held_orders
+            ));
+        }
+        if p.redis_reserved_items != p.held_items {
+            differences.push(format!(
+                "Redis reserves {} items, orders hold {}",
+                p.redis_reserved_items, p.held_items
+            ));
+        }
+    }
+    differences
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet_and_equal() -> ProductReport {
+        ProductReport {
+            product_id: 1,
+            redis_stock: Some(7),
+            redis_reserved_orders: 3,
+            redis_reserved_items: 3,
+            db_stock: Some(7),
+            committed_orders: 3,
+            applied_orders: 3,
+            held_orders: 3,
+            held_items: 3,
+            paid_without_stock: 0,
+            quiet: true,
+            admission: "open".into(),
+            unapplied: vec![],
+            differences: vec![],
+        }
+    }
+
+    const AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+    #[test]
+    fn a_quiet_product_where_redis_agrees_has_no_difference() {
+        assert!(differences_of(&quiet_and_equal(), true, AFTER).is_empty());
+    }
+
+    #[test]
+    fn redis_drift_is_compared_only_once_quiet() {
+        let drifted = ProductReport {
+            redis_stock: Some(6),
+            ..quiet_and_equal()
+        };
+        assert_eq!(differences_of(&drifted, true, AFTER).len(), 1);
+        let busy = ProductReport {
+            quiet: false,
+            ..drifted
+        };
+        assert!(differences_of(&busy, true, AFTER).is_empty());
+    }
+
+    #[test]
+    fn an_unapplied_message_and_a_blocked_sale_are_named_even_when_not_quiet() {
+        let stuck = ProductReport {
+            quiet: false,
+            admission: "blocked: not quiet".into(),
+            unapplied: vec!["creation tx1 (order o1)".into()],
+            ..quiet_and_equal()
+        };
+        let found = differences_of(&stuck, true, AFTER);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("tx1"));
+        assert!(found[1].contains("blocked"));
+    }
 }
