@@ -62,6 +62,17 @@ pub struct BatchChecks {
     pub passed: bool,
 }
 
+/// Where a batch is: `running`, `settling` (waiting for stock-service to
+/// apply every message), `done` (checks made) or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchState {
+    Running,
+    Settling,
+    Done,
+    Failed,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchStatus {
     pub id: String,
@@ -69,8 +80,7 @@ pub struct BatchStatus {
     pub buyers: u32,
     pub concurrency: u32,
     pub stock: u32,
-    /// `running`, `settling` (waiting for stock-service), `done` or `failed`.
-    pub state: &'static str,
+    pub state: BatchState,
     pub answered: u32,
     pub created: u32,
     /// Answers other than 201, by code (`SOLD_OUT`, `PENDING`, …).
@@ -125,7 +135,7 @@ impl Batches {
             buyers: plan.buyers,
             concurrency: plan.concurrency,
             stock: plan.stock,
-            state: "running",
+            state: BatchState::Running,
             answered: 0,
             created: 0,
             rejections: BTreeMap::new(),
@@ -146,7 +156,7 @@ impl Batches {
             if let Err(err) = runner.run(plan, product_id, &job).await {
                 tracing::warn!(%err, "batch failed");
                 update(&job, |s| {
-                    s.state = "failed";
+                    s.state = BatchState::Failed;
                     s.error = Some(err.to_string());
                 });
             }
@@ -215,11 +225,11 @@ impl Runner {
                 s.requests_per_sec = f64::from(s.answered) / elapsed.as_secs_f64().max(1e-3);
             });
         }
-        update(job, |s| s.state = "settling");
+        update(job, |s| s.state = BatchState::Settling);
         let checks = self.check(product, plan.stock).await?;
         update(job, |s| {
             s.checks = Some(checks);
-            s.state = "done";
+            s.state = BatchState::Done;
         });
         Ok(())
     }

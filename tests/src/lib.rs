@@ -3,6 +3,7 @@
 //! in-process on port 0 — or as real processes, to kill them — and talks to
 //! them over HTTP, the broker and the databases. Nothing is mocked.
 
+pub mod app;
 pub mod broker;
 pub mod db;
 pub mod invariants;

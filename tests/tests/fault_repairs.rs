@@ -5,7 +5,6 @@
 //! a rebuild does not resurrect a cancellation, and a keyed retry of a winning
 //! order is replayed rather than told SOLD_OUT.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::domain::ProductId;
@@ -13,13 +12,10 @@ use order_service::admission::rebuild::{self, Scope, snapshot};
 use order_service::admission::{Admission, AdmissionGate, Keys};
 use order_service::stock_client::StockClient;
 use reqwest::{Method, StatusCode};
+use seckill_tests::app::{TestApp, metrics_of, product_report};
 use seckill_tests::broker::UndecidedProducer;
-use seckill_tests::services::{
-    RunningService, cancel_order, open_sale, order_settings, place_order, place_order_with_key,
-    sale_view, spawn_order_service_with, spawn_stock_service, stock_of,
-};
+use seckill_tests::services::place_order_with_key;
 use seckill_tests::{TestEnv, db, eventually, order_message};
-use serde_json::Value;
 
 /// A committed order whose message never reached the broker's consumers:
 /// its local transaction (tx_log COMMITTED + the NEW order) written as
@@ -47,41 +43,25 @@ async fn committed_order_without_message(env: &TestEnv, user: i64, product: i64)
     order.tx_no.to_string()
 }
 
-async fn reconcile(orders: &RunningService) -> Value {
-    let (status, report) = orders.call(Method::GET, "/api/admin/reconcile", None).await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    report
-}
-
-fn product_report(report: &Value, product: i64) -> Value {
-    report["products"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["product_id"] == product))
-        .cloned()
-        .unwrap_or_else(|| panic!("product {product} in {report}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     // Arrange: two sales; product 1 has a committed order stock-service never
     // got (as after a broker restart that discarded its half message).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.redelivery.interval_ms = 3_600_000; // this instance never resends
-    settings.admission.rebuild_quiet_timeout_secs = 2;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 10).await;
-    open_sale(&orders, 2, 10).await;
-    assert_eq!(place_order(&orders, 1, 1, 1).await.0, StatusCode::CREATED);
-    let lost = committed_order_without_message(&env, 2, 1).await;
+    let app = TestApp::spawn_with(|s| {
+        s.redelivery.interval_ms = 3_600_000; // this instance never resends
+        s.admission.rebuild_quiet_timeout_secs = 2;
+    })
+    .await;
+    app.open_sale(1, 10).await;
+    app.open_sale(2, 10).await;
+    assert_eq!(app.place_order(1, 1, 1).await.status, StatusCode::CREATED);
+    let lost = committed_order_without_message(&app.env, 2, 1).await;
 
     // Reconciliation names it and never says consistent meanwhile.
     let report = eventually("the lost order named", Duration::from_secs(30), || {
-        let orders = &orders;
-        let lost = lost.clone();
+        let (app, lost) = (&app, lost.clone());
         async move {
-            let report = reconcile(orders).await;
+            let report = app.reconcile().await;
             let named = product_report(&report, 1)["unapplied"]
                 .as_array()
                 .is_some_and(|u| u.iter().any(|n| n.as_str().unwrap().contains(&lost)));
@@ -92,18 +72,17 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     assert_eq!(report["consistent"], false, "{report}");
 
     // Act 1: Redis loses everything.
-    env.flush_redis().await;
+    app.env.flush_redis().await;
 
     // Assert 1: product 2 sells again; product 1 stays refused, named as blocked.
-    eventually("product 2 open again", Duration::from_secs(30), || {
-        let orders = &orders;
-        async move { (place_order(orders, 3, 2, 1).await.0 == StatusCode::CREATED).then_some(()) }
+    eventually("product 2 open again", Duration::from_secs(30), || async {
+        (app.place_order(3, 2, 1).await.status == StatusCode::CREATED).then_some(())
     })
     .await;
     let blocked = eventually("product 1 blocked", Duration::from_secs(30), || {
-        let orders = &orders;
+        let app = &app;
         async move {
-            let report = reconcile(orders).await;
+            let report = app.reconcile().await;
             let admission = product_report(&report, 1)["admission"]
                 .as_str()
                 .unwrap()
@@ -113,10 +92,14 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     })
     .await;
     assert!(blocked.contains("applied 1 of 2"), "{blocked}");
-    let (status, body) = place_order(&orders, 4, 1, 1).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["code"], "SALE_NOT_READY");
-    let metrics = metrics_of(&orders).await;
+    let refused = app.place_order(4, 1, 1).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), Some("SALE_NOT_READY"));
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("seckill_sale_closed{product=\"1\"} 1"),
         "{metrics}"
@@ -127,18 +110,19 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     );
 
     // Act 2: an instance whose redelivery runs (resends after 1 s).
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.redelivery.after_secs = 1;
-    settings.redelivery.interval_ms = 300;
-    let repairer = spawn_order_service_with(settings).await;
+    let repairer = app
+        .spawn_another_order_service(|s| {
+            s.redelivery.after_secs = 1;
+            s.redelivery.interval_ms = 300;
+        })
+        .await;
 
     // Assert 2: the lost order is applied once, product 1 reopens by itself.
-    eventually("product 1 open again", Duration::from_secs(60), || {
-        let orders = &orders;
-        async move { (place_order(orders, 5, 1, 1).await.0 == StatusCode::CREATED).then_some(()) }
+    eventually("product 1 open again", Duration::from_secs(60), || async {
+        (app.place_order(5, 1, 1).await.status == StatusCode::CREATED).then_some(())
     })
     .await;
-    let stock_db = db::connect(&env.stock_db).await;
+    let stock_db = db::connect(&app.env.stock_db).await;
     assert_eq!(
         db::scalar(
             &stock_db,
@@ -148,17 +132,14 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
         .await,
         1
     );
-    let report = eventually("consistent", Duration::from_secs(30), || {
-        let orders = &orders;
-        async move {
-            let report = reconcile(orders).await;
-            (report["consistent"] == true).then_some(report)
-        }
+    let report = eventually("consistent", Duration::from_secs(30), || async {
+        let report = app.reconcile().await;
+        (report["consistent"] == true).then_some(report)
     })
     .await;
     assert_eq!(product_report(&report, 1)["db_stock"], 7, "{report}");
     assert_eq!(product_report(&report, 1)["redis_stock"], 7, "{report}");
-    assert_eq!(stock_of(&stock, 2).await, 9);
+    assert_eq!(app.stock_of(2).await, 9);
     let metrics = metrics_of(&repairer).await;
     let resent = metrics
         .lines()
@@ -167,30 +148,27 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     assert!(resent.is_some_and(|n| n >= 1.0), "{metrics}");
 
     repairer.stop().await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_cancellation_is_sent_again_and_its_stock_comes_back_once() {
     // Arrange: an order, deducted; its cancellation committed locally but
     // never delivered (tx_log + CANCELLED written as the local transaction does).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.redelivery.after_secs = 1;
-    settings.redelivery.interval_ms = 300;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 5).await;
-    let (status, order) = place_order(&orders, 1, 1, 1).await;
-    assert_eq!(status, StatusCode::CREATED);
-    eventually("deducted", Duration::from_secs(30), || {
-        let stock = &stock;
-        async move { (stock_of(stock, 1).await == 4).then_some(()) }
+    let app = TestApp::spawn_with(|s| {
+        s.redelivery.after_secs = 1;
+        s.redelivery.interval_ms = 300;
+    })
+    .await;
+    app.open_sale(1, 5).await;
+    let order = app.place_order(1, 1, 1).await;
+    assert_eq!(order.status, StatusCode::CREATED);
+    eventually("deducted", Duration::from_secs(30), || async {
+        (app.stock_of(1).await == 4).then_some(())
     })
     .await;
     let cancel_tx = common::domain::TxNo::generate().to_string();
-    let order_db = db::connect(&env.order_db).await;
+    let order_db = db::connect(&app.env.order_db).await;
     db::exec(
         &order_db,
         &format!("INSERT INTO tx_log (tx_no, outcome) VALUES ('{cancel_tx}', 'COMMITTED')"),
@@ -201,13 +179,13 @@ async fn a_lost_cancellation_is_sent_again_and_its_stock_comes_back_once() {
         &format!(
             "UPDATE orders SET status = 'CANCELLED', cancel_tx_no = '{cancel_tx}', closed_reason = 'BUYER', \
              closed_at = NOW(3) - INTERVAL 1 MINUTE WHERE order_no = '{}'",
-            order["order_no"].as_str().unwrap()
+            order.order_no()
         ),
     )
     .await;
 
     // Assert: the cancellation is sent again and applied once: stock back to 5.
-    let stock_db = db::connect(&env.stock_db).await;
+    let stock_db = db::connect(&app.env.stock_db).await;
     eventually("the cancellation applied", Duration::from_secs(30), || {
         let stock_db = stock_db.clone();
         let cancel_tx = cancel_tx.clone();
@@ -224,7 +202,7 @@ async fn a_lost_cancellation_is_sent_again_and_its_stock_comes_back_once() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await; // more passes: still once
-    assert_eq!(stock_of(&stock, 1).await, 5);
+    assert_eq!(app.stock_of(1).await, 5);
     assert_eq!(
         db::scalar(
             &order_db,
@@ -236,40 +214,37 @@ async fn a_lost_cancellation_is_sent_again_and_its_stock_comes_back_once() {
         "both messages recorded as applied"
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reservation_whose_process_died_before_its_half_message_is_returned_once() {
     // Arrange: a live order, and a reservation made by admission whose process
     // died before sending its half message (no order row, no message).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.lifecycle.orphan_reservation_secs = 1;
-    settings.lifecycle.sweep_interval_ms = 300;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 10).await;
-    assert_eq!(place_order(&orders, 1, 1, 2).await.0, StatusCode::CREATED);
-    let gate = test_gate(&env).await;
+    let app = TestApp::spawn_with(|s| {
+        s.lifecycle.orphan_reservation_secs = 1;
+        s.lifecycle.sweep_interval_ms = 300;
+    })
+    .await;
+    app.open_sale(1, 10).await;
+    assert_eq!(app.place_order(1, 1, 2).await.status, StatusCode::CREATED);
+    let gate = test_gate(&app.env).await;
     let orphan = order_message(2, 1, 3);
     assert!(matches!(
         gate.admit(&orphan).await.unwrap(),
         Admission::Admitted { .. }
     ));
-    assert_eq!(sale_view(&orders, 1).await, (5, 2));
+    assert_eq!(app.sale_view(1).await, (5, 2));
 
     // Assert: the orphan goes back (claimed as rolled back first), once; the
     // live order's reservation stays however old it gets.
-    eventually("the orphan returned", Duration::from_secs(30), || {
-        let orders = &orders;
-        async move { (sale_view(orders, 1).await == (8, 1)).then_some(()) }
+    eventually("the orphan returned", Duration::from_secs(30), || async {
+        (app.sale_view(1).await == (8, 1)).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(sale_view(&orders, 1).await, (8, 1));
-    let order_db = db::connect(&env.order_db).await;
+    assert_eq!(app.sale_view(1).await, (8, 1));
+    let order_db = db::connect(&app.env.order_db).await;
     assert_eq!(
         db::text(
             &order_db,
@@ -281,34 +256,28 @@ async fn a_reservation_whose_process_died_before_its_half_message_is_returned_on
         Some("ROLLED_BACK")
     );
     // The buyer can buy again.
-    assert_eq!(place_order(&orders, 2, 1, 1).await.0, StatusCode::CREATED);
+    assert_eq!(app.place_order(2, 1, 1).await.status, StatusCode::CREATED);
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancellation_during_a_rebuild_is_not_resurrected() {
     // Arrange: one NEW order, applied; Redis then loses its state, and the
     // automatic rebuild is slow (it is driven step by step here).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.admission.ready_check_ms = 3_600_000;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 5).await;
-    let (status, order) = place_order(&orders, 1, 1, 1).await;
-    assert_eq!(status, StatusCode::CREATED);
+    let app = TestApp::spawn_with(|s| s.admission.ready_check_ms = 3_600_000).await;
+    app.open_sale(1, 5).await;
+    let order = app.place_order(1, 1, 1).await;
+    assert_eq!(order.status, StatusCode::CREATED);
     let product = ProductId::parse(1).unwrap();
-    let order_db = db::connect(&env.order_db).await;
-    let stock_client = StockClient::new(&stock.base_url);
-    let gate = test_gate(&env).await;
-    eventually("deducted", Duration::from_secs(30), || {
-        let stock = &stock;
-        async move { (stock_of(stock, 1).await == 4).then_some(()) }
+    let order_db = db::connect(&app.env.order_db).await;
+    let stock_client = StockClient::new(&app.stock.base_url);
+    let gate = test_gate(&app.env).await;
+    eventually("deducted", Duration::from_secs(30), || async {
+        (app.stock_of(1).await == 4).then_some(())
     })
     .await;
-    env.flush_redis().await;
+    app.env.flush_redis().await;
 
     // Act: the rebuild reads the order as NEW; the buyer cancels it (its
     // release finds nothing to return); then the rebuild writes its snapshot.
@@ -316,8 +285,8 @@ async fn a_cancellation_during_a_rebuild_is_not_resurrected() {
         .await
         .unwrap();
     assert_eq!(snap.holdings.len(), 1);
-    let (status, body) = cancel_order(&orders, order["order_no"].as_str().unwrap(), 1).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let cancelled = app.cancel_order(order.order_no(), 1).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
     rebuild::write(&gate, product, 1, &snap).await.unwrap();
     let resurrected = gate.sale_view(product).await.unwrap().unwrap();
     assert_eq!((resurrected.0, resurrected.2), (4, 1), "the race is real");
@@ -328,9 +297,8 @@ async fn a_cancellation_during_a_rebuild_is_not_resurrected() {
     // Assert: the cancelled order's reservation is gone, the stock back.
     let rebuilt = gate.sale_view(product).await.unwrap().unwrap();
     assert_eq!((rebuilt.0, rebuilt.2), (5, 0));
-    eventually("stock DB restored", Duration::from_secs(30), || {
-        let stock = &stock;
-        async move { (stock_of(stock, 1).await == 5).then_some(()) }
+    eventually("stock DB restored", Duration::from_secs(30), || async {
+        (app.stock_of(1).await == 5).then_some(())
     })
     .await;
     // And the whole rebuild agrees and reopens the sale.
@@ -343,44 +311,38 @@ async fn a_cancellation_during_a_rebuild_is_not_resurrected() {
     )
     .await
     .unwrap();
-    assert_eq!(sale_view(&orders, 1).await, (5, 0));
-    assert_eq!(place_order(&orders, 1, 1, 1).await.0, StatusCode::CREATED);
+    assert_eq!(app.sale_view(1).await, (5, 0));
+    assert_eq!(app.place_order(1, 1, 1).await.status, StatusCode::CREATED);
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn keyed_retries_of_winning_orders_are_replayed_after_sold_out_is_remembered() {
     // Arrange: 20 buyers win the 20 items, each with an Idempotency-Key; a
     // 21st buyer is told SOLD_OUT, so this instance remembers it (60 s).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.admission.sold_out_ttl_ms = 60_000;
-    let orders = Arc::new(spawn_order_service_with(settings).await);
-    open_sale(&orders, 1, 20).await;
+    let app = TestApp::spawn_with(|s| s.admission.sold_out_ttl_ms = 60_000).await;
+    app.open_sale(1, 20).await;
+    let keyed = |user: i64, key: String| {
+        let orders = &app.orders;
+        async move { place_order_with_key(orders, user, 1, 1, &key).await }
+    };
     let mut first = Vec::new();
     for user in 1..=20 {
-        let (status, body, _) =
-            place_order_with_key(&orders, user, 1, 1, &format!("k-{user}")).await;
+        let (status, body, _) = keyed(user, format!("k-{user}")).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         first.push(body["order_no"].as_str().unwrap().to_owned());
     }
-    let (status, body) = place_order(&orders, 99, 1, 1).await;
+    let loser = app.place_order(99, 1, 1).await;
     assert_eq!(
-        (status, body["code"].as_str()),
+        (loser.status, loser.code()),
         (StatusCode::CONFLICT, Some("SOLD_OUT"))
     );
 
     // Act: every winner retries at once (twice each), as after a client timeout.
-    let retries = futures::future::join_all((1..=20).flat_map(|user| {
-        let orders = Arc::clone(&orders);
-        [0, 1].map(move |_| {
-            let orders = Arc::clone(&orders);
-            async move { place_order_with_key(&orders, user, 1, 1, &format!("k-{user}")).await }
-        })
-    }))
+    let retries = futures::future::join_all(
+        (1..=20).flat_map(|user| [0, 1].map(|_| keyed(user, format!("k-{user}")))),
+    )
     .await;
 
     // Assert: each retry replays its own order; a new key is still SOLD_OUT.
@@ -389,23 +351,9 @@ async fn keyed_retries_of_winning_orders_are_replayed_after_sold_out_is_remember
         assert!(replayed, "{body}");
         assert_eq!(body["order_no"], first[i / 2].as_str());
     }
-    let (status, body, _) = place_order_with_key(&orders, 1, 1, 1, "another-key").await;
+    let (status, body, _) = keyed(1, "another-key".into()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    let orders = Arc::into_inner(orders).expect("no other handle");
-    orders.stop().await;
-    stock.stop().await;
-}
-
-async fn metrics_of(service: &RunningService) -> String {
-    service
-        .http
-        .get(format!("{}/metrics", service.base_url))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -415,14 +363,14 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
     // order-service could not be reached after a broker restart): one
     // committed in the order DB, one never decided. The periodic resend is
     // off here (1 h): the dead-letter path alone must repair them.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.redelivery.after_secs = 3600;
-    settings.redelivery.interval_ms = 300;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 10).await;
-    let gate = test_gate(&env).await;
+    let app = TestApp::spawn_with(|s| {
+        s.redelivery.after_secs = 3600;
+        s.redelivery.interval_ms = 300;
+    })
+    .await;
+    app.open_sale(1, 10).await;
+    let (env, orders) = (&app.env, &app.orders);
+    let gate = test_gate(env).await;
     let committed = order_message(1, 1, 1);
     let undecided = order_message(2, 1, 1);
     for order in [&committed, &undecided] {
@@ -449,7 +397,7 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
         ),
     )
     .await;
-    let producer = UndecidedProducer::start(&env).await;
+    let producer = UndecidedProducer::start(env).await;
     for order in [&committed, &undecided] {
         producer.send_half(order).await;
     }
@@ -461,9 +409,9 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
         "both dead letters settled",
         Duration::from_secs(120),
         || {
-            let orders = &orders;
+            let app = &app;
             async move {
-                let report = reconcile(orders).await;
+                let report = app.reconcile().await;
                 let verdicts: Vec<(String, String)> = report["dead_letters"]
                     .as_array()?
                     .iter()
@@ -506,8 +454,8 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
         .as_deref(),
         Some("ROLLED_BACK")
     );
-    assert_eq!(stock_of(&stock, 1).await, 9);
-    assert_eq!(sale_view(&orders, 1).await, (9, 1));
+    assert_eq!(app.stock_of(1).await, 9);
+    assert_eq!(app.sale_view(1).await, (9, 1));
 
     // An operator resolves them: consistent.
     for letter in report["dead_letters"].as_array().unwrap() {
@@ -520,12 +468,11 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
             StatusCode::OK
         );
     }
-    let report = reconcile(&orders).await;
+    let report = app.reconcile().await;
     assert_eq!(report["consistent"], true, "{report}");
 
     producer.stop().await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 /// An admission gate on this test's Redis prefix (as order-service builds it).

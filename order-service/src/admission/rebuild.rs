@@ -85,11 +85,24 @@ pub async fn rebuild(
             targets.push((product, limit));
         }
     }
-    let results =
-        futures::future::join_all(targets.iter().map(|(product, limit)| {
-            rebuild_sale(gate, db, stock, *product, *limit, quiet_timeout)
-        }))
-        .await;
+    let results = futures::future::join_all(targets.iter().map(|(product, limit)| async move {
+        // The admin rebuild (every sale) waits for a rebuild another caller
+        // is running on the same sale, then runs its own; the keeper skips it.
+        let patience = match scope {
+            Scope::All => quiet_timeout + Duration::from_secs(30),
+            Scope::Closed => Duration::ZERO,
+        };
+        let started = Instant::now();
+        loop {
+            match rebuild_sale(gate, db, stock, *product, *limit, quiet_timeout).await {
+                Err(RebuildError::Busy) if started.elapsed() < patience => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                result => return result,
+            }
+        }
+    }))
+    .await;
     let mut rebuilt = 0;
     let mut busy = 0;
     let mut blocked = Vec::new();
