@@ -147,7 +147,8 @@ pub async fn spawn_order_service(env: &TestEnv, stock: &RunningService) -> Runni
 pub async fn spawn_order_service_with(
     settings: order_service::settings::Settings,
 ) -> RunningService {
-    let app = order_service::startup::Application::build(settings)
+    // Boxed: the start-up future is deep, and callers nest it further.
+    let app = Box::pin(order_service::startup::Application::build(settings))
         .await
         .expect("order-service starts");
     RunningService::serve(app.port(), move |stopped| app.run_until_stopped(stopped))
@@ -160,7 +161,7 @@ pub async fn spawn_stock_service(env: &TestEnv) -> RunningService {
 pub async fn spawn_stock_service_with(
     settings: stock_service::settings::Settings,
 ) -> RunningService {
-    let app = stock_service::startup::Application::build(settings)
+    let app = Box::pin(stock_service::startup::Application::build(settings))
         .await
         .expect("stock-service starts");
     RunningService::serve(app.port(), move |stopped| app.run_until_stopped(stopped))
