@@ -122,6 +122,7 @@ pub async fn run(args: &AdmissionArgs) -> anyhow::Result<()> {
                 "__rand_int__",
                 "1",
                 "tx__rand_int__",
+                "1700000000000",
             ])
             .output()
             .await?;

@@ -1,5 +1,6 @@
 -- Admission of one order, atomically. KEYS: ready marker, sale hash, users
--- hash, reservations hash. ARGV: user_id, count, tx_no.
+-- hash, reservations hash. ARGV: user_id, count, tx_no, now (ms since the
+-- epoch, the caller's clock).
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
 -- -3 admission state missing (Redis lost it) or this sale closed while it is
@@ -7,19 +8,17 @@
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
-if redis.call('HEXISTS', KEYS[2], 'rebuilding') == 1 then return {-3, 0} end
-local stock = redis.call('HGET', KEYS[2], 'stock')
-if not stock then return {-4, 0} end
-stock = tonumber(stock)
+local sale = redis.call('HMGET', KEYS[2], 'stock', 'limit', 'rebuilding')
+if sale[3] then return {-3, 0} end
+if not sale[1] then return {-4, 0} end
+local stock = tonumber(sale[1])
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
 local count = tonumber(ARGV[2])
 if stock < count then return {-1, stock} end
-local limit = tonumber(redis.call('HGET', KEYS[2], 'limit') or '1')
+local limit = tonumber(sale[2] or '1')
 local held = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
 if held >= limit then return {-2, stock} end
 redis.call('HINCRBY', KEYS[2], 'stock', -count)
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ms)
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[1] .. ':' .. ARGV[2] .. ':' .. ARGV[4])
 return {1, stock - count}

@@ -211,6 +211,7 @@ impl AdmissionGate {
             .arg(order.user_id.get())
             .arg(order.count.get())
             .arg(order.tx_no.as_str())
+            .arg(chrono::Utc::now().timestamp_millis())
             .invoke_async(&mut self.redis.clone())
             .await?;
         let admission = match code {
