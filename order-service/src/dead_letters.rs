@@ -152,27 +152,26 @@ pub async fn unresolved(
     db: &DatabaseConnection,
     limit: u32,
 ) -> Result<(Vec<DeadLetter>, i64), DbErr> {
-    let total = db
-        .query_one_raw(stmt(
-            "SELECT COUNT(*) AS n FROM dead_letters WHERE resolved_at IS NULL",
-            [],
+    // One statement, so the count and the list come from one snapshot (two
+    // queries let a letter recorded in between make them disagree).
+    let rows = db
+        .query_all_raw(stmt(
+            &format!(
+                "SELECT {LETTER_COLUMNS}, COUNT(*) OVER () AS total FROM dead_letters \
+                 WHERE resolved_at IS NULL ORDER BY seen_at DESC LIMIT ?"
+            ),
+            [i64::from(limit).into()],
         ))
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
+        .await?;
+    let total = rows
+        .first()
+        .map(|row| row.try_get::<i64>("", "total"))
         .transpose()?
         .unwrap_or(0);
-    let letters = DeadLetterRow::find_by_statement(stmt(
-        &format!(
-            "SELECT {LETTER_COLUMNS} FROM dead_letters WHERE resolved_at IS NULL \
-             ORDER BY seen_at DESC LIMIT ?"
-        ),
-        [i64::from(limit).into()],
-    ))
-    .all(db)
-    .await?
-    .into_iter()
-    .map(DeadLetter::from)
-    .collect();
+    let letters = rows
+        .iter()
+        .map(|row| DeadLetterRow::from_query_result(row, "").map(DeadLetter::from))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((letters, total))
 }
 
