@@ -72,13 +72,6 @@ impl CancelReason {
             Self::Timeout => "TIMEOUT",
         }
     }
-
-    /// The reason [`Self::as_str`] wrote, if it is one.
-    pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Buyer, Self::Timeout]
-            .into_iter()
-            .find(|r| r.as_str() == raw)
-    }
 }
 
 /// A NEW order was cancelled in the order database (its own distributed

@@ -352,14 +352,9 @@ pub async fn resolve_tx(db: &DatabaseConnection, tx_no: &str) -> Result<TxOutcom
             [tx_no.into()],
         ))
         .await?;
-    let row = db
-        .query_one_raw(stmt(
-            "SELECT outcome FROM tx_log WHERE tx_no = ?",
-            [tx_no.into()],
-        ))
+    let outcome = tx_outcome(db, tx_no)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("tx_log row {tx_no} after claiming it")))?;
-    let outcome = TxOutcome::from_db(&row.try_get::<String>("", "outcome")?)?;
     tracing::info!(
         ?outcome,
         claimed = claim.rows_affected() == 1,

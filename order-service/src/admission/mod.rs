@@ -348,6 +348,15 @@ impl AdmissionGate {
         Ok(())
     }
 
+    /// Which of `products` are closed (rebuilding or blocked), in one round trip.
+    pub async fn closed_among(&self, products: &[ProductId]) -> Result<Vec<bool>, RedisError> {
+        let mut pipe = redis::pipe();
+        for product in products {
+            pipe.hexists(self.keys.sale(*product), "rebuilding");
+        }
+        pipe.query_async(&mut self.redis.clone()).await
+    }
+
     /// Whether a sale is open, closed for its rebuild, or blocked.
     pub async fn sale_state(&self, product: ProductId) -> Result<SaleState, RedisError> {
         let (rebuilding, blocked): (bool, Option<String>) = redis::pipe()

@@ -27,7 +27,7 @@ use common::domain::{ProductId, TxNo};
 use redis::RedisError;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use super::{AdmissionGate, Reservation, SaleState};
+use super::{AdmissionGate, Reservation};
 use crate::stock_client::{StockClient, StockClientError};
 use crate::store::{self, Holding, ProductFigure, count_for_product};
 
@@ -79,12 +79,18 @@ pub async fn rebuild(
     if !gate.is_ready().await? {
         seed(gate, &sales).await?;
     }
-    let mut targets = Vec::new();
-    for (product, limit) in sales {
-        if scope == Scope::All || gate.sale_state(product).await? != SaleState::Open {
-            targets.push((product, limit));
+    let targets: Vec<(ProductId, u32)> = match scope {
+        Scope::All => sales,
+        Scope::Closed => {
+            let products: Vec<ProductId> = sales.iter().map(|(p, _)| *p).collect();
+            let closed = gate.closed_among(&products).await?;
+            sales
+                .into_iter()
+                .zip(closed)
+                .filter_map(|(sale, closed)| closed.then_some(sale))
+                .collect()
         }
-    }
+    };
     let results = futures::future::join_all(targets.iter().map(|(product, limit)| async move {
         // The admin rebuild (every sale) waits for a rebuild another caller
         // is running on the same sale, then runs its own; the keeper skips it.
