@@ -7,61 +7,81 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use actix_web::HttpResponse;
 
-/// A counter with one label whose values are known up front.
-pub struct LabeledCounter {
+/// The values of one metric label, as an enum: a typo does not compile.
+/// Declare one with [`metric_label!`](crate::metric_label).
+pub trait Label: Copy + 'static {
+    /// Every value, in the order they are rendered.
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+    /// This value's position in [`Label::ALL`].
+    fn index(self) -> usize;
+}
+
+/// Declares a label enum: `metric_label!(pub enum Answer { Commit = "commit", … })`.
+#[macro_export]
+macro_rules! metric_label {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name { $($variant),+ }
+
+        impl $crate::metrics::Label for $name {
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+            fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+/// A counter with one label whose values are the variants of `L`.
+pub struct LabeledCounter<L: Label> {
     name: &'static str,
     help: &'static str,
     label: &'static str,
-    values: &'static [&'static str],
     counts: Box<[AtomicU64]>,
+    _values: std::marker::PhantomData<L>,
 }
 
-impl LabeledCounter {
-    pub fn new(
-        name: &'static str,
-        help: &'static str,
-        label: &'static str,
-        values: &'static [&'static str],
-    ) -> Self {
+impl<L: Label> LabeledCounter<L> {
+    pub fn new(name: &'static str, help: &'static str, label: &'static str) -> Self {
         Self {
             name,
             help,
             label,
-            values,
-            counts: values.iter().map(|_| AtomicU64::new(0)).collect(),
+            counts: L::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            _values: std::marker::PhantomData,
         }
     }
 
-    /// Adds one under `value`; a value not declared up front is counted as the last one.
-    pub fn inc(&self, value: &str) {
-        let index = self
-            .values
-            .iter()
-            .position(|v| *v == value)
-            .unwrap_or(self.values.len() - 1);
-        self.counts[index].fetch_add(1, Ordering::Relaxed);
+    pub fn inc(&self, value: L) {
+        self.counts[value.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn get(&self, value: &str) -> u64 {
-        self.values
-            .iter()
-            .position(|v| *v == value)
-            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    pub fn get(&self, value: L) -> u64 {
+        self.counts[value.index()].load(Ordering::Relaxed)
     }
 
     /// `{value: count}` for the dashboard.
     pub fn to_json(&self) -> serde_json::Value {
-        self.values
+        L::ALL
             .iter()
-            .map(|v| ((*v).to_owned(), serde_json::Value::from(self.get(v))))
+            .map(|v| (v.as_str().to_owned(), serde_json::Value::from(self.get(*v))))
             .collect::<serde_json::Map<_, _>>()
             .into()
     }
 
     pub fn render(&self, out: &mut Exposition) {
         out.family(self.name, self.help, "counter");
-        for value in self.values {
-            out.sample(self.name, &[(self.label, value)], self.get(value) as f64);
+        for value in L::ALL {
+            out.sample(
+                self.name,
+                &[(self.label, value.as_str())],
+                self.get(*value) as f64,
+            );
         }
     }
 }
@@ -162,10 +182,16 @@ mod tests {
 
     #[test]
     fn counters_render_in_the_prometheus_text_format() {
-        let counter = LabeledCounter::new("x_total", "Xs.", "kind", &["a", "other"]);
-        counter.inc("a");
-        counter.inc("a");
-        counter.inc("unexpected");
+        crate::metric_label!(
+            enum Kind {
+                A = "a",
+                Other = "other",
+            }
+        );
+        let counter = LabeledCounter::<Kind>::new("x_total", "Xs.", "kind");
+        counter.inc(Kind::A);
+        counter.inc(Kind::A);
+        counter.inc(Kind::Other);
         let gauge = Gauge::new("y", "Ys.");
         let guard = gauge.track();
         let mut out = Exposition::default();

@@ -14,7 +14,7 @@ use sea_orm::DatabaseConnection;
 use crate::admission::{Admission, AdmissionGate};
 use crate::domain::{IdempotencyKey, NewOrder, Order};
 use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
-use crate::publisher::{NotPlaced, OrderPublisher, Placement, PublishError};
+use crate::order_tx::{self, OrderPublisher, Outcome, PublishError, Rejection};
 use crate::store::{self, TxOutcome};
 use crate::timeouts::TimeoutScheduler;
 
@@ -41,14 +41,15 @@ pub enum CheckoutError {
 /// What a checkout produced.
 #[derive(Debug)]
 pub enum Checkedout {
-    Placed(Placement),
+    /// The order was sent; where it ended up.
+    Placed {
+        order: OrderCreated,
+        outcome: Outcome,
+    },
     /// An earlier attempt with the same Idempotency-Key created this order.
     Replayed(Order),
     /// An earlier attempt with the same Idempotency-Key is still undecided.
-    ReplayPending {
-        order_no: String,
-        tx_no: String,
-    },
+    ReplayPending { order_no: String, tx_no: String },
 }
 
 pub struct Checkout {
@@ -95,16 +96,13 @@ impl Checkout {
                 }
             }
         }
-        let placed = self.admit_and_send(order.clone(), key.as_ref()).await;
+        let placed = self.admit_and_send(&order, key.as_ref()).await;
         if let Some(key) = &key {
-            let placed_nothing = matches!(placed, Err(_) | Ok(Placement::NotPlaced { .. }));
+            let placed_nothing = matches!(placed, Err(_) | Ok(Outcome::Rejected(_)));
             if placed_nothing && let Err(err) = self.idempotency.release(&order, key).await {
                 tracing::warn!(%err, "idempotency claim not dropped; it expires");
             }
-            if let Ok(Placement::NotPlaced {
-                reason: NotPlaced::DuplicateRequest,
-                ..
-            }) = &placed
+            if let Ok(Outcome::Rejected(Rejection::DuplicateRequest)) = &placed
                 && let Some(found) = store::find_order_by_idempotency_key(
                     &self.db,
                     order.user_id.get(),
@@ -116,15 +114,16 @@ impl Checkout {
                 return Ok(Checkedout::Replayed(found));
             }
         }
-        placed.map(Checkedout::Placed)
+        let outcome = placed?;
+        Ok(Checkedout::Placed { order, outcome })
     }
 
     async fn admit_and_send(
         &self,
-        order: OrderCreated,
+        order: &OrderCreated,
         key: Option<&IdempotencyKey>,
-    ) -> Result<Placement, CheckoutError> {
-        match self.admission.admit(&order).await? {
+    ) -> Result<Outcome, CheckoutError> {
+        match self.admission.admit(order).await? {
             Admission::Admitted { .. } => {}
             Admission::SoldOut => return Err(CheckoutError::SoldOut),
             Admission::LimitExceeded => return Err(CheckoutError::LimitExceeded),
@@ -132,23 +131,23 @@ impl Checkout {
             Admission::NotReady => return Err(CheckoutError::NotReady),
         }
         let key = key.map(|k| k.as_str().to_owned());
-        match self.publisher.place(order.clone(), key).await {
-            Ok(Placement::NotPlaced { order, reason }) => {
-                self.give_back(&order).await;
-                Ok(Placement::NotPlaced { order, reason })
+        match self.publisher.place(order, key).await {
+            Ok(Outcome::Rejected(why)) => {
+                self.give_back(order).await;
+                Ok(Outcome::Rejected(why))
             }
-            Ok(Placement::Committed(order)) => {
-                self.timeouts.schedule_for(&order);
-                Ok(Placement::Committed(order))
+            Ok(Outcome::Committed) => {
+                self.timeouts.schedule_for(order);
+                Ok(Outcome::Committed)
             }
-            Ok(placement) => Ok(placement),
+            Ok(Outcome::Pending) => Ok(Outcome::Pending),
             Err(err) => {
                 // The local transaction never ran; a half message may still sit
                 // on the broker, so settle the tx_no as rolled back first.
                 if let Ok(TxOutcome::RolledBack) =
-                    store::resolve_tx(&self.db, order.tx_no.as_str()).await
+                    order_tx::settle(&self.db, order.tx_no.as_str()).await
                 {
-                    self.give_back(&order).await;
+                    self.give_back(order).await;
                 }
                 Err(err.into())
             }

@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use common::db::stmt;
 
-use crate::metrics::OrderMetrics;
+use crate::metrics::{DeadLetterSource, OrderMetrics};
 use crate::settings::Settings;
 use std::sync::Arc;
 
@@ -270,9 +270,9 @@ impl ConsumeEach for DeadLetterListener {
                 self.metrics
                     .dead_letters
                     .inc(if letter.source.starts_with("%DLQ%") {
-                        "dlq"
+                        DeadLetterSource::Dlq
                     } else {
-                        "discarded_transaction"
+                        DeadLetterSource::DiscardedTransaction
                     });
                 tracing::error!(
                 msg_id = %letter.msg_id, source = %letter.source, keys = ?letter.keys,

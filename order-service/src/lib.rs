@@ -5,12 +5,14 @@
 //!    and hands it to [`checkout::Checkout`];
 //! 2. [`admission::AdmissionGate`] admits it in Redis (stock, per-user limit,
 //!    a reservation under its tx_no) or refuses it (sold out, limit, not on sale);
-//! 3. [`publisher::OrderPublisher`] sends the `OrderCreated` half message;
-//! 4. the broker acknowledges it and the client calls [`listener::OrderTxListener`],
-//!    which runs the local transaction of [`store::record_order`] (order row +
-//!    `tx_log` row, one DB transaction) and answers COMMIT or ROLLBACK;
-//! 5. when the broker never heard the answer it checks back, and the listener
-//!    answers from `tx_log` through [`store::resolve_tx`], which claims the
+//! 3. [`order_tx`] (the transactional-message protocol, in one module) sends
+//!    the `OrderCreated` half message;
+//! 4. the broker acknowledges it and the client runs the local transaction of
+//!    [`store::record_order`] (order row + `tx_log` row, one DB transaction)
+//!    and answers COMMIT or ROLLBACK; one [`order_tx::Outcome`] goes back to
+//!    the caller;
+//! 5. when the broker never heard the answer it checks back, and the answer
+//!    comes from `tx_log` through [`order_tx::settle`], which claims the
 //!    tx_no so the answer is final; a rolled-back order's reservation goes back.
 //!
 //! After creation ([`lifecycle`]): pay (`store::pay_order`), cancel by the
@@ -32,7 +34,7 @@
 //! Layers, one way: [`routes`] (and [`state`], what the handlers share) →
 //! services ([`checkout`], [`sales`], [`lifecycle`], [`batch`], [`dashboard`],
 //! [`redelivery`], [`events`]) → [`store`] (the only SQL against `orders`,
-//! `sales`, `tx_log`) / [`admission`] / [`publisher`] + [`listener`] /
+//! `sales`, `tx_log`) / [`admission`] / [`order_tx`] /
 //! [`stock_client`]. [`startup`] wires it together and stops it (background
 //! jobs get a shutdown signal and are awaited); [`settings`] holds its
 //! configuration.
@@ -47,9 +49,8 @@ pub mod domain;
 pub mod events;
 pub mod idempotency;
 pub mod lifecycle;
-pub mod listener;
 pub mod metrics;
-pub mod publisher;
+pub mod order_tx;
 pub mod rate_limit;
 pub mod redelivery;
 pub mod routes;

@@ -17,8 +17,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::admission::{AdmissionGate, Reservation, SaleState};
 use crate::domain::{Order, OrderStatus};
-use crate::metrics::OrderMetrics;
-use crate::publisher::{Cancellation, OrderPublisher, PublishError};
+use crate::metrics::{ClosedBy, OrderMetrics};
+use crate::order_tx::{self, OrderPublisher, Outcome, PublishError, Rejection};
 use crate::store::{self, Failing, TxOutcome};
 
 /// Who cancels.
@@ -131,20 +131,29 @@ impl Lifecycle {
             CancelBy::Timeout => (CancelReason::Timeout, Some(self.payment_cutoff())),
         };
         let cancel = cancellation_of(&order, reason)?;
-        match self.publisher.cancel(cancel, due_if_created_before).await? {
-            Cancellation::Cancelled(_) => {
+        match self
+            .publisher
+            .cancel(&cancel, due_if_created_before)
+            .await?
+        {
+            Outcome::Committed => {
                 self.metrics.closed.inc(match reason {
-                    CancelReason::Buyer => "buyer",
-                    CancelReason::Timeout => "timeout",
+                    CancelReason::Buyer => ClosedBy::Buyer,
+                    CancelReason::Timeout => ClosedBy::Timeout,
                 });
                 self.return_reservation(&order).await;
                 Ok(CancelOutcome::Cancelled(self.reload(order).await?))
             }
-            Cancellation::Pending(_) => Ok(CancelOutcome::Pending(order)),
-            Cancellation::NotCancellable => {
+            Outcome::Pending => Ok(CancelOutcome::Pending(order)),
+            Outcome::Rejected(Rejection::NotCancellable) => {
                 Ok(CancelOutcome::NotCancellable(self.reload(order).await?))
             }
-            Cancellation::Unavailable(why) => Err(LifecycleError::Unavailable(why)),
+            Outcome::Rejected(Rejection::Refused(why) | Rejection::Unavailable(why)) => {
+                Err(LifecycleError::Unavailable(why))
+            }
+            Outcome::Rejected(Rejection::DuplicateRequest) => Err(LifecycleError::Unavailable(
+                "a cancellation has no Idempotency-Key".into(),
+            )),
         }
     }
 
@@ -155,13 +164,13 @@ impl Lifecycle {
         match store::fail_order(&self.db, insufficient.order_tx_no.as_str()).await? {
             Failing::Failed(order) => {
                 tracing::warn!("order failed: stock-service had no stock for it");
-                self.metrics.closed.inc("stock_insufficient");
+                self.metrics.closed.inc(ClosedBy::StockInsufficient);
                 self.return_reservation(&order).await;
             }
             Failing::AlreadyClosed(order) if order.status == OrderStatus::Paid => {
                 // Paid before the stock was found missing: needs a refund by a person.
                 if store::mark_stock_missing(&self.db, &order.order_no).await? {
-                    self.metrics.closed.inc("paid_without_stock");
+                    self.metrics.closed.inc(ClosedBy::PaidWithoutStock);
                     tracing::error!(
                         "PAID order has no stock (stock-service found it insufficient); refund needed"
                     );
@@ -237,7 +246,7 @@ impl Lifecycle {
             let Ok(tx) = TxNo::parse(&tx_no) else {
                 continue;
             };
-            let orphan = match store::resolve_tx(&self.db, &tx_no).await? {
+            let orphan = match order_tx::settle(&self.db, &tx_no).await? {
                 TxOutcome::RolledBack => true,
                 // Committed: only a closed order's leftover (re-read: it may
                 // have committed just after the holdings were read).

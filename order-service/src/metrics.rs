@@ -3,14 +3,67 @@
 //! reason, dead letters recorded. `/metrics` adds per-product gauges read at
 //! scrape time (see [`crate::dashboard`]).
 
+use common::metric_label;
 use common::metrics::{Exposition, Gauge, LabeledCounter};
 
+metric_label!(
+    /// How `POST /api/orders` was answered.
+    pub enum OrderAnswer {
+        Created = "created",
+        Pending = "pending",
+        Replayed = "replayed",
+        SoldOut = "sold_out",
+        LimitExceeded = "limit_exceeded",
+        NotOnSale = "not_on_sale",
+        NotReady = "not_ready",
+        Rejected = "rejected",
+        RateLimited = "rate_limited",
+        Invalid = "invalid",
+        Unavailable = "unavailable",
+    }
+);
+
+metric_label!(
+    /// What a check-back told the broker.
+    pub enum CheckBackAnswer {
+        Commit = "commit",
+        Rollback = "rollback",
+        Unknown = "unknown",
+    }
+);
+
+metric_label!(
+    /// Why an order was closed without being paid (or paid without stock).
+    pub enum ClosedBy {
+        Buyer = "buyer",
+        Timeout = "timeout",
+        StockInsufficient = "stock_insufficient",
+        PaidWithoutStock = "paid_without_stock",
+    }
+);
+
+metric_label!(
+    /// Where a dead letter was found.
+    pub enum DeadLetterSource {
+        Dlq = "dlq",
+        DiscardedTransaction = "discarded_transaction",
+    }
+);
+
+metric_label!(
+    /// Which kind of committed message was sent again.
+    pub enum Resent {
+        Creation = "creation",
+        Cancellation = "cancellation",
+    }
+);
+
 pub struct OrderMetrics {
-    pub orders: LabeledCounter,
-    pub check_backs: LabeledCounter,
-    pub closed: LabeledCounter,
-    pub dead_letters: LabeledCounter,
-    pub redelivered: LabeledCounter,
+    pub orders: LabeledCounter<OrderAnswer>,
+    pub check_backs: LabeledCounter<CheckBackAnswer>,
+    pub closed: LabeledCounter<ClosedBy>,
+    pub dead_letters: LabeledCounter<DeadLetterSource>,
+    pub redelivered: LabeledCounter<Resent>,
     pub in_flight: Gauge,
 }
 
@@ -21,48 +74,26 @@ impl Default for OrderMetrics {
                 "seckill_order_requests_total",
                 "POST /api/orders answers, by outcome.",
                 "outcome",
-                &[
-                    "created",
-                    "pending",
-                    "replayed",
-                    "sold_out",
-                    "limit_exceeded",
-                    "not_on_sale",
-                    "not_ready",
-                    "rejected",
-                    "rate_limited",
-                    "invalid",
-                    "unavailable",
-                ],
             ),
             check_backs: LabeledCounter::new(
                 "seckill_check_backs_total",
                 "Broker check-backs answered, by answer.",
                 "answer",
-                &["commit", "rollback", "unknown"],
             ),
             closed: LabeledCounter::new(
                 "seckill_orders_closed_total",
                 "Orders cancelled or failed, by reason (paid_without_stock: PAID, no stock, refund needed).",
                 "reason",
-                &[
-                    "buyer",
-                    "timeout",
-                    "stock_insufficient",
-                    "paid_without_stock",
-                ],
             ),
             dead_letters: LabeledCounter::new(
                 "seckill_dead_letters_total",
                 "Stuck messages recorded (since start), by where they were found.",
                 "source",
-                &["dlq", "discarded_transaction"],
             ),
             redelivered: LabeledCounter::new(
                 "seckill_messages_redelivered_total",
                 "Committed messages stock-service had not applied in time, sent again, by kind.",
                 "kind",
-                &["creation", "cancellation"],
             ),
             in_flight: Gauge::new(
                 "seckill_transactions_in_flight",

@@ -31,7 +31,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::admission::AdmissionGate;
 use crate::dead_letters::{self, DeadLetter, Verdict};
 use crate::domain::Order;
-use crate::metrics::OrderMetrics;
+use crate::metrics::{OrderMetrics, Resent};
+use crate::order_tx;
 use crate::settings::Settings;
 use crate::stock_client::{StockClient, StockClientError};
 use crate::store::{self, Confirmed, TxOutcome};
@@ -212,8 +213,8 @@ impl Redelivery {
                     resent.insert(tx_no.clone(), Instant::now());
                 }
                 self.metrics.redelivered.inc(match message {
-                    Committed::Creation(_) => "creation",
-                    Committed::Cancellation(_) => "cancellation",
+                    Committed::Creation(_) => Resent::Creation,
+                    Committed::Cancellation(_) => Resent::Cancellation,
                 });
                 tracing::warn!(%tx_no, tag, "committed message not applied by stock-service in time: sent again");
                 true
@@ -254,7 +255,7 @@ impl Redelivery {
         let Some(message) = message else {
             return Ok(Verdict::NeedsOperator);
         };
-        match store::resolve_tx(&self.db, message.tx_no()).await? {
+        match order_tx::settle(&self.db, message.tx_no()).await? {
             TxOutcome::RolledBack => {
                 if let Committed::Creation(order) = &message
                     && let Err(err) = self.admission.release(order.product_id, &order.tx_no).await

@@ -17,7 +17,7 @@ use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use tokio::runtime::Handle;
 
-use crate::metrics::StockMetrics;
+use crate::metrics::{MessageResult, Report, StockMetrics};
 use crate::settings::Settings;
 use crate::store::{self, Applied};
 
@@ -101,7 +101,7 @@ impl OrderListener {
                 )
             }
             Err(err) => {
-                self.metrics.messages.inc("failed");
+                self.metrics.messages.inc(MessageResult::Failed);
                 tracing::warn!(%err, "applying the order failed; it will be redelivered");
                 return false;
             }
@@ -112,9 +112,11 @@ impl OrderListener {
         // Recorded INSUFFICIENT; acknowledged only once order-service is told,
         // so a failed send is retried by the redelivery (which finds the row).
         let told = self.events.tell_insufficient(order).await;
-        self.metrics
-            .reports
-            .inc(if told.is_ok() { "ok" } else { "failed" });
+        self.metrics.reports.inc(if told.is_ok() {
+            Report::Ok
+        } else {
+            Report::Failed
+        });
         match told {
             Ok(()) => {
                 tracing::warn!(product_id = %order.product_id, "insufficient stock; order-service told");
@@ -134,7 +136,7 @@ impl OrderListener {
                 true
             }
             Err(err) => {
-                self.metrics.messages.inc("failed");
+                self.metrics.messages.inc(MessageResult::Failed);
                 tracing::warn!(%err, "applying the cancellation failed; it will be redelivered");
                 false
             }

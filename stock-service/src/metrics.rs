@@ -3,13 +3,36 @@
 //! `/metrics` (Prometheus, plus stock per product read from the DB) and as
 //! JSON on `/api/stock/stats` for the dashboard.
 
+use common::metric_label;
 use common::metrics::{Exposition, LabeledCounter};
 
 use crate::store::{Applied, Restored, Stock};
 
+metric_label!(
+    /// What applying one message did.
+    pub enum MessageResult {
+        Deducted = "deducted",
+        Insufficient = "insufficient",
+        ShortRetry = "short_retry",
+        DuplicateCreation = "duplicate_creation",
+        Restored = "restored",
+        NothingToRestore = "nothing_to_restore",
+        DuplicateCancellation = "duplicate_cancellation",
+        Failed = "failed",
+    }
+);
+
+metric_label!(
+    /// Whether telling order-service of insufficient stock worked.
+    pub enum Report {
+        Ok = "ok",
+        Failed = "failed",
+    }
+);
+
 pub struct StockMetrics {
-    pub messages: LabeledCounter,
-    pub reports: LabeledCounter,
+    pub messages: LabeledCounter<MessageResult>,
+    pub reports: LabeledCounter<Report>,
 }
 
 impl Default for StockMetrics {
@@ -19,22 +42,11 @@ impl Default for StockMetrics {
                 "seckill_stock_messages_total",
                 "Order messages consumed, by what applying them did.",
                 "result",
-                &[
-                    "deducted",
-                    "insufficient",
-                    "short_retry",
-                    "duplicate_creation",
-                    "restored",
-                    "nothing_to_restore",
-                    "duplicate_cancellation",
-                    "failed",
-                ],
             ),
             reports: LabeledCounter::new(
                 "seckill_stock_insufficient_reports_total",
                 "StockInsufficient reports sent to order-service, by outcome of the send.",
                 "sent",
-                &["ok", "failed"],
             ),
         }
     }
@@ -43,24 +55,25 @@ impl Default for StockMetrics {
 impl StockMetrics {
     pub fn applied(&self, applied: Applied) {
         self.messages.inc(match applied {
-            Applied::Deducted => "deducted",
-            Applied::Insufficient => "insufficient",
-            Applied::ShortForNow => "short_retry",
-            Applied::Duplicate { .. } => "duplicate_creation",
+            Applied::Deducted => MessageResult::Deducted,
+            Applied::Insufficient => MessageResult::Insufficient,
+            Applied::ShortForNow => MessageResult::ShortRetry,
+            Applied::Duplicate { .. } => MessageResult::DuplicateCreation,
         });
     }
 
     pub fn restored(&self, restored: Restored) {
         self.messages.inc(match restored {
-            Restored::Restored => "restored",
-            Restored::NothingToRestore => "nothing_to_restore",
-            Restored::Duplicate => "duplicate_cancellation",
+            Restored::Restored => MessageResult::Restored,
+            Restored::NothingToRestore => MessageResult::NothingToRestore,
+            Restored::Duplicate => MessageResult::DuplicateCancellation,
         });
     }
 
     /// Deliveries that found their tx_no already applied.
     pub fn dedupe_hits(&self) -> u64 {
-        self.messages.get("duplicate_creation") + self.messages.get("duplicate_cancellation")
+        self.messages.get(MessageResult::DuplicateCreation)
+            + self.messages.get(MessageResult::DuplicateCancellation)
     }
 
     pub fn render(&self, stock: &[Stock]) -> Exposition {

@@ -10,7 +10,8 @@ use serde_json::json;
 use crate::checkout::{Checkedout, CheckoutError};
 use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, PayNo};
 use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
-use crate::publisher::{NotPlaced, Placement};
+use crate::metrics::OrderAnswer;
+use crate::order_tx::{Outcome, Rejection};
 use crate::state::AppState;
 use crate::store;
 
@@ -176,27 +177,38 @@ pub async fn place_order(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
     let answer = place(request, &state, body).await;
-    state.metrics.orders.inc(outcome_of(&answer));
-    answer
+    state.metrics.orders.inc(match &answer {
+        Ok((answer, _)) => *answer,
+        Err(err) => err.answer(),
+    });
+    answer.map(|(_, response)| response)
 }
 
-/// The `outcome` label of an order request's answer, read off the answer
-/// itself (its status and code: the one error table decides both).
-fn outcome_of(answer: &Result<HttpResponse, OrderApiError>) -> &'static str {
-    match answer {
-        Ok(r) if r.headers().contains_key("Idempotent-Replayed") => "replayed",
-        Ok(r) if r.status() == StatusCode::CREATED => "created",
-        Ok(_) => "pending",
-        Err(err) => match err.failure().code {
-            "SOLD_OUT" => "sold_out",
-            "LIMIT_EXCEEDED" => "limit_exceeded",
-            "PRODUCT_NOT_ON_SALE" => "not_on_sale",
-            "SALE_NOT_READY" => "not_ready",
-            "ORDER_REJECTED" => "rejected",
-            "RATE_LIMITED" => "rate_limited",
-            "INVALID_FIELD" | "IDEMPOTENCY_KEY_REUSED" => "invalid",
-            _ => "unavailable",
-        },
+impl OrderApiError {
+    /// The `outcome` label of an order request refused with this error.
+    fn answer(&self) -> OrderAnswer {
+        match self {
+            Self::Checkout(CheckoutError::SoldOut) => OrderAnswer::SoldOut,
+            Self::Checkout(CheckoutError::LimitExceeded) => OrderAnswer::LimitExceeded,
+            Self::Checkout(CheckoutError::NotOnSale) => OrderAnswer::NotOnSale,
+            Self::Checkout(CheckoutError::NotReady) => OrderAnswer::NotReady,
+            Self::Refused(_) => OrderAnswer::Rejected,
+            Self::RateLimited(_) => OrderAnswer::RateLimited,
+            Self::Invalid(_) | Self::Checkout(CheckoutError::IdempotencyKeyReused) => {
+                OrderAnswer::Invalid
+            }
+            Self::Checkout(
+                CheckoutError::Admission(_)
+                | CheckoutError::Idempotency(_)
+                | CheckoutError::Publish(_),
+            )
+            | Self::NotPlaced(_)
+            | Self::Database(_)
+            | Self::NotFound(_)
+            | Self::NotPayable { .. }
+            | Self::NotCancellable { .. }
+            | Self::Lifecycle(_) => OrderAnswer::Unavailable,
+        }
     }
 }
 
@@ -204,7 +216,7 @@ async fn place(
     request: actix_web::HttpRequest,
     state: &AppState,
     body: web::Json<serde_json::Value>,
-) -> Result<HttpResponse, OrderApiError> {
+) -> Result<(OrderAnswer, HttpResponse), OrderApiError> {
     let address = if state.rate_limits.trust_forwarded_for {
         request
             .connection_info()
@@ -228,40 +240,37 @@ async fn place(
         None => None,
         Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
     };
-    let placement = match state.checkout.place(order, key).await? {
+    let (order, outcome) = match state.checkout.place(order, key).await? {
         Checkedout::Replayed(order) => {
-            return Ok(HttpResponse::Created()
+            let response = HttpResponse::Created()
                 .insert_header(("Idempotent-Replayed", "true"))
-                .json(order));
+                .json(order);
+            return Ok((OrderAnswer::Replayed, response));
         }
         Checkedout::ReplayPending { order_no, tx_no } => {
-            return Ok(HttpResponse::Accepted()
+            let response = HttpResponse::Accepted()
                 .insert_header(("Idempotent-Replayed", "true"))
-                .json(json!({"order_no": order_no, "tx_no": tx_no, "status": "PENDING"})));
+                .json(json!({"order_no": order_no, "tx_no": tx_no, "status": "PENDING"}));
+            return Ok((OrderAnswer::Replayed, response));
         }
-        Checkedout::Placed(placement) => placement,
+        Checkedout::Placed { order, outcome } => (order, outcome),
     };
-    match placement {
-        Placement::Committed(order) => {
-            Ok(HttpResponse::Created().json(placed_body(&order, OrderStatus::New.as_db())))
-        }
-        Placement::Pending(order) => {
-            Ok(HttpResponse::Accepted().json(placed_body(&order, "PENDING")))
-        }
-        Placement::NotPlaced {
-            reason: NotPlaced::Refused(why),
-            ..
-        } => Err(OrderApiError::Refused(why)),
-        Placement::NotPlaced {
-            reason: NotPlaced::Unavailable(why),
-            ..
-        } => Err(OrderApiError::NotPlaced(why)),
-        Placement::NotPlaced {
-            reason: NotPlaced::DuplicateRequest,
-            ..
-        } => Err(OrderApiError::NotPlaced(
-            "an order for this Idempotency-Key exists but could not be read".into(),
+    match outcome {
+        Outcome::Committed => Ok((
+            OrderAnswer::Created,
+            HttpResponse::Created().json(placed_body(&order, OrderStatus::New.as_db())),
         )),
+        Outcome::Pending => Ok((
+            OrderAnswer::Pending,
+            HttpResponse::Accepted().json(placed_body(&order, "PENDING")),
+        )),
+        Outcome::Rejected(Rejection::Refused(why)) => Err(OrderApiError::Refused(why)),
+        Outcome::Rejected(Rejection::Unavailable(why)) => Err(OrderApiError::NotPlaced(why)),
+        Outcome::Rejected(Rejection::DuplicateRequest | Rejection::NotCancellable) => {
+            Err(OrderApiError::NotPlaced(
+                "an order for this Idempotency-Key exists but could not be read".into(),
+            ))
+        }
     }
 }
 

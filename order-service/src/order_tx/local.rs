@@ -1,16 +1,16 @@
 //! The transaction listener RocketMQ calls: once after each half message is
-//! stored (run the local transaction: record an order, or cancel one) and
-//! whenever the broker checks back on a transaction it never heard the end of
-//! (answer from `tx_log`).
+//! stored ([`OrderTxListener::run_local_transaction`]: record an order, or
+//! cancel one) and whenever the broker checks back on a transaction it never
+//! heard the end of ([`OrderTxListener::answer_check_back`]: from `tx_log`,
+//! through [`settle`]).
 //!
 //! The client calls both synchronously on its own blocking lane, so each call
 //! drives its async DB work on the application's runtime with `Handle::block_on`
 //! (never on a runtime worker thread: these are the client's blocking threads).
 
 use std::any::Any;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chrono::NaiveDateTime;
 use common::messages::{Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED};
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener};
 use rocketmq_model::common::message::MessageTrait;
@@ -18,105 +18,17 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use sea_orm::DatabaseConnection;
 use tokio::runtime::Handle;
 
+use super::{LocalWork, Outcome, PendingTx, settle};
 use crate::admission::AdmissionGate;
-use crate::metrics::OrderMetrics;
-use crate::store::{self, RecordError, TxOutcome};
+use crate::metrics::{CheckBackAnswer, OrderMetrics};
+use crate::store::{self, TxOutcome};
 
-/// What the local transaction concluded, in more detail than the broker needs:
-/// the HTTP handler reads it to tell the buyer why an order was not placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalResult {
-    Committed,
-    /// A check-back decided this tx_no before the local transaction could.
-    DecidedElsewhere(TxOutcome),
-    /// The same user's Idempotency-Key already has an order.
-    DuplicateRequest,
-    /// The order to cancel is not NEW any more (or not due yet).
-    NotCancellable,
-    Refused(String),
-    Unavailable(String),
-    CommitUncertain(String),
-}
-
-impl LocalResult {
-    fn from_record(result: Result<(), RecordError>) -> Self {
-        match result {
-            Ok(()) => Self::Committed,
-            Err(RecordError::AlreadyDecided(outcome)) => Self::DecidedElsewhere(outcome),
-            Err(RecordError::DuplicateRequest) => Self::DuplicateRequest,
-            Err(RecordError::NotCancellable) => Self::NotCancellable,
-            Err(RecordError::Refused(e)) => Self::Refused(e.to_string()),
-            Err(RecordError::Unavailable(e)) => Self::Unavailable(e.to_string()),
-            Err(RecordError::CommitUncertain(e)) => Self::CommitUncertain(e.to_string()),
-        }
-    }
-
-    /// The answer the broker gets. Only an uncertain commit stays UNKNOWN: every
-    /// other failure happened before COMMIT, so nothing can commit later.
-    fn broker_state(&self) -> LocalTransactionState {
-        match self {
-            Self::Committed | Self::DecidedElsewhere(TxOutcome::Committed) => {
-                LocalTransactionState::CommitMessage
-            }
-            Self::DecidedElsewhere(TxOutcome::RolledBack)
-            | Self::DuplicateRequest
-            | Self::NotCancellable
-            | Self::Refused(_)
-            | Self::Unavailable(_) => LocalTransactionState::RollbackMessage,
-            Self::CommitUncertain(_) => LocalTransactionState::Unknown,
-        }
-    }
-}
-
-/// The local transaction a transactional send stands for.
-#[derive(Debug)]
-pub enum LocalWork {
-    /// Record a NEW order.
-    Create {
-        order: OrderCreated,
-        idempotency_key: Option<String>,
-    },
-    /// Cancel a NEW order; a timeout passes the creation cut-off it must meet.
-    Cancel {
-        cancel: OrderCancelled,
-        due_if_created_before: Option<NaiveDateTime>,
-    },
-}
-
-impl LocalWork {
-    pub fn tx_no(&self) -> &str {
-        match self {
-            Self::Create { order, .. } => order.tx_no.as_str(),
-            Self::Cancel { cancel, .. } => cancel.tx_no.as_str(),
-        }
-    }
-}
-
-/// The argument passed with each transactional send: the local work to do and
-/// a slot the listener fills with its [`LocalResult`].
-#[derive(Debug)]
-pub struct PendingTx {
-    pub work: LocalWork,
-    result: Mutex<Option<LocalResult>>,
-}
-
-impl PendingTx {
-    pub fn new(work: LocalWork) -> Arc<Self> {
-        Arc::new(Self {
-            work,
-            result: Mutex::new(None),
-        })
-    }
-
-    /// `None` when the local transaction never ran (e.g. the client refused it).
-    pub fn result(&self) -> Option<LocalResult> {
-        self.result.lock().map(|slot| slot.clone()).unwrap_or(None)
-    }
-
-    fn report(&self, result: LocalResult) {
-        if let Ok(mut slot) = self.result.lock() {
-            *slot = Some(result);
-        }
+/// The broker's answer for an outcome.
+fn broker_state(outcome: &Outcome) -> LocalTransactionState {
+    match outcome {
+        Outcome::Committed => LocalTransactionState::CommitMessage,
+        Outcome::Rejected(_) => LocalTransactionState::RollbackMessage,
+        Outcome::Pending => LocalTransactionState::Unknown,
     }
 }
 
@@ -151,6 +63,21 @@ impl TransactionListener for OrderTxListener {
         _msg: &dyn MessageTrait,
         arg: Option<&(dyn Any + Send + Sync)>,
     ) -> LocalTransactionState {
+        self.run_local_transaction(arg)
+    }
+
+    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+        self.answer_check_back(msg)
+    }
+}
+
+impl OrderTxListener {
+    /// Runs the [`LocalWork`] sent with the half message and reports its
+    /// [`Outcome`] to the sender; the broker gets the matching answer.
+    fn run_local_transaction(
+        &self,
+        arg: Option<&(dyn Any + Send + Sync)>,
+    ) -> LocalTransactionState {
         let Some(pending) = arg.and_then(|arg| arg.downcast_ref::<Arc<PendingTx>>()) else {
             tracing::error!(
                 "transactional send without its PendingTx; leaving it to the check-back"
@@ -177,14 +104,19 @@ impl TransactionListener for OrderTxListener {
                 *due_if_created_before,
             )),
         };
-        let result = LocalResult::from_record(recorded);
-        let state = result.broker_state();
-        tracing::info!(?result, ?state, "local transaction done");
-        pending.report(result);
+        if let Err(err) = &recorded {
+            tracing::info!(%err, "local transaction did not commit");
+        }
+        let outcome = Outcome::of_local(recorded);
+        let state = broker_state(&outcome);
+        tracing::info!(?outcome, ?state, "local transaction done");
+        pending.report(outcome);
         state
     }
 
-    fn check_local_transaction(&self, msg: &MessageExt) -> LocalTransactionState {
+    /// The broker asks about a transaction it never heard the end of: the
+    /// answer comes from [`settle`], so it is final.
+    fn answer_check_back(&self, msg: &MessageExt) -> LocalTransactionState {
         let body = msg.body().unwrap_or_default();
         let answer = if msg.get_tags().as_deref() == Some(TAG_ORDER_CANCELLED) {
             self.check_cancel(msg, &body)
@@ -192,15 +124,13 @@ impl TransactionListener for OrderTxListener {
             self.check_creation(msg, &body)
         };
         self.metrics.check_backs.inc(match answer {
-            LocalTransactionState::CommitMessage => "commit",
-            LocalTransactionState::RollbackMessage => "rollback",
-            _ => "unknown",
+            LocalTransactionState::CommitMessage => CheckBackAnswer::Commit,
+            LocalTransactionState::RollbackMessage => CheckBackAnswer::Rollback,
+            _ => CheckBackAnswer::Unknown,
         });
         answer
     }
-}
 
-impl OrderTxListener {
     fn check_creation(&self, msg: &MessageExt, body: &[u8]) -> LocalTransactionState {
         let order = match OrderCreated::decode(body) {
             Ok(order) => order,
@@ -215,7 +145,7 @@ impl OrderTxListener {
         let _entered = span.enter();
         match self
             .runtime
-            .block_on(store::resolve_tx(&self.db, order.tx_no.as_str()))
+            .block_on(settle(&self.db, order.tx_no.as_str()))
         {
             Ok(TxOutcome::Committed) => LocalTransactionState::CommitMessage,
             Ok(TxOutcome::RolledBack) => {
@@ -250,7 +180,7 @@ impl OrderTxListener {
         let _entered = span.enter();
         match self
             .runtime
-            .block_on(store::resolve_tx(&self.db, cancel.tx_no.as_str()))
+            .block_on(settle(&self.db, cancel.tx_no.as_str()))
         {
             Ok(TxOutcome::Committed) => LocalTransactionState::CommitMessage,
             Ok(TxOutcome::RolledBack) => LocalTransactionState::RollbackMessage,
