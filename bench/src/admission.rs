@@ -45,9 +45,10 @@ pub async fn run(args: &AdmissionArgs) -> anyhow::Result<()> {
     let settings = common::settings::RedisSettings {
         url: args.redis_url.clone(),
         key_prefix: PREFIX.into(),
+        ..Default::default()
     };
     let gate = AdmissionGate::new(
-        common::deps::connect_redis(&settings).await?,
+        common::redis_link::RedisLink::connect(&settings).await?,
         Keys::new(PREFIX),
         Duration::from_millis(1),
     );

@@ -15,7 +15,7 @@ use crate::settings::{DatabaseSettings, MqSettings, RedisSettings};
 pub struct Dependencies {
     pub db: DatabaseConnection,
     /// `None` for a service that does not use Redis (stock-service).
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<crate::redis_link::RedisLink>,
     pub mq: MqSettings,
 }
 
@@ -32,7 +32,7 @@ impl Dependencies {
             .await
             .with_context(|| format!("preparing the database {}", database.name))?;
         let redis = match redis {
-            Some(settings) => Some(connect_redis(settings).await?),
+            Some(settings) => Some(crate::redis_link::RedisLink::connect(settings).await?),
             None => None,
         };
         let runtime = MqRuntime::start(service, mq)?;
@@ -50,16 +50,6 @@ impl Dependencies {
             runtime,
         ))
     }
-}
-
-pub async fn connect_redis(
-    settings: &RedisSettings,
-) -> anyhow::Result<redis::aio::ConnectionManager> {
-    redis::Client::open(settings.url.as_str())
-        .context("parsing the Redis URL")?
-        .get_connection_manager()
-        .await
-        .context("connecting to Redis")
 }
 
 /// `GET /readyz`: 200 only when the database, Redis and the broker answer.
@@ -82,6 +72,13 @@ pub async fn dependency_checks(deps: &Dependencies) -> Vec<crate::http::Check> {
             .await,
         );
     }
-    checks.push(probe("broker", crate::mq::probe_broker(&deps.mq)).await);
+    checks.push(
+        tokio::time::timeout(
+            crate::http::PROBE_TIMEOUT,
+            crate::mq::probe_broker(&deps.mq),
+        )
+        .await
+        .unwrap_or_else(|_| crate::http::Check::from_result("broker", Err("timed out"))),
+    );
     checks
 }

@@ -236,6 +236,9 @@ pub struct Check {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the check saw in detail (e.g. each broker's reachability).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl Check {
@@ -245,13 +248,20 @@ impl Check {
                 name,
                 ok: true,
                 error: None,
+                detail: None,
             },
             Err(e) => Self {
                 name,
                 ok: false,
                 error: Some(e.to_string()),
+                detail: None,
             },
         }
+    }
+
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
     }
 }
 

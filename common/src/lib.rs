@@ -10,6 +10,7 @@
 //! - [`db`]: connecting to MariaDB, creating a service's database and applying its schema.
 //! - [`deps`]: the connections a service opens at start-up (DB, Redis, MQ) and `/readyz` over them.
 //! - [`mq`]: the RocketMQ client runtime, sized for synchronous listeners, and topic set-up.
+//! - [`redis_link`]: the shared Redis connection, following the master through Sentinel.
 //! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
 //! - [`ledger`]: the stock invariant (opened = DB stock + sold, nothing oversold).
 //! - [`shutdown`]: the stop signal both services wait on.
@@ -22,6 +23,7 @@ pub mod ledger;
 pub mod messages;
 pub mod metrics;
 pub mod mq;
+pub mod redis_link;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

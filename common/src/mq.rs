@@ -162,17 +162,48 @@ pub async fn tcp_reachable(addr: &str, timeout: Duration) -> bool {
     )
 }
 
-/// Readiness of the broker side: the name server and the broker both accept connections.
-pub async fn probe_broker(settings: &MqSettings) -> Result<(), String> {
-    for (what, addr) in [
-        ("name server", &settings.namesrv_addr),
-        ("broker", &settings.broker_addr),
-    ] {
-        if !tcp_reachable(addr, Duration::from_secs(1)).await {
-            return Err(format!("{what} at {addr} is not reachable"));
-        }
+/// Which of `addrs` accept a TCP connection now, probed together.
+pub async fn reachable(addrs: &[String]) -> Vec<(String, bool)> {
+    let probes: Vec<_> = addrs
+        .iter()
+        .map(|addr| {
+            let addr = addr.clone();
+            tokio::spawn(async move { tcp_reachable(&addr, Duration::from_secs(1)).await })
+        })
+        .collect();
+    let mut probed = Vec::with_capacity(addrs.len());
+    for (addr, probe) in addrs.iter().zip(probes) {
+        probed.push((addr.clone(), probe.await.unwrap_or(false)));
     }
-    Ok(())
+    probed
+}
+
+/// Readiness of the broker side: at least one name server and at least one
+/// master broker accept connections; the check's detail lists each broker
+/// (`{"broker-a:10911": true, "broker-b:10911": false}`), so a cluster with
+/// one master down is ready — orders go to the other — and says which.
+pub async fn probe_broker(settings: &MqSettings) -> crate::http::Check {
+    let namesrvs = reachable(&crate::settings::split_addrs(&settings.namesrv_addr)).await;
+    let brokers = reachable(&settings.broker_addrs()).await;
+    let map = |probed: &[(String, bool)]| {
+        probed
+            .iter()
+            .map(|(addr, up)| (addr.clone(), serde_json::Value::from(*up)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let detail = serde_json::json!({"name_servers": map(&namesrvs), "brokers": map(&brokers)});
+    let any_up = |probed: &[(String, bool)]| probed.iter().any(|(_, up)| *up);
+    let result = if !any_up(&namesrvs) {
+        Err(format!(
+            "no name server reachable at {}",
+            settings.namesrv_addr
+        ))
+    } else if !any_up(&brokers) {
+        Err(format!("no broker reachable at {}", settings.broker_addr))
+    } else {
+        Ok(())
+    };
+    crate::http::Check::from_result("broker", result).with_detail(detail)
 }
 
 /// A consumer's per-message work: `true` when the message is done with

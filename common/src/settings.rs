@@ -130,9 +130,15 @@ impl fmt::Debug for DatabaseSettings {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    /// The master (or, with `sentinels`, only its credentials and database).
     pub url: String,
     /// Prefix of every key this deployment writes (tests use their own).
     pub key_prefix: String,
+    /// Redis Sentinel addresses, `host:port;host:port`; empty: no Sentinel,
+    /// `url` is the master. With them the master is asked for and followed.
+    pub sentinels: String,
+    /// The master's name under Sentinel.
+    pub master_name: String,
 }
 
 impl Default for RedisSettings {
@@ -140,8 +146,25 @@ impl Default for RedisSettings {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "seckill".into(),
+            sentinels: String::new(),
+            master_name: "seckill".into(),
         }
     }
+}
+
+impl RedisSettings {
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        split_addrs(&self.sentinels)
+    }
+}
+
+/// `a:1;b:2` (also `,`-separated, spaces ignored) as a list; empty parts dropped.
+pub fn split_addrs(raw: &str) -> Vec<String> {
+    raw.split([';', ','])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl fmt::Debug for RedisSettings {
@@ -149,6 +172,8 @@ impl fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("url", &redact_password(&self.url))
             .field("key_prefix", &self.key_prefix)
+            .field("sentinels", &self.sentinels)
+            .field("master_name", &self.master_name)
             .finish()
     }
 }
@@ -157,8 +182,10 @@ impl fmt::Debug for RedisSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqSettings {
+    /// One name server or several, `a:9876;b:9876`.
     pub namesrv_addr: String,
-    /// The broker's address, probed by `/readyz` (clients learn it from the name server).
+    /// The master broker(s), `a:10911;b:10911`: topics are created on each,
+    /// `/readyz` reports each (clients learn routes from the name server).
     pub broker_addr: String,
     pub order_topic: String,
     /// stock-service's events for order-service (insufficient stock).
@@ -172,6 +199,12 @@ pub struct MqSettings {
     /// Listener calls that may wait for a slot before being refused.
     pub listener_queue_depth: usize,
     pub send_timeout_ms: u32,
+}
+
+impl MqSettings {
+    pub fn broker_addrs(&self) -> Vec<String> {
+        split_addrs(&self.broker_addr)
+    }
 }
 
 impl Default for MqSettings {

@@ -61,6 +61,13 @@ pub struct Checkout {
 }
 
 impl Checkout {
+    /// Whether [`Self::place`] would answer this request from memory (a
+    /// product this instance saw sold out, no Idempotency-Key to replay):
+    /// then nothing is worth a shared rate-limit check.
+    pub fn answers_from_memory(&self, order: &NewOrder, key: Option<&IdempotencyKey>) -> bool {
+        key.is_none() && self.admission.sold_out_locally(order.product_id)
+    }
+
     pub async fn place(
         &self,
         new_order: NewOrder,

@@ -29,7 +29,7 @@ pub async fn run(settings: &Settings, args: &[String]) -> Option<anyhow::Result<
 async fn run_reconcile(settings: &Settings, repair: bool) -> anyhow::Result<i32> {
     let db = common::db::connect_and_migrate(&settings.database, crate::SCHEMA).await?;
     let gate = Arc::new(AdmissionGate::new(
-        common::deps::connect_redis(&settings.redis).await?,
+        common::redis_link::RedisLink::connect(&settings.redis).await?,
         Keys::new(&settings.redis.key_prefix),
         Duration::from_millis(settings.admission.sold_out_ttl_ms),
     ));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::domain::UserId;
 use common::messages::OrderCreated;
-use redis::aio::ConnectionManager;
+use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
 use sea_orm::{DatabaseConnection, DbErr};
 
@@ -42,14 +42,14 @@ pub enum IdempotencyError {
 }
 
 pub struct IdempotencyClaims {
-    redis: ConnectionManager,
+    redis: RedisLink,
     prefix: String,
     release: Script,
     wait: Duration,
 }
 
 impl IdempotencyClaims {
-    pub fn new(redis: ConnectionManager, prefix: &str, wait: Duration) -> Self {
+    pub fn new(redis: RedisLink, prefix: &str, wait: Duration) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),

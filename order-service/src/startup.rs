@@ -56,7 +56,7 @@ pub struct Application {
 /// Everything order-service runs, built once from the settings.
 struct Services {
     db: DatabaseConnection,
-    redis: redis::aio::ConnectionManager,
+    redis: common::redis_link::RedisLink,
     admission: Arc<AdmissionGate>,
     metrics: Arc<OrderMetrics>,
     publisher: Arc<OrderPublisher>,
@@ -80,6 +80,10 @@ impl Services {
             .redis
             .clone()
             .ok_or_else(|| anyhow::anyhow!("order-service needs Redis"))?;
+        let rate_limits = Arc::new(RateLimits::new(
+            &settings.rate_limit,
+            Some((redis.clone(), &settings.redis.key_prefix)),
+        ));
         let admission = Arc::new(AdmissionGate::new(
             redis.clone(),
             Keys::new(&settings.redis.key_prefix),
@@ -142,7 +146,7 @@ impl Services {
             dead_letters,
             stock,
             redelivery,
-            rate_limits: Arc::new(RateLimits::new(&settings.rate_limit)),
+            rate_limits,
         })
     }
 
@@ -175,7 +179,7 @@ impl Services {
                 stop.clone(),
             )),
             tokio::spawn(follow_restocks(
-                redis::Client::open(settings.redis.url.as_str())?,
+                self.redis.clone(),
                 self.admission.keys().restock_channel(),
                 Arc::clone(&self.admission),
                 stop.clone(),

@@ -1,6 +1,10 @@
 //! stock-service's HTTP API as order-service uses it: setting a sale's stock
 //! and reading a product's stock with how many order messages it has applied.
+//! Several replicas may be named (`http://a:8092;http://b:8092`): a call that
+//! cannot reach one goes to the next, and the one that answered is tried first
+//! next time. Every call here is safe to repeat.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::domain::ProductId;
@@ -27,18 +31,57 @@ pub struct StockLevel {
 
 pub struct StockClient {
     http: reqwest::Client,
-    base_url: String,
+    base_urls: Vec<String>,
+    /// The replica that answered last.
+    preferred: AtomicUsize,
 }
 
 impl StockClient {
-    pub fn new(base_url: &str) -> Self {
+    /// `base_urls`: one URL, or several separated by `;`.
+    pub fn new(base_urls: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("HTTP client"),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            base_urls: common::settings::split_addrs(base_urls)
+                .into_iter()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .collect(),
+            preferred: AtomicUsize::new(0),
         }
+    }
+
+    /// Sends the request `build` makes for a base URL, to each replica in
+    /// turn (the last one that answered first) until one can be reached.
+    async fn send(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, StockClientError> {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let count = self.base_urls.len().max(1);
+        let mut last_error = None;
+        for i in 0..count {
+            let index = (first + i) % count;
+            let Some(base) = self.base_urls.get(index) else {
+                break;
+            };
+            match build(base).send().await {
+                Ok(response) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(err) if err.is_connect() || err.is_timeout() => {
+                    tracing::warn!(%err, stock_service = %base, "stock-service replica unreachable; trying the next");
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(match last_error {
+            Some(err) => err.into(),
+            None => StockClientError::Malformed("no stock-service URL configured".into()),
+        })
     }
 
     pub async fn set_stock(
@@ -47,19 +90,18 @@ impl StockClient {
         total_count: u32,
     ) -> Result<StockLevel, StockClientError> {
         let response = self
-            .http
-            .put(format!("{}/api/stock/{product}", self.base_url))
-            .json(&serde_json::json!({"total_count": total_count}))
-            .send()
+            .send(|base| {
+                self.http
+                    .put(format!("{base}/api/stock/{product}"))
+                    .json(&serde_json::json!({"total_count": total_count}))
+            })
             .await?;
         Self::read(response).await
     }
 
     pub async fn stock(&self, product: ProductId) -> Result<Option<StockLevel>, StockClientError> {
         let response = self
-            .http
-            .get(format!("{}/api/stock/{product}", self.base_url))
-            .send()
+            .send(|base| self.http.get(format!("{base}/api/stock/{product}")))
             .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
@@ -79,10 +121,11 @@ impl StockClient {
         let mut applied = std::collections::HashSet::new();
         for chunk in tx_nos.chunks(1000) {
             let response = self
-                .http
-                .post(format!("{}/api/stock/applied", self.base_url))
-                .json(&serde_json::json!({ "tx_nos": chunk }))
-                .send()
+                .send(|base| {
+                    self.http
+                        .post(format!("{base}/api/stock/applied"))
+                        .json(&serde_json::json!({ "tx_nos": chunk }))
+                })
                 .await?;
             applied.extend(Self::read::<Applied>(response).await?.applied);
         }
@@ -103,9 +146,7 @@ impl StockClient {
     /// every product's stock, as `GET /api/stock/stats` gives them.
     pub async fn stats(&self) -> Result<serde_json::Value, StockClientError> {
         let response = self
-            .http
-            .get(format!("{}/api/stock/stats", self.base_url))
-            .send()
+            .send(|base| self.http.get(format!("{base}/api/stock/stats")))
             .await?;
         Self::read(response).await
     }

@@ -7,7 +7,7 @@ use order_service::admission::{Admission, AdmissionGate, Keys};
 use seckill_tests::{TestEnv, order_message};
 
 async fn gate(env: &TestEnv) -> AdmissionGate {
-    let redis = common::deps::connect_redis(&common::settings::RedisSettings::default())
+    let redis = common::redis_link::RedisLink::connect(&common::settings::RedisSettings::default())
         .await
         .expect("redis");
     let gate = AdmissionGate::new(

@@ -477,9 +477,7 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
 
 /// An admission gate on this test's Redis prefix (as order-service builds it).
 async fn test_gate(env: &TestEnv) -> AdmissionGate {
-    let redis = redis::Client::open("redis://127.0.0.1:6379")
-        .unwrap()
-        .get_connection_manager()
+    let redis = common::redis_link::RedisLink::connect(&common::settings::RedisSettings::default())
         .await
         .unwrap();
     AdmissionGate::new(

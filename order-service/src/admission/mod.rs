@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use common::domain::{ProductId, TxNo};
 use common::messages::OrderCreated;
-use redis::aio::ConnectionManager;
+use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
 
 /// The key names of one deployment (one prefix).
@@ -160,7 +160,7 @@ impl SoldOutFlags {
 
 /// Admission, release and sale set-up against Redis.
 pub struct AdmissionGate {
-    redis: ConnectionManager,
+    redis: RedisLink,
     keys: Keys,
     admit_script: Script,
     release_script: Script,
@@ -170,7 +170,7 @@ pub struct AdmissionGate {
 }
 
 impl AdmissionGate {
-    pub fn new(redis: ConnectionManager, keys: Keys, sold_out_ttl: Duration) -> Self {
+    pub fn new(redis: RedisLink, keys: Keys, sold_out_ttl: Duration) -> Self {
         Self {
             redis,
             keys,
@@ -186,7 +186,7 @@ impl AdmissionGate {
         &self.keys
     }
 
-    pub fn redis(&self) -> ConnectionManager {
+    pub fn redis(&self) -> RedisLink {
         self.redis.clone()
     }
 
@@ -350,6 +350,9 @@ impl AdmissionGate {
 
     /// Which of `products` are closed (rebuilding or blocked), in one round trip.
     pub async fn closed_among(&self, products: &[ProductId]) -> Result<Vec<bool>, RedisError> {
+        if products.is_empty() {
+            return Ok(Vec::new()); // Redis refuses an empty pipeline
+        }
         let mut pipe = redis::pipe();
         for product in products {
             pipe.hexists(self.keys.sale(*product), "rebuilding");
@@ -397,14 +400,16 @@ impl AdmissionGate {
 
 /// Clears sold-out flags when any instance publishes a restock or release.
 pub async fn follow_restocks(
-    client: redis::Client,
+    redis: RedisLink,
     channel: String,
     gate: std::sync::Arc<AdmissionGate>,
     mut shutdown: common::shutdown::Shutdown,
 ) {
     use futures::StreamExt;
     while !shutdown.is_shutdown() {
-        match client.get_async_pubsub().await {
+        // The master in use now: after a failover the next subscription
+        // goes to the new one (the old one's connection breaks).
+        match redis.client().get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
                     let mut messages = pubsub.on_message();

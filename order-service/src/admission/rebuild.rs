@@ -50,6 +50,8 @@ pub enum RebuildError {
         committed: i64,
         waited: Duration,
     },
+    #[error("following the new Redis master: {0}")]
+    Failover(String),
     #[error("{} sale(s) could not be rebuilt and stay closed: {}", .0.len(), .0.join("; "))]
     Blocked(Vec<String>),
 }
@@ -143,6 +145,38 @@ async fn seed(gate: &AdmissionGate, sales: &[(ProductId, u32)]) -> Result<(), Re
     tracing::warn!(
         sales = sales.len(),
         "admission state was missing: every sale closed until rebuilt"
+    );
+    Ok(())
+}
+
+/// Sentinel promoted a replica: it may have missed the last reservations
+/// (replication is asynchronous), so before any request is served from it
+/// every sale there is closed for a rebuild — as after a Redis restart — and
+/// only then is it switched to; the keeper's rebuild reopens each sale from
+/// the databases.
+#[tracing::instrument(skip(gate, db))]
+async fn follow_new_master(
+    gate: &AdmissionGate,
+    db: &DatabaseConnection,
+    master: common::redis_link::MasterAddr,
+) -> Result<(), RebuildError> {
+    let link = gate.redis();
+    let (client, mut connection) = link
+        .connect_to(&master)
+        .await
+        .map_err(|err| RebuildError::Failover(format!("{err:#}")))?;
+    let sales = store::sales(db).await?;
+    let keys = gate.keys();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (product, _) in &sales {
+        pipe.hset(keys.sale(*product), "rebuilding", 1).ignore();
+    }
+    pipe.query_async::<()>(&mut connection).await?;
+    link.switch_to(master, (client, connection));
+    tracing::warn!(
+        sales = sales.len(),
+        "Redis failed over to a replica: every sale closed until rebuilt from the databases"
     );
     Ok(())
 }
@@ -341,6 +375,11 @@ pub async fn keep_ready(
     mut shutdown: common::shutdown::Shutdown,
 ) {
     loop {
+        if let Some(master) = gate.redis().master_moved().await
+            && let Err(err) = follow_new_master(&gate, &db, master).await
+        {
+            tracing::error!(%err, "the new Redis master cannot be used yet; retrying");
+        }
         match rebuild(&gate, &db, &stock, quiet_timeout, Scope::Closed).await {
             Ok(0) | Err(RebuildError::Busy) => {}
             Ok(sales) => tracing::warn!(sales, "sales rebuilt from the databases and reopened"),

@@ -127,14 +127,36 @@ impl OrderPublisher {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// How many of the configured master brokers accept connections now.
+    async fn brokers_up(&self) -> usize {
+        let brokers = common::settings::split_addrs(&self.recipe.broker_addr);
+        common::mq::reachable(&brokers)
+            .await
+            .iter()
+            .filter(|(_, up)| *up)
+            .count()
+    }
+
+    /// A send found a broker unreachable. With none reachable (the broker is
+    /// down) or all of them (a stale connection or the client's open breaker),
+    /// the producer is marked down and replaced once a broker answers. With
+    /// some down and some up (one master of a cluster lost), the client
+    /// avoids the dead one by itself: a fresh producer would only forget that.
+    async fn note_unreachable(&self, err: &rocketmq_client_rust::ClientError) {
+        let configured = common::settings::split_addrs(&self.recipe.broker_addr).len();
+        let up = self.brokers_up().await;
+        if (up == 0 || up == configured) && self.broker_ok.swap(false, Ordering::AcqRel) {
+            tracing::error!(%err, up, configured, "the broker is unreachable: not ready until a fresh producer connects");
+        } else {
+            tracing::warn!(%err, up, configured, "a send found a broker unreachable");
+        }
+    }
+
     /// Starts a fresh producer once the broker accepts connections, swaps it
     /// in, and shuts the old one down in the background (it waits for its
     /// in-flight sends). `true` when swapped.
     pub async fn reconnect(&self) -> bool {
-        if self.shut_down.load(Ordering::Acquire)
-            || !common::mq::tcp_reachable(&self.recipe.broker_addr, Duration::from_millis(500))
-                .await
-        {
+        if self.shut_down.load(Ordering::Acquire) || self.brokers_up().await == 0 {
             return false;
         }
         let fresh = match self.recipe.start().await {
@@ -231,11 +253,15 @@ impl OrderPublisher {
                 .send_message_in_transaction(message, Some(Arc::clone(&pending)))
                 .await
         };
-        let sent = sent.inspect_err(|err| {
-            if broker_unreachable(err) && self.broker_ok.swap(false, Ordering::AcqRel) {
-                tracing::error!(%err, "the broker is unreachable: not ready until a fresh producer connects");
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(err) => {
+                if broker_unreachable(&err) {
+                    self.note_unreachable(&err).await;
+                }
+                return Err(err.into());
             }
-        })?;
+        };
         let state = sent
             .local_transaction_state
             .unwrap_or(LocalTransactionState::Unknown);

@@ -240,6 +240,13 @@ async fn place(
         None => None,
         Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
     };
+    if !state.checkout.answers_from_memory(&order, key.as_ref()) {
+        state
+            .rate_limits
+            .check_shared(order.user_id.get(), address)
+            .await
+            .map_err(OrderApiError::RateLimited)?;
+    }
     let (order, outcome) = match state.checkout.place(order, key).await? {
         Checkedout::Replayed(order) => {
             let response = HttpResponse::Created()

@@ -1,0 +1,243 @@
+//! The one Redis connection a service shares, following the master through
+//! Redis Sentinel when `redis.sentinels` is set (else a plain connection to
+//! `redis.url`).
+//!
+//! [`RedisLink`] is a `ConnectionLike`, so commands, pipelines and scripts run
+//! on it as on a connection. With Sentinel, [`RedisLink::master_moved`] asks
+//! the sentinels where the master is; the owner (order-service's admission
+//! keeper) connects to a new master, closes what must be closed there, and
+//! only then [`RedisLink::switch_to`] it — so no request is served from a
+//! promoted replica that may have missed the last writes before the owner
+//! said so.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use crate::settings::RedisSettings;
+
+/// Where the Redis master is (`host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAddr(pub String);
+
+impl std::fmt::Display for MasterAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct Current {
+    connection: ConnectionManager,
+    client: redis::Client,
+    master: MasterAddr,
+}
+
+struct Shared {
+    settings: RedisSettings,
+    current: RwLock<Current>,
+}
+
+#[derive(Clone)]
+pub struct RedisLink {
+    shared: Arc<Shared>,
+}
+
+impl RedisLink {
+    /// Connects to the master (asking the sentinels first when configured).
+    pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
+        let master = match settings.sentinel_addrs() {
+            sentinels if sentinels.is_empty() => MasterAddr(host_of(&settings.url)),
+            sentinels => ask_sentinels(&sentinels, &settings.master_name)
+                .await
+                .context("asking the Redis sentinels for the master")?,
+        };
+        let (client, connection) = open(settings, &master).await?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                settings: settings.clone(),
+                current: RwLock::new(Current {
+                    connection,
+                    client,
+                    master,
+                }),
+            }),
+        })
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Current) -> T) -> T {
+        f(&self
+            .shared
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The master in use.
+    pub fn master(&self) -> MasterAddr {
+        self.read(|c| c.master.clone())
+    }
+
+    /// A client for the master in use (pub/sub opens its own connections).
+    pub fn client(&self) -> redis::Client {
+        self.read(|c| c.client.clone())
+    }
+
+    /// Whether a master is followed through Sentinel.
+    pub fn follows_sentinel(&self) -> bool {
+        !self.shared.settings.sentinel_addrs().is_empty()
+    }
+
+    /// The master the sentinels name now, when it is not the one in use;
+    /// `None` without Sentinel, or when no sentinel answered.
+    pub async fn master_moved(&self) -> Option<MasterAddr> {
+        let sentinels = self.shared.settings.sentinel_addrs();
+        if sentinels.is_empty() {
+            return None;
+        }
+        match ask_sentinels(&sentinels, &self.shared.settings.master_name).await {
+            Ok(master) if master != self.master() => Some(master),
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!(%err, "no Redis sentinel answered; keeping the current master");
+                None
+            }
+        }
+    }
+
+    /// A connection to `master` that is not in use yet (see [`Self::switch_to`]).
+    pub async fn connect_to(
+        &self,
+        master: &MasterAddr,
+    ) -> anyhow::Result<(redis::Client, ConnectionManager)> {
+        open(&self.shared.settings, master).await
+    }
+
+    /// From now on every command goes to `master`.
+    pub fn switch_to(
+        &self,
+        master: MasterAddr,
+        (client, connection): (redis::Client, ConnectionManager),
+    ) {
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        tracing::warn!(from = %current.master, to = %master, "Redis master changed: now using the new one");
+        *current = Current {
+            connection,
+            client,
+            master,
+        };
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.read(|c| c.connection.clone())
+    }
+}
+
+impl ConnectionLike for RedisLink {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let mut connection = self.connection();
+        Box::pin(async move { connection.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        let mut connection = self.connection();
+        Box::pin(async move { connection.req_packed_commands(cmd, offset, count).await })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.read(|c| c.connection.get_db())
+    }
+}
+
+/// `host:port` of a `redis://[user:pass@]host:port[/db]` URL.
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// `settings.url` with its host replaced by `master` (credentials and db kept).
+fn url_for(url: &str, master: &MasterAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (format!("{credentials}@"), rest),
+        None => (String::new(), rest),
+    };
+    let path = rest
+        .split_once('/')
+        .map_or(String::new(), |(_, p)| format!("/{p}"));
+    format!("{scheme}://{credentials}{master}{path}")
+}
+
+async fn open(
+    settings: &RedisSettings,
+    master: &MasterAddr,
+) -> anyhow::Result<(redis::Client, ConnectionManager)> {
+    let client =
+        redis::Client::open(url_for(&settings.url, master)).context("parsing the Redis URL")?;
+    let connection = client
+        .get_connection_manager()
+        .await
+        .with_context(|| format!("connecting to Redis at {master}"))?;
+    Ok((client, connection))
+}
+
+/// The master's address from the first sentinel that knows it.
+async fn ask_sentinels(sentinels: &[String], name: &str) -> anyhow::Result<MasterAddr> {
+    let mut last_error = None;
+    for sentinel in sentinels {
+        let asked = async {
+            let client = redis::Client::open(format!("redis://{sentinel}"))?;
+            let mut connection = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 1 s"))??;
+            let answer: Option<(String, u16)> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(name)
+                .query_async(&mut connection)
+                .await?;
+            answer
+                .map(|(host, port)| MasterAddr(format!("{host}:{port}")))
+                .ok_or_else(|| anyhow::anyhow!("sentinel {sentinel} does not know master {name}"))
+        };
+        match asked.await {
+            Ok(master) => return Ok(master),
+            Err(err) => last_error = Some(err.context(format!("sentinel {sentinel}"))),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no sentinel configured")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_master_keeps_the_urls_credentials_and_database() {
+        let master = MasterAddr("redis-replica:6379".into());
+        assert_eq!(
+            url_for("redis://:pw@redis-master:6379/2", &master),
+            "redis://:pw@redis-replica:6379/2"
+        );
+        assert_eq!(
+            url_for("redis://127.0.0.1:6379", &master),
+            "redis://redis-replica:6379"
+        );
+        assert_eq!(host_of("redis://u:p@h:1/0"), "h:1");
+        assert_eq!(host_of("redis://h:1"), "h:1");
+    }
+}
