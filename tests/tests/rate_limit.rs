@@ -116,3 +116,37 @@ async fn a_client_address_over_the_limit_is_refused_per_forwarded_address() {
     orders.stop().await;
     stock.stop().await;
 }
+
+/// Two replicas share one limit: a user spreading requests over both gets the
+/// limit's burst in all, not twice it (the buckets live in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_hold_one_limit_between_them() {
+    let limited = |settings: &mut order_service::settings::Settings| {
+        settings.rate_limit.per_user_per_sec = 1;
+        settings.rate_limit.per_user_burst = 3;
+    };
+    let app = seckill_tests::app::TestApp::spawn_with(limited).await;
+    let replica = app.spawn_another_order_service(limited).await;
+    open_sale_with_limit(&app.orders, 1, 100, 100).await;
+    let http = reqwest::Client::new();
+
+    let mut created = 0;
+    let mut limited_answers = 0;
+    for i in 0..8 {
+        let base = if i % 2 == 0 {
+            &app.orders.base_url
+        } else {
+            &replica.base_url
+        };
+        match post(&http, base, 7, None).await.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited_answers += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // A burst of 3 (plus at most one token refilled while the 8 requests ran).
+    assert!((3..=4).contains(&created), "created {created} across two replicas");
+    assert_eq!(created + limited_answers, 8);
+    replica.stop().await;
+    app.stop().await;
+}
