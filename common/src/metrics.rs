@@ -86,6 +86,48 @@ impl<L: Label> LabeledCounter<L> {
     }
 }
 
+/// A counter whose label values are only known at run time (e.g. broker
+/// names learnt from the name server).
+pub struct DynamicCounter {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    counts: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl DynamicCounter {
+    pub fn new(name: &'static str, help: &'static str, label: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            label,
+            counts: Default::default(),
+        }
+    }
+
+    pub fn inc(&self, value: &str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(value.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        self.counts
+            .lock()
+            .map(|counts| serde_json::json!(*counts))
+            .unwrap_or_default()
+    }
+
+    pub fn render(&self, out: &mut Exposition) {
+        out.family(self.name, self.help, "counter");
+        if let Ok(counts) = self.counts.lock() {
+            for (value, count) in counts.iter() {
+                out.sample(self.name, &[(self.label, value)], *count as f64);
+            }
+        }
+    }
+}
+
 /// A gauge moved up and down as work starts and ends.
 pub struct Gauge {
     name: &'static str,

@@ -4,7 +4,7 @@
 //! scrape time (see [`crate::dashboard`]).
 
 use common::metric_label;
-use common::metrics::{Exposition, Gauge, LabeledCounter};
+use common::metrics::{DynamicCounter, Exposition, Gauge, LabeledCounter};
 
 metric_label!(
     /// How `POST /api/orders` was answered.
@@ -65,6 +65,8 @@ pub struct OrderMetrics {
     pub dead_letters: LabeledCounter<DeadLetterSource>,
     pub redelivered: LabeledCounter<Resent>,
     pub in_flight: Gauge,
+    /// Transactional sends by the broker (name) that stored the half message.
+    pub by_broker: DynamicCounter,
 }
 
 impl Default for OrderMetrics {
@@ -99,6 +101,11 @@ impl Default for OrderMetrics {
                 "seckill_transactions_in_flight",
                 "Transactional sends (orders, cancellations) waiting for their outcome.",
             ),
+            by_broker: DynamicCounter::new(
+                "seckill_transactions_by_broker_total",
+                "Half messages stored, by the broker (name) that stored them.",
+                "broker",
+            ),
         }
     }
 }
@@ -111,6 +118,7 @@ impl OrderMetrics {
         self.dead_letters.render(out);
         self.redelivered.render(out);
         self.in_flight.render(out);
+        self.by_broker.render(out);
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -121,6 +129,7 @@ impl OrderMetrics {
             "dead_letters_recorded": self.dead_letters.to_json(),
             "redelivered": self.redelivered.to_json(),
             "transactions_in_flight": self.in_flight.get(),
+            "transactions_by_broker": self.by_broker.to_json(),
         })
     }
 }

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use sea_orm::DatabaseConnection;
 use serde_json::Value;
 
 use crate::services::RunningService;
@@ -23,36 +24,45 @@ pub struct Accounts {
 pub async fn accounts(env: &TestEnv, product: i64) -> Accounts {
     let order_db = db::connect(&env.order_db).await;
     let stock_db = db::connect(&env.stock_db).await;
-    let accounts = Accounts {
+    let accounts = accounts_in(&order_db, &stock_db, product).await;
+    let _ = order_db.close().await;
+    let _ = stock_db.close().await;
+    accounts
+}
+
+/// [`accounts`] on given connections (the cluster tests' databases).
+pub async fn accounts_in(
+    order_db: &DatabaseConnection,
+    stock_db: &DatabaseConnection,
+    product: i64,
+) -> Accounts {
+    Accounts {
         db_stock: db::scalar(
-            &stock_db,
+            stock_db,
             "SELECT total_count FROM stock WHERE product_id = ?",
             [product.into()],
         )
         .await,
         held_items: db::scalar(
-            &order_db,
+            order_db,
             "SELECT CAST(SUM(pay_count) AS SIGNED) FROM orders \
              WHERE product_id = ? AND status IN ('NEW', 'PAID')",
             [product.into()],
         )
         .await,
         committed_messages: db::scalar(
-            &order_db,
+            order_db,
             "SELECT COUNT(*) + COUNT(cancel_tx_no) FROM orders WHERE product_id = ?",
             [product.into()],
         )
         .await,
         applied_messages: db::scalar(
-            &stock_db,
+            stock_db,
             "SELECT COUNT(*) FROM tx_log WHERE product_id = ?",
             [product.into()],
         )
         .await,
-    };
-    let _ = order_db.close().await;
-    let _ = stock_db.close().await;
-    accounts
+    }
 }
 
 /// Waits (up to 60 s) until the pipeline is quiet and every unit is
@@ -64,10 +74,35 @@ pub async fn assert_every_unit_accounted(
     product: i64,
     initial_stock: i64,
 ) {
+    let order_db = db::connect(&env.order_db).await;
+    let stock_db = db::connect(&env.stock_db).await;
+    assert_accounted_in(
+        &order_db,
+        &stock_db,
+        orders,
+        product,
+        initial_stock,
+        Duration::from_secs(60),
+    )
+    .await;
+    let _ = order_db.close().await;
+    let _ = stock_db.close().await;
+}
+
+/// [`assert_every_unit_accounted`] on given connections, asking `orders`
+/// (a service or the gateway) for Redis's view; waits up to `limit`.
+pub async fn assert_accounted_in(
+    order_db: &DatabaseConnection,
+    stock_db: &DatabaseConnection,
+    orders: &RunningService,
+    product: i64,
+    initial_stock: i64,
+    limit: Duration,
+) {
     let mut last = None;
-    let settled = tokio::time::timeout(Duration::from_secs(60), async {
+    let settled = tokio::time::timeout(limit, async {
         loop {
-            let now = accounts(env, product).await;
+            let now = accounts_in(order_db, stock_db, product).await;
             let report = redis_report(orders, product).await;
             let quiet = now.applied_messages == now.committed_messages;
             let balanced = common::ledger::StockLedger {

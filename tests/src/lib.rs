@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod cluster;
 pub mod db;
 pub mod invariants;
 pub mod services;
@@ -89,7 +90,7 @@ impl Default for TestEnv {
 }
 
 /// Logs go nowhere unless `TEST_LOG` is set (then to stdout, pretty).
-fn init_logs() {
+pub fn init_logs() {
     let settings = common::settings::LogSettings {
         format: common::settings::LogFormat::Pretty,
         level: "info,rocketmq=warn,rocketmq_client_rust=warn".into(),

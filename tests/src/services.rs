@@ -84,6 +84,20 @@ impl RunningService {
         })
     }
 
+    /// A service this process did not start (the cluster's gateway): calls
+    /// only; `stop` does nothing.
+    pub fn remote(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(40))
+                .build()
+                .expect("HTTP client"),
+            stop: None,
+            task: None,
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -262,6 +262,13 @@ impl OrderPublisher {
                 return Err(err.into());
             }
         };
+        if let Some(queue) = sent
+            .send_result
+            .as_ref()
+            .and_then(|r| r.message_queue.as_ref())
+        {
+            self.metrics.by_broker.inc(queue.broker_name().as_str());
+        }
         let state = sent
             .local_transaction_state
             .unwrap_or(LocalTransactionState::Unknown);

@@ -1,0 +1,128 @@
+//! The containerized cluster, broken on purpose (`deploy/cluster-test.sh`
+//! brings it up and runs these with `--features cluster`). A driver outside
+//! the containers talks only to the gateway and reads the two databases;
+//! every scenario ends with the project's invariants.
+//!
+//! They run one after another (one cluster): `--test-threads 1`.
+#![cfg(feature = "cluster")]
+
+use std::time::Duration;
+
+use seckill_tests::cluster::Cluster;
+
+const QUIET: Duration = Duration::from_secs(120);
+
+/// 1. A flash sale through the gateway, spread over both order-service
+/// replicas and both broker masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sale_through_the_gateway_uses_both_replicas_and_both_brokers() {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(1);
+    let before = cluster.transactions_by_broker();
+    let answered_before = [
+        cluster.requests_answered_by("order-service-1"),
+        cluster.requests_answered_by("order-service-2"),
+    ];
+    cluster.open_sale(product, 200, 1).await;
+
+    let tally = cluster.sell(product, 1_000_000, 600, 32, -1, || {}).await;
+
+    cluster.assert_invariants(product, 200, &tally, QUIET).await;
+    assert_eq!(tally.created + tally.pending, 200, "{tally:?}");
+    let after = cluster.transactions_by_broker();
+    let carried: Vec<(String, i64)> = after
+        .iter()
+        .map(|(broker, n)| (broker.clone(), n - before.get(broker).copied().unwrap_or(0)))
+        .collect();
+    println!("[cluster] half messages per broker during the sale: {carried:?}");
+    assert!(
+        carried.iter().filter(|(_, n)| *n > 0).count() >= 2,
+        "both broker masters should carry orders: {carried:?}"
+    );
+    for (i, replica) in ["order-service-1", "order-service-2"].iter().enumerate() {
+        let answered = cluster.requests_answered_by(replica) - answered_before[i];
+        println!("[cluster] {replica} answered {answered} order requests");
+        assert!(answered > 0, "{replica} answered none: the gateway did not spread");
+    }
+}
+
+/// 2. broker-a's master killed mid-sale: orders go on through broker-b; once
+/// broker-a is back its undecided half messages are settled by check-back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_master_killed_mid_sale_loses_nothing() {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(2);
+    cluster.open_sale(product, 300, 1).await;
+    let killer = Cluster::connect().await;
+
+    let tally = cluster
+        .sell(product, 2_000_000, 900, 16, 100, move || killer.kill("broker-a"))
+        .await;
+    cluster.restart("broker-a", Duration::from_secs(90)).await;
+
+    cluster.assert_invariants(product, 300, &tally, QUIET).await;
+    assert!(tally.created > 100, "orders should go on through broker-b: {tally:?}");
+}
+
+/// 3. One order-service replica killed mid-sale: the other answers the
+/// check-backs of its in-flight transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_service_replica_killed_mid_sale_loses_nothing() {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(3);
+    cluster.open_sale(product, 300, 1).await;
+    let killer = Cluster::connect().await;
+
+    let tally = cluster
+        .sell(product, 3_000_000, 900, 16, 100, move || {
+            killer.kill("order-service-1")
+        })
+        .await;
+    cluster
+        .restart("order-service-1", Duration::from_secs(90))
+        .await;
+
+    cluster.assert_invariants(product, 300, &tally, QUIET).await;
+}
+
+/// 4. One stock-service replica killed mid-sale: the other consumes its queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stock_service_replica_killed_mid_sale_loses_nothing() {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(4);
+    cluster.open_sale(product, 300, 1).await;
+    let killer = Cluster::connect().await;
+
+    let tally = cluster
+        .sell(product, 4_000_000, 900, 16, 100, move || {
+            killer.kill("stock-service-1")
+        })
+        .await;
+    // Quiet with one stock-service: the survivor took over the queues.
+    cluster.assert_invariants(product, 300, &tally, QUIET).await;
+    cluster
+        .restart("stock-service-1", Duration::from_secs(90))
+        .await;
+}
+
+/// 8. The Redis master killed mid-sale: Sentinel promotes the replica, the
+/// services close every sale on it and rebuild from the databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_redis_master_killed_mid_sale_fails_over_without_oversell() {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(8);
+    cluster.open_sale(product, 300, 1).await;
+    let killer = Cluster::connect().await;
+
+    let tally = cluster
+        .sell(product, 8_000_000, 900, 16, 100, move || {
+            killer.kill("redis-master")
+        })
+        .await;
+
+    cluster.assert_invariants(product, 300, &tally, QUIET).await;
+    // The old master comes back as a replica of the promoted one.
+    cluster
+        .restart("redis-master", Duration::from_secs(60))
+        .await;
+}
