@@ -43,11 +43,20 @@ impl Tally {
         self.answers
             .iter()
             .filter(|(answer, _)| {
-                answer.starts_with('5') && (!answer.starts_with("503 ") || answer.as_str() == "503 ")
+                answer.starts_with('5')
+                    && (!answer.starts_with("503 ") || answer.as_str() == "503 ")
             })
             .map(|(_, n)| n)
             .sum()
     }
+}
+
+fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -142,6 +151,58 @@ impl Cluster {
         }
     }
 
+    /// The container's name (`seckill-cluster_<service>_1`).
+    pub fn container(&self, service: &str) -> String {
+        let id = self.compose(&["ps", "-q", service]).trim().to_owned();
+        let output = Command::new("docker")
+            .args(["inspect", "-f", "{{.Name}}", &id])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .trim_start_matches('/')
+            .to_owned()
+    }
+
+    /// Cuts a service's container off the cluster's network, or joins it
+    /// again under its service name.
+    pub fn network(&self, service: &str, connected: bool) {
+        let container = self.container(service);
+        let network = format!("{}_default", PROJECT.replace('-', ""));
+        let network = if docker_ok(&["network", "inspect", &network]) {
+            network
+        } else {
+            format!("{PROJECT}_default")
+        };
+        println!("[cluster] network {network}: {service} connected={connected}");
+        let ok = if connected {
+            docker_ok(&[
+                "network", "connect", "--alias", service, &network, &container,
+            ])
+        } else {
+            docker_ok(&["network", "disconnect", &network, &container])
+        };
+        assert!(ok, "docker network (dis)connect {service}");
+    }
+
+    /// Stops every container (volumes kept) and starts them again; waits
+    /// until the gateway answers ready sales.
+    pub async fn stop_and_start_everything(&self, limit: Duration) {
+        println!("[cluster] stopping every container");
+        self.compose(&["stop", "-t", "20"]);
+        println!("[cluster] starting every container");
+        self.compose(&["up", "-d"]);
+        for service in [
+            "gateway",
+            "order-service-1",
+            "order-service-2",
+            "stock-service-1",
+            "stock-service-2",
+        ] {
+            self.wait_healthy(service, limit).await;
+        }
+    }
+
     /// A command's output inside a service's container.
     pub fn exec(&self, service: &str, command: &[&str]) -> String {
         let mut args = vec!["exec", "-T", service];
@@ -154,10 +215,7 @@ impl Cluster {
     pub fn transactions_by_broker(&self) -> BTreeMap<String, i64> {
         let mut by_broker = BTreeMap::new();
         for replica in ["order-service-1", "order-service-2"] {
-            let metrics = self.exec(
-                replica,
-                &["curl", "-fsS", "http://127.0.0.1:8091/metrics"],
-            );
+            let metrics = self.exec(replica, &["curl", "-fsS", "http://127.0.0.1:8091/metrics"]);
             for line in metrics.lines() {
                 if let Some(rest) =
                     line.strip_prefix("seckill_transactions_by_broker_total{broker=\"")
@@ -235,14 +293,22 @@ impl Cluster {
                     if i >= buyers {
                         return;
                     }
-                    let body = json!({"user_id": first_user + i, "product_id": product, "count": 1});
+                    let body =
+                        json!({"user_id": first_user + i, "product_id": product, "count": 1});
                     let answer = match http.post(&url).json(&body).send().await {
                         Ok(response) => {
                             let status = response.status();
                             let body: Value = response.json().await.unwrap_or(Value::Null);
-                            format!("{} {}", status.as_u16(), body["code"].as_str().unwrap_or(""))
+                            format!(
+                                "{} {}",
+                                status.as_u16(),
+                                body["code"].as_str().unwrap_or("")
+                            )
                         }
-                        Err(err) => format!("transport {}", if err.is_timeout() { "timeout" } else { "error" }),
+                        Err(err) => format!(
+                            "transport {}",
+                            if err.is_timeout() { "timeout" } else { "error" }
+                        ),
                     };
                     {
                         let mut tally = tally.lock().unwrap();
@@ -273,7 +339,13 @@ impl Cluster {
     /// The invariants once quiet (up to `limit`): initial stock = stock DB +
     /// NEW/PAID items, every committed message applied once, Redis agrees,
     /// nothing oversold; and no undocumented 5xx in `tally`.
-    pub async fn assert_invariants(&self, product: i64, initial: i64, tally: &Tally, limit: Duration) {
+    pub async fn assert_invariants(
+        &self,
+        product: i64,
+        initial: i64,
+        tally: &Tally,
+        limit: Duration,
+    ) {
         let started = Instant::now();
         assert_accounted_in(
             &self.order_db,

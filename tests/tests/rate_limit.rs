@@ -145,7 +145,10 @@ async fn two_replicas_hold_one_limit_between_them() {
         }
     }
     // A burst of 3 (plus at most one token refilled while the 8 requests ran).
-    assert!((3..=4).contains(&created), "created {created} across two replicas");
+    assert!(
+        (3..=4).contains(&created),
+        "created {created} across two replicas"
+    );
     assert_eq!(created + limited_answers, 8);
     replica.stop().await;
     app.stop().await;
