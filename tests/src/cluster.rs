@@ -368,7 +368,7 @@ impl Cluster {
         let over_limit = crate::db::scalar(
             &self.order_db,
             "SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE product_id = ? \
-             AND status IN ('NEW', 'PAID') GROUP BY user_id HAVING SUM(pay_count) > 1) over",
+             AND status IN ('NEW', 'PAID') GROUP BY user_id HAVING SUM(pay_count) > 1) over_limit",
             [product.into()],
         )
         .await;
