@@ -206,9 +206,10 @@ start_gateway() {
   mkdir -p "$dir"
   [[ $(id -u) == 0 ]] && user_line="user root root;"
   sed -e "s|@RUN_DIR@/nginx|$dir|g" -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@USER_LINE@|$user_line|" \
-      -e "s|@GATEWAY_PORT@|$port|g" -e "s|@ORDER_PORT@|$order_port|g" \
-      -e "s|@STOCK_PORT@|$stock_port|g" -e "s|@WEB_ROOT@|$REPO_DIR/web|g" \
-      -e "s|gateway-error.log|$name-error.log|; s|gateway-access.log|$name-access.log|" \
+      -e "s|@LISTEN_HOST@|127.0.0.1|g" -e "s|@GATEWAY_PORT@|$port|g" \
+      -e "s|@ORDER_SERVERS@|server 127.0.0.1:$order_port;|g" \
+      -e "s|@STOCK_SERVERS@|server 127.0.0.1:$stock_port;|g" -e "s|@WEB_ROOT@|$REPO_DIR/web|g" \
+      -e "s|@ERROR_LOG@|$LOG_DIR/$name-error.log|; s|@ACCESS_LOG@|$LOG_DIR/$name-access.log|" \
       "$REPO_DIR/deploy/nginx/gateway.conf" >"$dir/nginx.conf"
   log "starting the $name (nginx) on 127.0.0.1:$port"
   nginx -q -t -c "$dir/nginx.conf" -e "$LOG_DIR/$name-error.log" || die "invalid gateway config $dir/nginx.conf"

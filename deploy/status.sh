@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
 # One line per part of the local stack: up or down, and where.
+# With --cluster: reports the cluster's containers instead. See deploy/cluster/lib.sh.
+if [[ ${1:-} == --cluster ]]; then
+  shift
+  source "$(dirname "${BASH_SOURCE[0]}")/cluster/lib.sh"
+  cluster_status "$@"
+  exit
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 status=0
 check() {

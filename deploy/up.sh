@@ -3,6 +3,14 @@
 # server and broker (installing or building what is missing), stock-service and
 # order-service (release builds), and the nginx gateway with the pages. Safe to
 # run again.
+# With --cluster: builds the images and starts the containerized cluster
+# (deploy/cluster/compose.yaml) instead. See deploy/cluster/lib.sh.
+if [[ ${1:-} == --cluster ]]; then
+  shift
+  source "$(dirname "${BASH_SOURCE[0]}")/cluster/lib.sh"
+  cluster_up "$@"
+  exit
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_infra

@@ -33,6 +33,8 @@ struct Current {
     connection: ConnectionManager,
     client: redis::Client,
     master: MasterAddr,
+    /// The master's `run_id` when last seen: a new one means it restarted.
+    run_id: Option<String>,
 }
 
 struct Shared {
@@ -48,13 +50,33 @@ pub struct RedisLink {
 impl RedisLink {
     /// Connects to the master (asking the sentinels first when configured).
     pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
-        let master = match settings.sentinel_addrs() {
-            sentinels if sentinels.is_empty() => MasterAddr(host_of(&settings.url)),
-            sentinels => ask_sentinels(&sentinels, &settings.master_name)
-                .await
-                .context("asking the Redis sentinels for the master")?,
+        let sentinels = settings.sentinel_addrs();
+        let (master, client, connection) = if sentinels.is_empty() {
+            let master = MasterAddr(host_of(&settings.url));
+            let (client, connection) = open(settings, &master).await?;
+            (master, client, connection)
+        } else {
+            // The sentinels may name a node that is not (yet, or any more) a
+            // master, e.g. right after the whole cluster restarted: wait for one.
+            let started = std::time::Instant::now();
+            loop {
+                let master = ask_sentinels(&sentinels, &settings.master_name)
+                    .await
+                    .context("asking the Redis sentinels for the master")?;
+                let (client, mut connection) = open(settings, &master).await?;
+                if is_master(&mut connection).await {
+                    break (master, client, connection);
+                }
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "the sentinels name {master} as the master, but it is a replica"
+                );
+                tracing::warn!(%master, "the sentinels' master is a replica; asking again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         };
-        let (client, connection) = open(settings, &master).await?;
+        let mut connection = connection;
+        let run_id = run_id_of(&mut connection).await;
         Ok(Self {
             shared: Arc::new(Shared {
                 settings: settings.clone(),
@@ -62,6 +84,7 @@ impl RedisLink {
                     connection,
                     client,
                     master,
+                    run_id,
                 }),
             }),
         })
@@ -112,7 +135,12 @@ impl RedisLink {
         &self,
         master: &MasterAddr,
     ) -> anyhow::Result<(redis::Client, ConnectionManager)> {
-        open(&self.shared.settings, master).await
+        let (client, mut connection) = open(&self.shared.settings, master).await?;
+        anyhow::ensure!(
+            is_master(&mut connection).await,
+            "{master} does not say it is a master (yet)"
+        );
+        Ok((client, connection))
     }
 
     /// From now on every command goes to `master`.
@@ -131,7 +159,31 @@ impl RedisLink {
             connection,
             client,
             master,
+            run_id: None,
         };
+    }
+
+    /// Whether the master restarted since last asked (its `run_id` changed),
+    /// e.g. a Redis that came back with a stale snapshot (an RDB file left by
+    /// a replication sync, or persistence turned on): what it holds cannot be
+    /// trusted. The first answer after a switch only records the run id.
+    pub async fn restarted(&self) -> bool {
+        let mut connection = self.connection();
+        let Some(now) = run_id_of(&mut connection).await else {
+            return false;
+        };
+        let mut current = self
+            .shared
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match current.run_id.replace(now.clone()) {
+            Some(before) if before != now => {
+                tracing::warn!(%before, %now, master = %current.master, "the Redis master restarted");
+                true
+            }
+            _ => false,
+        }
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -191,6 +243,36 @@ async fn open(
         .await
         .with_context(|| format!("connecting to Redis at {master}"))?;
     Ok((client, connection))
+}
+
+/// The node's `run_id` (new on every start); `None` when it cannot be read.
+async fn run_id_of(connection: &mut ConnectionManager) -> Option<String> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(connection)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+}
+
+/// Whether the node says it is a master (`ROLE`), not a replica.
+async fn is_master(connection: &mut ConnectionManager) -> bool {
+    match redis::cmd("ROLE")
+        .query_async::<Vec<redis::Value>>(connection)
+        .await
+    {
+        Ok(role) => match role.first() {
+            Some(redis::Value::BulkString(r)) => r == b"master",
+            Some(redis::Value::SimpleString(r)) => r == "master",
+            _ => false,
+        },
+        Err(err) => {
+            tracing::warn!(%err, "ROLE failed");
+            false
+        }
+    }
 }
 
 /// The master's address from the first sentinel that knows it.

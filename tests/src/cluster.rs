@@ -262,6 +262,35 @@ impl Cluster {
         }
     }
 
+    /// Waits until reconciliation says the sale's admission is open (e.g.
+    /// rebuilt from the databases after Redis lost it).
+    pub async fn wait_sale_open(&self, product: i64, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let (status, report) = self
+                .gateway
+                .call(reqwest::Method::GET, "/api/admin/reconcile", None)
+                .await;
+            let admission = report["products"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["product_id"] == product))
+                .map(|p| p["admission"].clone())
+                .unwrap_or(Value::Null);
+            if status.is_success() && admission == "open" {
+                println!(
+                    "[cluster] sale {product} open after {:?}",
+                    started.elapsed()
+                );
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "sale {product} not open after {limit:?}: {status} {admission}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// `buyers` distinct users (ids from `first_user`) each ask for one item
     /// through the gateway, `concurrency` at a time. `during` runs once
     /// `fault_after` requests were answered (the fault mid-sale).

@@ -229,6 +229,9 @@ async fn the_whole_cluster_stopped_and_started_keeps_every_order_and_all_stock()
     let after =
         seckill_tests::invariants::accounts_in(&cluster.order_db, &cluster.stock_db, product).await;
     assert_eq!(before, after, "orders or stock changed across the restart");
+    cluster
+        .wait_sale_open(product, Duration::from_secs(120))
+        .await;
 
     let more = cluster.sell(product, 9_100_000, 80, 8, -1, || {}).await;
     let mut all = tally.clone();

@@ -246,3 +246,38 @@ async fn bad_stock_input_is_refused_and_nothing_is_written() {
 
     stock.stop().await;
 }
+
+/// The redelivery pass asks about up to 1,000 tx_nos of up to 64 characters
+/// at once: such a query is answered (it was refused with 413 by the default
+/// 16 KiB body limit), and 1,001 are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_largest_applied_query_is_answered_and_a_larger_one_is_refused() {
+    let env = TestEnv::new();
+    let stock = spawn_stock_service(&env).await;
+    let tx_nos = |n: usize| {
+        (0..n)
+            .map(|i| format!("tx{i:062}"))
+            .collect::<Vec<String>>()
+    };
+
+    let (status, body) = stock
+        .call(
+            Method::POST,
+            "/api/stock/applied",
+            Some(&json!({ "tx_nos": tx_nos(1000) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"], json!([]));
+
+    let (status, body) = stock
+        .call(
+            Method::POST,
+            "/api/stock/applied",
+            Some(&json!({ "tx_nos": tx_nos(1001) })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "INVALID_FIELD");
+    stock.stop().await;
+}

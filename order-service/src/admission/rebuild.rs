@@ -79,7 +79,7 @@ pub async fn rebuild(
 ) -> Result<usize, RebuildError> {
     let sales = store::sales(db).await?;
     if !gate.is_ready().await? {
-        seed(gate, &sales).await?;
+        seed(gate, db).await?;
     }
     let targets: Vec<(ProductId, u32)> = match scope {
         Scope::All => sales,
@@ -132,18 +132,10 @@ pub async fn rebuild(
 
 /// Marks every sale closed, then the state present: from here each sale
 /// opens when its own rebuild is done.
-async fn seed(gate: &AdmissionGate, sales: &[(ProductId, u32)]) -> Result<(), RebuildError> {
-    let keys = gate.keys();
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for (product, _) in sales {
-        pipe.hset(keys.sale(*product), "rebuilding", 1).ignore();
-    }
-    pipe.set(keys.ready(), chrono::Utc::now().to_rfc3339())
-        .ignore();
-    pipe.query_async::<()>(&mut gate.redis()).await?;
+async fn seed(gate: &AdmissionGate, db: &DatabaseConnection) -> Result<(), RebuildError> {
+    let sales = close_every_sale(gate, db, &mut gate.redis()).await?;
     tracing::warn!(
-        sales = sales.len(),
+        sales,
         "admission state was missing: every sale closed until rebuilt"
     );
     Ok(())
@@ -165,6 +157,24 @@ async fn follow_new_master(
         .connect_to(&master)
         .await
         .map_err(|err| RebuildError::Failover(format!("{err:#}")))?;
+    let sales = close_every_sale(gate, db, &mut connection).await?;
+    link.switch_to(master, (client, connection));
+    tracing::warn!(
+        sales,
+        "Redis failed over to a replica: every sale closed until rebuilt from the databases"
+    );
+    Ok(())
+}
+
+/// Marks every sale of the order DB `rebuilding` on `connection` (closed:
+/// `SALE_NOT_READY`) and the state present; the keeper's rebuild reopens each
+/// from the databases. For a Redis whose content cannot be trusted: a
+/// promoted replica, or a master that restarted with an old snapshot.
+async fn close_every_sale(
+    gate: &AdmissionGate,
+    db: &DatabaseConnection,
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> Result<usize, RebuildError> {
     let sales = store::sales(db).await?;
     let keys = gate.keys();
     let mut pipe = redis::pipe();
@@ -172,13 +182,11 @@ async fn follow_new_master(
     for (product, _) in &sales {
         pipe.hset(keys.sale(*product), "rebuilding", 1).ignore();
     }
-    pipe.query_async::<()>(&mut connection).await?;
-    link.switch_to(master, (client, connection));
-    tracing::warn!(
-        sales = sales.len(),
-        "Redis failed over to a replica: every sale closed until rebuilt from the databases"
-    );
-    Ok(())
+    pipe.set(keys.ready(), chrono::Utc::now().to_rfc3339())
+        .ignore();
+    pipe.query_async::<()>(connection).await?;
+    tracing::warn!(sales = sales.len(), "every sale closed until rebuilt");
+    Ok(sales.len())
 }
 
 /// Rebuilds one sale under its own lock; on failure it stays closed, blocked.
@@ -379,6 +387,11 @@ pub async fn keep_ready(
             && let Err(err) = follow_new_master(&gate, &db, master).await
         {
             tracing::error!(%err, "the new Redis master cannot be used yet; retrying");
+        }
+        if gate.redis().restarted().await
+            && let Err(err) = close_every_sale(&gate, &db, &mut gate.redis()).await
+        {
+            tracing::error!(%err, "could not close the sales of a restarted Redis; it is retried");
         }
         match rebuild(&gate, &db, &stock, quiet_timeout, Scope::Closed).await {
             Ok(0) | Err(RebuildError::Busy) => {}

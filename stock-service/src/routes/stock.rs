@@ -74,6 +74,12 @@ pub async fn get_stock(
 /// At most this many tx_nos per `POST /api/stock/applied`.
 pub const APPLIED_QUERY_MAX: usize = 1000;
 
+/// The body of a full `POST /api/stock/applied`: 1,000 tx_nos of up to 64
+/// characters, quoted, with commas (the default 16 KiB held ~440 generated
+/// ones: order-service's redelivery pass was refused with 413 once more than
+/// that waited for confirmation — seen in the cluster tests).
+pub const APPLIED_BODY_MAX: usize = APPLIED_QUERY_MAX * (64 + 3) + 1024;
+
 /// `POST /api/stock/applied` `{"tx_nos": [string, …]}` → `{"applied": [...]}`:
 /// which of these order messages (creations or cancellations) were applied.
 pub async fn applied(
