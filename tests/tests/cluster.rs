@@ -8,9 +8,25 @@
 
 use std::time::Duration;
 
-use seckill_tests::cluster::Cluster;
+use seckill_tests::cluster::{Cluster, Tally};
 
 const QUIET: Duration = Duration::from_secs(120);
+
+/// A sale of 300 items on a fresh product for 900 buyers, 16 at a time, with
+/// `service` SIGKILLed once 100 were answered.
+async fn sale_with_a_kill(scenario: i64, service: &'static str) -> (Cluster, i64, Tally) {
+    let cluster = Cluster::connect().await;
+    let product = Cluster::fresh_product(scenario);
+    cluster.open_sale(product, 300, 1).await;
+    let killer = Cluster::connect().await;
+    let first_user = scenario * 1_000_000;
+    let tally = cluster
+        .sell(product, first_user, 900, 16, 100, move || {
+            killer.kill(service)
+        })
+        .await;
+    (cluster, product, tally)
+}
 
 /// 1. A flash sale through the gateway, spread over both order-service
 /// replicas and both broker masters.
@@ -53,16 +69,7 @@ async fn a_sale_through_the_gateway_uses_both_replicas_and_both_brokers() {
 /// broker-a is back its undecided half messages are settled by check-back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_master_killed_mid_sale_loses_nothing() {
-    let cluster = Cluster::connect().await;
-    let product = Cluster::fresh_product(2);
-    cluster.open_sale(product, 300, 1).await;
-    let killer = Cluster::connect().await;
-
-    let tally = cluster
-        .sell(product, 2_000_000, 900, 16, 100, move || {
-            killer.kill("broker-a")
-        })
-        .await;
+    let (cluster, product, tally) = sale_with_a_kill(2, "broker-a").await;
     cluster.restart("broker-a", Duration::from_secs(90)).await;
 
     cluster.assert_invariants(product, 300, &tally, QUIET).await;
@@ -76,16 +83,7 @@ async fn a_broker_master_killed_mid_sale_loses_nothing() {
 /// check-backs of its in-flight transactions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_service_replica_killed_mid_sale_loses_nothing() {
-    let cluster = Cluster::connect().await;
-    let product = Cluster::fresh_product(3);
-    cluster.open_sale(product, 300, 1).await;
-    let killer = Cluster::connect().await;
-
-    let tally = cluster
-        .sell(product, 3_000_000, 900, 16, 100, move || {
-            killer.kill("order-service-1")
-        })
-        .await;
+    let (cluster, product, tally) = sale_with_a_kill(3, "order-service-1").await;
     cluster
         .restart("order-service-1", Duration::from_secs(90))
         .await;
@@ -96,16 +94,7 @@ async fn an_order_service_replica_killed_mid_sale_loses_nothing() {
 /// 4. One stock-service replica killed mid-sale: the other consumes its queues.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stock_service_replica_killed_mid_sale_loses_nothing() {
-    let cluster = Cluster::connect().await;
-    let product = Cluster::fresh_product(4);
-    cluster.open_sale(product, 300, 1).await;
-    let killer = Cluster::connect().await;
-
-    let tally = cluster
-        .sell(product, 4_000_000, 900, 16, 100, move || {
-            killer.kill("stock-service-1")
-        })
-        .await;
+    let (cluster, product, tally) = sale_with_a_kill(4, "stock-service-1").await;
     // Quiet with one stock-service: the survivor took over the queues.
     cluster.assert_invariants(product, 300, &tally, QUIET).await;
     cluster
@@ -117,22 +106,67 @@ async fn a_stock_service_replica_killed_mid_sale_loses_nothing() {
 /// services close every sale on it and rebuild from the databases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_redis_master_killed_mid_sale_fails_over_without_oversell() {
+    let sentinels_master = |cluster: &Cluster| {
+        let answer = cluster.exec(
+            "redis-sentinel-1",
+            &[
+                "redis-cli",
+                "-p",
+                "26379",
+                "sentinel",
+                "get-master-addr-by-name",
+                "seckill",
+            ],
+        );
+        if answer.starts_with("redis-replica") {
+            ("redis-replica", "redis-master")
+        } else {
+            ("redis-master", "redis-replica")
+        }
+    };
+    // After an earlier run the replica may be the master: kill whichever is.
+    let (master, replica) = sentinels_master(&Cluster::connect().await);
     let cluster = Cluster::connect().await;
     let product = Cluster::fresh_product(8);
-    cluster.open_sale(product, 300, 1).await;
+    cluster.open_sale(product, 600, 1).await;
     let killer = Cluster::connect().await;
-
-    let tally = cluster
-        .sell(product, 8_000_000, 900, 16, 100, move || {
-            killer.kill("redis-master")
+    let first = cluster
+        .sell(product, 8_000_000, 300, 16, 100, move || {
+            killer.kill(master)
         })
         .await;
+    // The sale may sell out before Sentinel promotes the replica (3 s down-
+    // after): wait for the promotion, then check on the new master.
+    let started = std::time::Instant::now();
+    while sentinels_master(&cluster).0 != replica {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Sentinel did not promote {replica}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "[cluster] Sentinel promoted {replica} after {:?}",
+        started.elapsed()
+    );
+    cluster.wait_sale_open(product, QUIET).await;
+    // Buyers keep coming on the new master, rebuilt from the databases.
+    let second = cluster.sell(product, 8_100_000, 900, 16, -1, || {}).await;
+    let mut tally = first.clone();
+    tally.created += second.created;
+    tally.pending += second.pending;
+    for (answer, n) in second.answers {
+        *tally.answers.entry(answer).or_default() += n;
+    }
 
-    cluster.assert_invariants(product, 300, &tally, QUIET).await;
+    cluster.assert_invariants(product, 600, &tally, QUIET).await;
+    assert_eq!(
+        tally.created + tally.pending,
+        600,
+        "sold out exactly: {tally:?}"
+    );
     // The old master comes back as a replica of the promoted one.
-    cluster
-        .restart("redis-master", Duration::from_secs(60))
-        .await;
+    cluster.restart(master, Duration::from_secs(60)).await;
 }
 
 /// 5. An order-service replica cut off the network mid-sale (from the
@@ -163,16 +197,7 @@ async fn a_replica_cut_off_the_network_and_joined_again_loses_nothing() {
 /// applied once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stock_db_restarted_mid_sale_loses_nothing() {
-    let cluster = Cluster::connect().await;
-    let product = Cluster::fresh_product(6);
-    cluster.open_sale(product, 300, 1).await;
-    let killer = Cluster::connect().await;
-
-    let tally = cluster
-        .sell(product, 6_000_000, 900, 16, 100, move || {
-            killer.kill("stock-db")
-        })
-        .await;
+    let (cluster, product, tally) = sale_with_a_kill(6, "stock-db").await;
     cluster.restart("stock-db", Duration::from_secs(90)).await;
     // The stock DB's pool reconnects; the driver's own connection is new too.
     let cluster = Cluster::connect().await;
@@ -191,7 +216,15 @@ async fn messages_on_a_dead_master_are_read_from_its_slave_or_after_it_returns()
     cluster.open_sale(product, 200, 1).await;
     cluster.compose(&["stop", "-t", "20", "stock-service-1", "stock-service-2"]);
 
+    let before = cluster.transactions_by_broker();
     let tally = cluster.sell(product, 7_000_000, 200, 8, -1, || {}).await;
+    let on_a = cluster
+        .transactions_by_broker()
+        .get("seckill-broker-a")
+        .copied()
+        .unwrap_or(0)
+        - before.get("seckill-broker-a").copied().unwrap_or(0);
+    println!("[cluster] {on_a} of the sale's half messages were stored on broker-a");
     cluster.kill("broker-a");
     cluster.compose(&["start", "stock-service-1", "stock-service-2"]);
     cluster
