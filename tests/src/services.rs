@@ -55,6 +55,16 @@ pub struct RunningService {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// A service dropped without `stop` is told to stop (in the background), so
+/// a failed test does not leave it serving.
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 impl RunningService {
     fn run<F>(port: u16, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
     where

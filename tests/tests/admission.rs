@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
+use seckill_tests::app::TestApp;
 use seckill_tests::services::{
     open_sale, place_order, sale_view, spawn_order_service, spawn_order_service_with,
     spawn_stock_service, stock_of,
@@ -65,9 +66,8 @@ async fn wait_quiet(env: &TestEnv, product: i64, committed: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_buyers_for_a_hundred_items_get_exactly_a_hundred_orders() {
     // Arrange
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 1, 100).await;
 
     // Act: 2,000 requests from 500 users, 128 in flight.
@@ -109,8 +109,7 @@ async fn two_thousand_buyers_for_a_hundred_items_get_exactly_a_hundred_orders() 
         100
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,9 +169,8 @@ async fn redis_flush_mid_sale_refuses_orders_until_rebuilt_and_never_oversells()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_admission_state_is_rebuilt_automatically() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     open_sale(&orders, 1, 3).await;
     let (status, _) = place_order(&orders, 1, 1, 1).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -197,8 +195,7 @@ async fn lost_admission_state_is_rebuilt_automatically() {
     assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
     assert_eq!(sale_view(&orders, 1).await, (1, 2));
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

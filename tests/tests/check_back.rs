@@ -12,6 +12,7 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
+use seckill_tests::app::TestApp;
 use seckill_tests::services::{
     OrderServiceProcess, RunningService, open_sale, sale_view, set_stock, spawn_order_service,
     spawn_stock_service, stock_of,
@@ -318,9 +319,8 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
 async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     // Arrange: the local transaction will stall on the orders table after
     // writing its tx_log row, long enough for the broker to check back.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 1, 5).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
@@ -379,8 +379,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     assert_eq!(stock_of(&stock, 1).await, 4);
     assert_eq!(sale_view(&orders, 1).await, (4, 1));
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use seckill_tests::services::{
-    RunningService, cancel_order, open_sale, place_order, spawn_order_service, spawn_stock_service,
-    stock_of,
-};
-use seckill_tests::{TestEnv, eventually};
+use seckill_tests::app::TestApp;
+use seckill_tests::eventually;
+use seckill_tests::services::{RunningService, cancel_order, open_sale, place_order, stock_of};
 use serde_json::{Value, json};
 
 async fn text(service: &RunningService, path: &str) -> String {
@@ -24,9 +22,8 @@ async fn text(service: &RunningService, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (stock, orders) = (&app.stock, &app.orders);
     open_sale(&orders, 1, 5).await;
     let kept = place_order(&orders, 1, 1, 1).await;
     assert_eq!(kept.0, StatusCode::CREATED, "{}", kept.1);
@@ -86,15 +83,13 @@ async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
             "{line} missing from:\n{stock_metrics}"
         );
     }
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_purchase_sells_exactly_the_stock_and_checks_the_invariants() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let orders = &app.orders;
     let (status, body) = orders
         .call(
             Method::POST,
@@ -133,6 +128,5 @@ async fn a_batch_purchase_sells_exactly_the_stock_and_checks_the_invariants() {
         .call(Method::GET, "/api/admin/batch/bnope", None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use common::messages::TAG_ORDER_CREATED;
 use reqwest::{Method, StatusCode};
+use seckill_tests::app::TestApp;
 use seckill_tests::broker::{TopicWriter, UndecidedProducer};
 use seckill_tests::services::{
-    RunningService, order_service_command, spawn_order_service, spawn_stock_service,
-    spawn_stock_service_with, stock_settings,
+    RunningService, order_service_command, spawn_order_service, spawn_stock_service_with,
+    stock_settings,
 };
 use seckill_tests::{TestEnv, eventually, order_message};
 use serde_json::Value;
@@ -68,9 +69,8 @@ async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     let producer = UndecidedProducer::start(&env).await;
     let order = order_message(3, 1, 1);
     producer.send_half(&order).await;
@@ -95,6 +95,5 @@ async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
         "{letters:?}"
     );
     producer.stop().await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

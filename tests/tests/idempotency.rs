@@ -2,16 +2,14 @@
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
-use seckill_tests::services::{
-    open_sale_with_limit, place_order_with_key, sale_view, spawn_order_service, spawn_stock_service,
-};
-use seckill_tests::{TestEnv, db};
+use seckill_tests::app::TestApp;
+use seckill_tests::db;
+use seckill_tests::services::{open_sale_with_limit, place_order_with_key, sale_view};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_with_the_same_key_returns_the_same_order() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     // A limit of 3 so that only the key, not the per-user limit, stops a second order.
     open_sale_with_limit(&orders, 1, 10, 3).await;
 
@@ -40,15 +38,13 @@ async fn a_retry_with_the_same_key_returns_the_same_order() {
     );
     assert_eq!(sale_view(&orders, 1).await, (8, 2));
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_retries_with_one_key_create_one_order() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     open_sale_with_limit(&orders, 1, 10, 10).await;
 
     let answers: Vec<_> = futures::stream::iter(0..10)
@@ -80,15 +76,13 @@ async fn racing_retries_with_one_key_create_one_order() {
         "one reservation, none leaked"
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     open_sale_with_limit(&orders, 1, 10, 3).await;
     let (status, first, _) = place_order_with_key(&orders, 9, 1, 1, "k").await;
     assert_eq!(status, StatusCode::CREATED);
@@ -114,17 +108,15 @@ async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
         "the second attempt's reservation went back"
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
     // Arrange: the first attempt's local transaction stalls on a gap lock that
     // blocks inserts into orders but not reads (the retry reads orders).
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     open_sale_with_limit(&orders, 1, 10, 3).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "BEGIN").await;
@@ -161,6 +153,5 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
         1
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::messages::StockInsufficient;
 use reqwest::StatusCode;
+use seckill_tests::app::TestApp;
 use seckill_tests::broker::TopicWriter;
 use seckill_tests::invariants::{assert_every_unit_accounted, wait_for_status};
 use seckill_tests::services::{
@@ -24,9 +25,8 @@ fn order_no(placed: &serde_json::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy_again() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 1, 5).await;
     let (status, placed) = place_order(&orders, 7, 1, 2).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
@@ -83,8 +83,7 @@ async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy
         "the buyer may buy again: {again}"
     );
     assert_every_unit_accounted(&env, &orders, 1, 5).await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -207,9 +206,8 @@ async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale_with_limit(&orders, 1, 5, 1).await;
     // Redis and the stock DB disagree: Redis admits, the DB has nothing.
     set_stock(&stock, 1, 0).await;
@@ -262,8 +260,7 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
     // The stock DB never went below zero and holds nothing for the failed order.
     assert_eq!(stock_of(&stock, 1).await, 0);
     writer.stop().await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

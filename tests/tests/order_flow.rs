@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use seckill_tests::app::TestApp;
 use seckill_tests::services::{
     open_sale, place_order, sale_view, spawn_order_service, spawn_stock_service, stock_of,
 };
@@ -11,9 +12,8 @@ use seckill_tests::{TestEnv, db, eventually};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_order_is_deducted_exactly_once() {
     // Arrange
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 1, 10).await;
 
     // Act
@@ -72,16 +72,14 @@ async fn committed_order_is_deducted_exactly_once() {
     );
     assert_eq!(stock_of(&stock, 1).await, 7);
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn refused_local_transaction_rolls_back_without_deduction() {
     // Arrange: the order database refuses orders for product 13.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 13, 10).await;
     let order_db = db::connect(&env.order_db).await;
     db::exec(
@@ -129,8 +127,7 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
     let (status, body) = place_order(&orders, 7, 14, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,19 +3,17 @@
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
-use seckill_tests::services::{
-    open_sale_with_limit, place_order, spawn_order_service, spawn_stock_service,
-};
-use seckill_tests::{TestEnv, db};
+use seckill_tests::app::TestApp;
+use seckill_tests::db;
+use seckill_tests::services::{open_sale_with_limit, place_order};
 use serde_json::json;
 
 use seckill_tests::services::pay_order as pay;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn paying_an_order_is_idempotent_and_only_for_its_buyer() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let orders = &app.orders;
     open_sale_with_limit(&orders, 1, 10, 1).await;
     let (_, placed) = place_order(&orders, 7, 1, 1).await;
     let order_no = placed["order_no"].as_str().unwrap().to_owned();
@@ -70,15 +68,13 @@ async fn paying_an_order_is_idempotent_and_only_for_its_buyer() {
         (Some("PAID"), Some("pay-123"))
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_racing_payments_exactly_one_wins() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
     open_sale_with_limit(&orders, 1, 10, 1).await;
     let (_, placed) = place_order(&orders, 7, 1, 1).await;
     let order_no = placed["order_no"].as_str().unwrap().to_owned();
@@ -113,15 +109,13 @@ async fn of_racing_payments_exactly_one_wins() {
     .await;
     assert_eq!(stored.as_deref(), winners[0].1["pay_no"].as_str());
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_users_orders_are_listed_newest_first_in_pages() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let orders = &app.orders;
     let mut placed = Vec::new();
     for product in 1..=3 {
         open_sale_with_limit(&orders, product, 5, 1).await;
@@ -182,6 +176,5 @@ async fn a_users_orders_are_listed_newest_first_in_pages() {
         assert_eq!(answer["field"], field, "{query} -> {answer}");
     }
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

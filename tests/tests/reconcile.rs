@@ -4,18 +4,15 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use seckill_tests::services::{
-    open_sale, order_service_command, place_order, sale_view, spawn_order_service,
-    spawn_stock_service,
-};
-use seckill_tests::{TestEnv, db, eventually};
+use seckill_tests::app::TestApp;
+use seckill_tests::services::{open_sale, order_service_command, place_order, sale_view};
+use seckill_tests::{db, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconciliation_finds_redis_drift_and_repairs_it() {
     // Arrange: a sale with two orders, pipeline quiet.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
     open_sale(&orders, 1, 10).await;
     for user in [1, 2] {
         assert_eq!(
@@ -94,6 +91,5 @@ async fn reconciliation_finds_redis_drift_and_repairs_it() {
     assert_eq!(report["consistent"], true, "{report}");
     assert_eq!(sale_view(&orders, 1).await, (8, 2));
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

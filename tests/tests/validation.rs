@@ -3,15 +3,15 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use seckill_tests::services::{spawn_order_service, spawn_stock_service};
+use seckill_tests::app::TestApp;
+use seckill_tests::services::spawn_stock_service;
 use seckill_tests::{TestEnv, db};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_order_input_is_refused_and_nothing_is_written() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let orders = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
 
     let json_cases = [
         (json!([1, 2]), "body"),
@@ -181,8 +181,7 @@ async fn bad_order_input_is_refused_and_nothing_is_written() {
         0
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
