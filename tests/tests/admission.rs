@@ -68,10 +68,10 @@ async fn two_thousand_buyers_for_a_hundred_items_get_exactly_a_hundred_orders() 
     // Arrange
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 1, 100).await;
+    open_sale(orders, 1, 100).await;
 
     // Act: 2,000 requests from 500 users, 128 in flight.
-    let results = flood(&orders, 1, 2000, 500, 1).await;
+    let results = flood(orders, 1, 2000, 500, 1).await;
 
     // Assert: 100 winners, each one order; everyone else told sold out or limit.
     let codes = codes(&results);
@@ -91,10 +91,10 @@ async fn two_thousand_buyers_for_a_hundred_items_get_exactly_a_hundred_orders() 
         0,
         "a winner holds two orders"
     );
-    wait_quiet(&env, 1, 100).await;
-    assert_eq!(stock_of(&stock, 1).await, 0);
+    wait_quiet(env, 1, 100).await;
+    assert_eq!(stock_of(stock, 1).await, 0);
     assert_eq!(
-        sale_view(&orders, 1).await,
+        sale_view(orders, 1).await,
         (0, 100),
         "Redis stock == DB stock"
     );
@@ -171,8 +171,8 @@ async fn redis_flush_mid_sale_refuses_orders_until_rebuilt_and_never_oversells()
 async fn lost_admission_state_is_rebuilt_automatically() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    open_sale(&orders, 1, 3).await;
-    let (status, _) = place_order(&orders, 1, 1, 1).await;
+    open_sale(orders, 1, 3).await;
+    let (status, _) = place_order(orders, 1, 1, 1).await;
     assert_eq!(status, StatusCode::CREATED);
 
     env.flush_redis().await;
@@ -193,7 +193,7 @@ async fn lost_admission_state_is_rebuilt_automatically() {
     )
     .await;
     assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
-    assert_eq!(sale_view(&orders, 1).await, (1, 2));
+    assert_eq!(sale_view(orders, 1).await, (1, 2));
 
     app.stop().await;
 }

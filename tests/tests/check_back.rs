@@ -321,7 +321,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     // writing its tx_log row, long enough for the broker to check back.
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 1, 5).await;
+    open_sale(orders, 1, 5).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let base = orders.base_url.clone();
@@ -358,7 +358,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     // Assert: the order committed, the check-back said so too, one deduction.
     let (status, placed) = placing.await.expect("request task");
     assert_eq!(status, StatusCode::CREATED, "{placed}");
-    deducted(&env, 1).await;
+    deducted(env, 1).await;
     let order_db = db::connect(&env.order_db).await;
     assert_eq!(
         db::text(
@@ -376,8 +376,8 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         1
     );
-    assert_eq!(stock_of(&stock, 1).await, 4);
-    assert_eq!(sale_view(&orders, 1).await, (4, 1));
+    assert_eq!(stock_of(stock, 1).await, 4);
+    assert_eq!(sale_view(orders, 1).await, (4, 1));
 
     app.stop().await;
 }

@@ -24,19 +24,19 @@ async fn text(service: &RunningService, path: &str) -> String {
 async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
     let app = TestApp::spawn().await;
     let (stock, orders) = (&app.stock, &app.orders);
-    open_sale(&orders, 1, 5).await;
-    let kept = place_order(&orders, 1, 1, 1).await;
+    open_sale(orders, 1, 5).await;
+    let kept = place_order(orders, 1, 1, 1).await;
     assert_eq!(kept.0, StatusCode::CREATED, "{}", kept.1);
-    let (_, cancelled) = place_order(&orders, 2, 1, 2).await;
+    let (_, cancelled) = place_order(orders, 2, 1, 2).await;
     let order_no = cancelled["order_no"].as_str().unwrap();
     // Both deductions first, so the cancellation restores (not voids) and the
     // counters below do not depend on which message arrives first.
     eventually("both orders deducted", Duration::from_secs(30), || async {
-        (stock_of(&stock, 1).await == 2).then_some(())
+        (stock_of(stock, 1).await == 2).then_some(())
     })
     .await;
-    assert_eq!(cancel_order(&orders, order_no, 2).await.0, StatusCode::OK);
-    assert_eq!(place_order(&orders, 1, 1, 1).await.0, StatusCode::CONFLICT);
+    assert_eq!(cancel_order(orders, order_no, 2).await.0, StatusCode::OK);
+    assert_eq!(place_order(orders, 1, 1, 1).await.0, StatusCode::CONFLICT);
 
     let product: Value = eventually("figures settle", Duration::from_secs(30), || async {
         let (status, body) = orders.call(Method::GET, "/api/admin/dashboard", None).await;
@@ -57,7 +57,7 @@ async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
     assert_eq!(sales["sales"][0]["product_id"], 1);
     assert_eq!(sales["sales"][0]["stock"], 4);
 
-    let order_metrics = text(&orders, "/metrics").await;
+    let order_metrics = text(orders, "/metrics").await;
     for line in [
         "seckill_order_requests_total{outcome=\"created\"} 2",
         "seckill_order_requests_total{outcome=\"limit_exceeded\"} 1",
@@ -72,7 +72,7 @@ async fn dashboard_and_metrics_show_stock_orders_by_status_and_dedupe() {
             "{line} missing from:\n{order_metrics}"
         );
     }
-    let stock_metrics = text(&stock, "/metrics").await;
+    let stock_metrics = text(stock, "/metrics").await;
     for line in [
         "seckill_stock_messages_total{result=\"deducted\"} 2",
         "seckill_stock_messages_total{result=\"restored\"} 1",

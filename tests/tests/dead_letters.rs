@@ -71,7 +71,7 @@ async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
 async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    let producer = UndecidedProducer::start(&env).await;
+    let producer = UndecidedProducer::start(env).await;
     let order = order_message(3, 1, 1);
     producer.send_half(&order).await;
 
@@ -80,7 +80,7 @@ async fn a_half_message_discarded_after_too_many_check_backs_is_listed() {
         "the discarded transaction recorded",
         Duration::from_secs(120),
         || async {
-            let letters = dead_letters(&orders).await;
+            let letters = dead_letters(orders).await;
             (!letters.is_empty()).then_some(letters)
         },
     )

@@ -11,23 +11,23 @@ async fn a_retry_with_the_same_key_returns_the_same_order() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
     // A limit of 3 so that only the key, not the per-user limit, stops a second order.
-    open_sale_with_limit(&orders, 1, 10, 3).await;
+    open_sale_with_limit(orders, 1, 10, 3).await;
 
-    let (status, first, replayed) = place_order_with_key(&orders, 5, 1, 1, "retry-1").await;
+    let (status, first, replayed) = place_order_with_key(orders, 5, 1, 1, "retry-1").await;
     assert_eq!((status, replayed), (StatusCode::CREATED, false), "{first}");
-    let (status, again, replayed) = place_order_with_key(&orders, 5, 1, 1, "retry-1").await;
+    let (status, again, replayed) = place_order_with_key(orders, 5, 1, 1, "retry-1").await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
     assert_eq!(again["order_no"], first["order_no"]);
     assert_eq!(again["status"], "NEW");
 
     // A different key is a different order; the same key for another count is refused.
-    let (status, other, _) = place_order_with_key(&orders, 5, 1, 1, "retry-2").await;
+    let (status, other, _) = place_order_with_key(orders, 5, 1, 1, "retry-2").await;
     assert_eq!(status, StatusCode::CREATED);
     assert_ne!(other["order_no"], first["order_no"]);
-    let (status, body, _) = place_order_with_key(&orders, 5, 1, 2, "retry-1").await;
+    let (status, body, _) = place_order_with_key(orders, 5, 1, 2, "retry-1").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "IDEMPOTENCY_KEY_REUSED");
-    let (status, body, _) = place_order_with_key(&orders, 5, 1, 1, "no spaces allowed").await;
+    let (status, body, _) = place_order_with_key(orders, 5, 1, 1, "no spaces allowed").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "Idempotency-Key");
 
@@ -36,7 +36,7 @@ async fn a_retry_with_the_same_key_returns_the_same_order() {
         db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
         2
     );
-    assert_eq!(sale_view(&orders, 1).await, (8, 2));
+    assert_eq!(sale_view(orders, 1).await, (8, 2));
 
     app.stop().await;
 }
@@ -45,10 +45,10 @@ async fn a_retry_with_the_same_key_returns_the_same_order() {
 async fn racing_retries_with_one_key_create_one_order() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    open_sale_with_limit(&orders, 1, 10, 10).await;
+    open_sale_with_limit(orders, 1, 10, 10).await;
 
     let answers: Vec<_> = futures::stream::iter(0..10)
-        .map(|_| place_order_with_key(&orders, 7, 1, 1, "double-click"))
+        .map(|_| place_order_with_key(orders, 7, 1, 1, "double-click"))
         .buffer_unordered(10)
         .collect()
         .await;
@@ -71,7 +71,7 @@ async fn racing_retries_with_one_key_create_one_order() {
         1
     );
     assert_eq!(
-        sale_view(&orders, 1).await,
+        sale_view(orders, 1).await,
         (9, 1),
         "one reservation, none leaked"
     );
@@ -83,8 +83,8 @@ async fn racing_retries_with_one_key_create_one_order() {
 async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    open_sale_with_limit(&orders, 1, 10, 3).await;
-    let (status, first, _) = place_order_with_key(&orders, 9, 1, 1, "k").await;
+    open_sale_with_limit(orders, 1, 10, 3).await;
+    let (status, first, _) = place_order_with_key(orders, 9, 1, 1, "k").await;
     assert_eq!(status, StatusCode::CREATED);
 
     // Redis forgets everything, including the claim; the sale state is rebuilt.
@@ -94,7 +94,7 @@ async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let (status, again, replayed) = place_order_with_key(&orders, 9, 1, 1, "k").await;
+    let (status, again, replayed) = place_order_with_key(orders, 9, 1, 1, "k").await;
     assert_eq!((status, replayed), (StatusCode::CREATED, true), "{again}");
     assert_eq!(again["order_no"], first["order_no"]);
     let order_db = db::connect(&env.order_db).await;
@@ -103,7 +103,7 @@ async fn the_database_stops_a_second_order_when_redis_lost_the_key() {
         1
     );
     assert_eq!(
-        sale_view(&orders, 1).await,
+        sale_view(orders, 1).await,
         (9, 1),
         "the second attempt's reservation went back"
     );
@@ -117,7 +117,7 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
     // blocks inserts into orders but not reads (the retry reads orders).
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    open_sale_with_limit(&orders, 1, 10, 3).await;
+    open_sale_with_limit(orders, 1, 10, 3).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "BEGIN").await;
     db::exec(&locker, "SELECT * FROM orders FOR UPDATE").await;
@@ -138,7 +138,7 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     // Act: the retry waits for it (10 s), then gives up waiting.
-    let (status, retry, replayed) = place_order_with_key(&orders, 4, 1, 1, "slow").await;
+    let (status, retry, replayed) = place_order_with_key(orders, 4, 1, 1, "slow").await;
     db::exec(&locker, "COMMIT").await;
     let (first_status, first_body) = first.await.expect("first attempt");
 

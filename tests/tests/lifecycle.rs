@@ -27,42 +27,42 @@ fn order_no(placed: &serde_json::Value) -> String {
 async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy_again() {
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 1, 5).await;
-    let (status, placed) = place_order(&orders, 7, 1, 2).await;
+    open_sale(orders, 1, 5).await;
+    let (status, placed) = place_order(orders, 7, 1, 2).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order_no = order_no(&placed);
     assert!(placed["order_no"].is_string());
     eventually("deducted", Duration::from_secs(30), || async {
-        (stock_of(&stock, 1).await == 3).then_some(())
+        (stock_of(stock, 1).await == 3).then_some(())
     })
     .await;
     assert_eq!(
-        place_order(&orders, 7, 1, 1).await.0,
+        place_order(orders, 7, 1, 1).await.0,
         StatusCode::CONFLICT,
         "limit 1"
     );
 
-    let (status, body) = cancel_order(&orders, &order_no, 8).await;
+    let (status, body) = cancel_order(orders, &order_no, 8).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "another buyer's order: {body}"
     );
-    let (status, cancelled) = cancel_order(&orders, &order_no, 7).await;
+    let (status, cancelled) = cancel_order(orders, &order_no, 7).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "CANCELLED");
     assert_eq!(cancelled["closed_reason"], "BUYER");
-    let (status, body) = cancel_order(&orders, &order_no, 7).await;
+    let (status, body) = cancel_order(orders, &order_no, 7).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "ORDER_NOT_CANCELLABLE");
-    let (status, body) = pay_order(&orders, &order_no, 7, "pay-1").await;
+    let (status, body) = pay_order(orders, &order_no, 7, "pay-1").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "ORDER_NOT_PAYABLE");
 
     // Redis gave the reservation back at once; stock-service gives the stock back.
-    assert_eq!(sale_view(&orders, 1).await, (5, 0));
+    assert_eq!(sale_view(orders, 1).await, (5, 0));
     eventually("stock restored", Duration::from_secs(30), || async {
-        (stock_of(&stock, 1).await == 5).then_some(())
+        (stock_of(stock, 1).await == 5).then_some(())
     })
     .await;
     let stock_db = db::connect(&env.stock_db).await;
@@ -76,13 +76,13 @@ async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy
         1
     );
 
-    let (status, again) = place_order(&orders, 7, 1, 1).await;
+    let (status, again) = place_order(orders, 7, 1, 1).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
         "the buyer may buy again: {again}"
     );
-    assert_every_unit_accounted(&env, &orders, 1, 5).await;
+    assert_every_unit_accounted(env, orders, 1, 5).await;
     app.stop().await;
 }
 
@@ -208,19 +208,19 @@ async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state()
 async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale_with_limit(&orders, 1, 5, 1).await;
+    open_sale_with_limit(orders, 1, 5, 1).await;
     // Redis and the stock DB disagree: Redis admits, the DB has nothing.
-    set_stock(&stock, 1, 0).await;
-    let (status, placed) = place_order(&orders, 7, 1, 2).await;
+    set_stock(stock, 1, 0).await;
+    let (status, placed) = place_order(orders, 7, 1, 2).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order_no = order_no(&placed);
-    let failed = wait_for_status(&orders, &order_no, "FAILED", Duration::from_secs(30)).await;
+    let failed = wait_for_status(orders, &order_no, "FAILED", Duration::from_secs(30)).await;
     assert_eq!(failed["closed_reason"], "STOCK_INSUFFICIENT");
     eventually("reservation returned", Duration::from_secs(10), || async {
-        (sale_view(&orders, 1).await == (5, 0)).then_some(())
+        (sale_view(orders, 1).await == (5, 0)).then_some(())
     })
     .await;
-    let (status, body) = pay_order(&orders, &order_no, 7, "pay-7").await;
+    let (status, body) = pay_order(orders, &order_no, 7, "pay-7").await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
@@ -228,7 +228,7 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
     );
 
     // A repeated report changes nothing: no second release.
-    let writer = TopicWriter::start(&env).await;
+    let writer = TopicWriter::start(env).await;
     let mut created = seckill_tests::order_message(7, 1, 2);
     created.tx_no = common::domain::TxNo::parse(failed["tx_no"].as_str().unwrap()).unwrap();
     created.order_no = common::domain::OrderNo::parse(&order_no).unwrap();
@@ -236,7 +236,7 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
         .send_insufficient(&StockInsufficient::of(&created))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(sale_view(&orders, 1).await, (5, 0));
+    assert_eq!(sale_view(orders, 1).await, (5, 0));
     let order_db = db::connect(&env.order_db).await;
     assert_eq!(
         db::scalar(
@@ -258,7 +258,7 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
         1
     );
     // The stock DB never went below zero and holds nothing for the failed order.
-    assert_eq!(stock_of(&stock, 1).await, 0);
+    assert_eq!(stock_of(stock, 1).await, 0);
     writer.stop().await;
     app.stop().await;
 }

@@ -14,10 +14,10 @@ async fn committed_order_is_deducted_exactly_once() {
     // Arrange
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 1, 10).await;
+    open_sale(orders, 1, 10).await;
 
     // Act
-    let (status, placed) = place_order(&orders, 7, 1, 3).await;
+    let (status, placed) = place_order(orders, 7, 1, 3).await;
 
     // Assert
     assert_eq!(status, StatusCode::CREATED, "{placed}");
@@ -39,7 +39,7 @@ async fn committed_order_is_deducted_exactly_once() {
     })
     .await;
     assert_eq!(outcome, "DEDUCTED");
-    assert_eq!(stock_of(&stock, 1).await, 7);
+    assert_eq!(stock_of(stock, 1).await, 7);
 
     let (status, order) = orders
         .call(Method::GET, &format!("/api/orders/{order_no}"), None)
@@ -59,7 +59,7 @@ async fn committed_order_is_deducted_exactly_once() {
     .await;
     assert_eq!(order_outcome.as_deref(), Some("COMMITTED"));
     assert_eq!(
-        sale_view(&orders, 1).await,
+        sale_view(orders, 1).await,
         (7, 1),
         "Redis: 7 admissible, one reservation held"
     );
@@ -70,7 +70,7 @@ async fn committed_order_is_deducted_exactly_once() {
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         1
     );
-    assert_eq!(stock_of(&stock, 1).await, 7);
+    assert_eq!(stock_of(stock, 1).await, 7);
 
     app.stop().await;
 }
@@ -80,7 +80,7 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
     // Arrange: the order database refuses orders for product 13.
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 13, 10).await;
+    open_sale(orders, 13, 10).await;
     let order_db = db::connect(&env.order_db).await;
     db::exec(
         &order_db,
@@ -90,7 +90,7 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
     .await;
 
     // Act
-    let (status, body) = place_order(&orders, 7, 13, 1).await;
+    let (status, body) = place_order(orders, 7, 13, 1).await;
 
     // Assert: the buyer is told, and nothing exists anywhere.
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -115,16 +115,16 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         0
     );
-    assert_eq!(stock_of(&stock, 13).await, 10);
+    assert_eq!(stock_of(stock, 13).await, 10);
     assert_eq!(
-        sale_view(&orders, 13).await,
+        sale_view(orders, 13).await,
         (10, 0),
         "the reservation went back to Redis"
     );
 
     // The same service still takes orders for other products.
-    open_sale(&orders, 14, 1).await;
-    let (status, body) = place_order(&orders, 7, 14, 1).await;
+    open_sale(orders, 14, 1).await;
+    let (status, body) = place_order(orders, 7, 14, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
     app.stop().await;

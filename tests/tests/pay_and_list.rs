@@ -14,30 +14,30 @@ use seckill_tests::services::pay_order as pay;
 async fn paying_an_order_is_idempotent_and_only_for_its_buyer() {
     let app = TestApp::spawn().await;
     let orders = &app.orders;
-    open_sale_with_limit(&orders, 1, 10, 1).await;
-    let (_, placed) = place_order(&orders, 7, 1, 1).await;
+    open_sale_with_limit(orders, 1, 10, 1).await;
+    let (_, placed) = place_order(orders, 7, 1, 1).await;
     let order_no = placed["order_no"].as_str().unwrap().to_owned();
 
-    let (status, paid) = pay(&orders, &order_no, 7, "pay-123").await;
+    let (status, paid) = pay(orders, &order_no, 7, "pay-123").await;
     assert_eq!(status, StatusCode::OK, "{paid}");
     assert_eq!(paid["status"], "PAID");
     assert_eq!(paid["pay_no"], "pay-123");
     assert!(paid["paid_at"].is_string());
-    let (status, again) = pay(&orders, &order_no, 7, "pay-123").await;
+    let (status, again) = pay(orders, &order_no, 7, "pay-123").await;
     assert_eq!(status, StatusCode::OK, "same pay_no again: {again}");
     assert_eq!(again["paid_at"], paid["paid_at"], "nothing changed");
 
-    let (status, body) = pay(&orders, &order_no, 7, "pay-999").await;
+    let (status, body) = pay(orders, &order_no, 7, "pay-999").await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "ORDER_NOT_PAYABLE");
-    let (status, body) = pay(&orders, &order_no, 8, "pay-123").await;
+    let (status, body) = pay(orders, &order_no, 8, "pay-123").await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "another user's order: {body}"
     );
     assert_eq!(body["code"], "ORDER_NOT_FOUND");
-    let (status, _) = pay(&orders, "o-unknown", 7, "pay-123").await;
+    let (status, _) = pay(orders, "o-unknown", 7, "pay-123").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     for (body, field) in [
         (json!({"user_id": 7}), "pay_no"),
@@ -75,8 +75,8 @@ async fn paying_an_order_is_idempotent_and_only_for_its_buyer() {
 async fn of_racing_payments_exactly_one_wins() {
     let app = TestApp::spawn().await;
     let (env, orders) = (&app.env, &app.orders);
-    open_sale_with_limit(&orders, 1, 10, 1).await;
-    let (_, placed) = place_order(&orders, 7, 1, 1).await;
+    open_sale_with_limit(orders, 1, 10, 1).await;
+    let (_, placed) = place_order(orders, 7, 1, 1).await;
     let order_no = placed["order_no"].as_str().unwrap().to_owned();
 
     let answers: Vec<_> = futures::stream::iter(0..10)
@@ -118,12 +118,12 @@ async fn a_users_orders_are_listed_newest_first_in_pages() {
     let orders = &app.orders;
     let mut placed = Vec::new();
     for product in 1..=3 {
-        open_sale_with_limit(&orders, product, 5, 1).await;
-        let (status, body) = place_order(&orders, 42, product, 1).await;
+        open_sale_with_limit(orders, product, 5, 1).await;
+        let (status, body) = place_order(orders, 42, product, 1).await;
         assert_eq!(status, StatusCode::CREATED);
         placed.push(body["order_no"].as_str().unwrap().to_owned());
     }
-    let (_, _) = place_order(&orders, 43, 1, 1).await;
+    let (_, _) = place_order(orders, 43, 1, 1).await;
 
     let (status, page) = orders
         .call(Method::GET, "/api/orders?user_id=42&page_size=2", None)

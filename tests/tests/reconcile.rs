@@ -13,12 +13,9 @@ async fn reconciliation_finds_redis_drift_and_repairs_it() {
     // Arrange: a sale with two orders, pipeline quiet.
     let app = TestApp::spawn().await;
     let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
-    open_sale(&orders, 1, 10).await;
+    open_sale(orders, 1, 10).await;
     for user in [1, 2] {
-        assert_eq!(
-            place_order(&orders, user, 1, 1).await.0,
-            StatusCode::CREATED
-        );
+        assert_eq!(place_order(orders, user, 1, 1).await.0, StatusCode::CREATED);
     }
     let stock_db = db::connect(&env.stock_db).await;
     eventually("both orders applied", Duration::from_secs(30), || {
@@ -33,7 +30,7 @@ async fn reconciliation_finds_redis_drift_and_repairs_it() {
     assert_eq!(report["consistent"], true, "{report}");
     assert_eq!(report["products"][0]["redis_stock"], 8);
     assert_eq!(report["products"][0]["db_stock"], 8);
-    assert_eq!(order_service_command(&env, &stock, &["reconcile"]).0, 0);
+    assert_eq!(order_service_command(env, stock, &["reconcile"]).0, 0);
 
     // Act: Redis drifts (stock inflated, one reservation lost).
     let client = redis::Client::open("redis://127.0.0.1:6379").unwrap();
@@ -67,14 +64,14 @@ async fn reconciliation_finds_redis_drift_and_repairs_it() {
         "{differences}"
     );
     assert!(differences.contains("1 reservations"), "{differences}");
-    let (code, printed) = order_service_command(&env, &stock, &["reconcile"]);
+    let (code, printed) = order_service_command(env, stock, &["reconcile"]);
     assert_eq!(code, 1, "{printed}");
     assert!(printed.contains("DIFFERENCES FOUND"), "{printed}");
 
-    let (code, printed) = order_service_command(&env, &stock, &["reconcile", "--repair"]);
+    let (code, printed) = order_service_command(env, stock, &["reconcile", "--repair"]);
     assert_eq!(code, 0, "{printed}");
     assert!(printed.contains("consistent"), "{printed}");
-    assert_eq!(sale_view(&orders, 1).await, (8, 2));
+    assert_eq!(sale_view(orders, 1).await, (8, 2));
 
     // The endpoint repairs too.
     redis::cmd("HSET")
@@ -89,7 +86,7 @@ async fn reconciliation_finds_redis_drift_and_repairs_it() {
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(report["consistent"], true, "{report}");
-    assert_eq!(sale_view(&orders, 1).await, (8, 2));
+    assert_eq!(sale_view(orders, 1).await, (8, 2));
 
     app.stop().await;
 }
