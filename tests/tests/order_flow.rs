@@ -165,7 +165,23 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
         broker["error"].as_str().unwrap().contains("127.0.0.1:1"),
         "{broker}"
     );
+    assert_eq!(
+        broker["detail"]["brokers"]["127.0.0.1:1"], false,
+        "{broker}"
+    );
 
+    // Two masters, one of them down (a cluster losing broker-a): still ready,
+    // and the check says which one answers.
+    let mut settings = seckill_tests::services::order_settings(&env, &stock.base_url);
+    settings.mq.broker_addr = format!("{};127.0.0.1:1", env.broker_addr);
+    let half = seckill_tests::services::spawn_order_service_with(settings).await;
+    let (status, body) = half.call(Method::GET, "/readyz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let brokers = &body["checks"][2]["detail"]["brokers"];
+    assert_eq!(brokers[env.broker_addr.as_str()], true, "{body}");
+    assert_eq!(brokers["127.0.0.1:1"], false, "{body}");
+
+    half.stop().await;
     blind.stop().await;
     ready.stop().await;
     stock.stop().await;
