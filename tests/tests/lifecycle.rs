@@ -88,34 +88,33 @@ async fn cancelling_returns_the_stock_and_reservation_once_and_the_buyer_can_buy
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unpaid_orders_are_cancelled_by_their_timeout_message_and_cannot_be_paid_late() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.lifecycle.payment_timeout_secs = 2;
-    settings.lifecycle.sweep_interval_ms = 3_600_000; // the delayed message alone
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 5).await;
-    let unpaid = order_no(&place_order(&orders, 1, 1, 1).await.1);
-    let paid = order_no(&place_order(&orders, 2, 1, 1).await.1);
-    let (status, body) = pay_order(&orders, &paid, 2, "pay-2").await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.lifecycle.payment_timeout_secs = 2;
+        settings.lifecycle.sweep_interval_ms = 3_600_000; // the delayed message alone
+    })
+    .await;
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale(orders, 1, 5).await;
+    let unpaid = order_no(&place_order(orders, 1, 1, 1).await.1);
+    let paid = order_no(&place_order(orders, 2, 1, 1).await.1);
+    let (status, body) = pay_order(orders, &paid, 2, "pay-2").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
         body["pay_deadline"].is_null(),
         "a paid order has no deadline: {body}"
     );
 
-    let cancelled = wait_for_status(&orders, &unpaid, "CANCELLED", Duration::from_secs(20)).await;
+    let cancelled = wait_for_status(orders, &unpaid, "CANCELLED", Duration::from_secs(20)).await;
     assert_eq!(cancelled["closed_reason"], "TIMEOUT");
-    let (status, body) = pay_order(&orders, &unpaid, 1, "pay-1").await;
+    let (status, body) = pay_order(orders, &unpaid, 1, "pay-1").await;
     assert_eq!(status, StatusCode::CONFLICT, "pay after timeout: {body}");
     assert_eq!(body["code"], "ORDER_NOT_PAYABLE");
     assert_eq!(
-        wait_for_status(&orders, &paid, "PAID", Duration::from_secs(1)).await["pay_no"],
+        wait_for_status(orders, &paid, "PAID", Duration::from_secs(1)).await["pay_no"],
         "pay-2"
     );
-    assert_every_unit_accounted(&env, &orders, 1, 5).await;
-    orders.stop().await;
-    stock.stop().await;
+    assert_every_unit_accounted(env, orders, 1, 5).await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,15 +266,15 @@ async fn insufficient_stock_fails_the_order_and_returns_its_reservation_once() {
 async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
     // A cancellation committed, then the instance stopped before giving the
     // Redis reservation back: the row says CANCELLED, reservation not returned.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.lifecycle.sweep_interval_ms = 300;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 5).await;
-    let placed = place_order(&orders, 7, 1, 2).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.lifecycle.sweep_interval_ms = 300;
+    })
+    .await;
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale(orders, 1, 5).await;
+    let placed = place_order(orders, 7, 1, 2).await;
     assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
-    assert_eq!(sale_view(&orders, 1).await, (3, 1));
+    assert_eq!(sale_view(orders, 1).await, (3, 1));
     let order_db = db::connect(&env.order_db).await;
     db::exec(
         &order_db,
@@ -286,7 +285,7 @@ async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
     eventually(
         "reservation returned by the sweeper",
         Duration::from_secs(10),
-        || async { (sale_view(&orders, 1).await == (5, 0)).then_some(()) },
+        || async { (sale_view(orders, 1).await == (5, 0)).then_some(()) },
     )
     .await;
     assert_eq!(
@@ -300,9 +299,8 @@ async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
     );
     // Once only: another pass changes nothing.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(sale_view(&orders, 1).await, (5, 0));
-    orders.stop().await;
-    stock.stop().await;
+    assert_eq!(sale_view(orders, 1).await, (5, 0));
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

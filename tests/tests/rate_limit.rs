@@ -1,10 +1,9 @@
 //! Per-user and per-address limits on placing orders: 429 RATE_LIMITED with Retry-After.
 
 use reqwest::StatusCode;
-use seckill_tests::services::{
-    open_sale_with_limit, order_settings, spawn_order_service_with, spawn_stock_service,
-};
-use seckill_tests::{TestEnv, db};
+use seckill_tests::app::TestApp;
+use seckill_tests::db;
+use seckill_tests::services::open_sale_with_limit;
 use serde_json::json;
 
 async fn post(
@@ -24,13 +23,13 @@ async fn post(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_over_the_limit_is_told_when_to_retry() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.rate_limit.per_user_per_sec = 1;
-    settings.rate_limit.per_user_burst = 2;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale_with_limit(&orders, 1, 100, 100).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limit.per_user_per_sec = 1;
+        settings.rate_limit.per_user_burst = 2;
+    })
+    .await;
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale_with_limit(orders, 1, 100, 100).await;
     let http = reqwest::Client::new();
 
     let mut statuses = Vec::new();
@@ -71,20 +70,19 @@ async fn a_user_over_the_limit_is_told_when_to_retry() {
         3
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_address_over_the_limit_is_refused_per_forwarded_address() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.rate_limit.per_address_per_sec = 1;
-    settings.rate_limit.per_address_burst = 3;
-    settings.rate_limit.trust_forwarded_for = true;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale_with_limit(&orders, 1, 100, 1).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limit.per_address_per_sec = 1;
+        settings.rate_limit.per_address_burst = 3;
+        settings.rate_limit.trust_forwarded_for = true;
+    })
+    .await;
+    let orders = &app.orders;
+    open_sale_with_limit(orders, 1, 100, 1).await;
     let http = reqwest::Client::new();
 
     let mut statuses = Vec::new();
@@ -113,8 +111,7 @@ async fn a_client_address_over_the_limit_is_refused_per_forwarded_address() {
         StatusCode::CREATED
     );
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 /// Two replicas share one limit: a user spreading requests over both gets the
