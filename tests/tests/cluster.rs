@@ -214,9 +214,9 @@ async fn messages_on_a_dead_master_are_read_from_its_slave_or_after_it_returns()
     let cluster = Cluster::connect().await;
     let product = Cluster::fresh_product(7);
     cluster.open_sale(product, 200, 1).await;
+    let before = cluster.transactions_by_broker();
     cluster.compose(&["stop", "-t", "20", "stock-service-1", "stock-service-2"]);
 
-    let before = cluster.transactions_by_broker();
     let tally = cluster.sell(product, 7_000_000, 200, 8, -1, || {}).await;
     let on_a = cluster
         .transactions_by_broker()

@@ -130,3 +130,34 @@ async fn a_batch_purchase_sells_exactly_the_stock_and_checks_the_invariants() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
+
+/// `/metrics` keeps this instance's counters when the per-product figures
+/// cannot be read (stock-service away): Prometheus does not lose them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_keep_the_counters_while_stock_service_is_away() {
+    let TestApp {
+        env: _env,
+        stock,
+        orders,
+    } = TestApp::spawn().await;
+    let scrape = || async {
+        let response = orders
+            .http
+            .get(format!("{}/metrics", orders.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    };
+    assert!(scrape().await.contains("seckill_figures_available 1"));
+    stock.stop().await;
+
+    let text = scrape().await;
+    assert!(
+        text.contains("seckill_order_requests_total{outcome=\"created\"} 0"),
+        "{text}"
+    );
+    assert!(text.contains("seckill_figures_available 0"), "{text}");
+    orders.stop().await;
+}

@@ -15,16 +15,29 @@ pub async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The counters always; the per-product gauges (read from Redis, both
+/// databases and stock-service at scrape time) when they can be read —
+/// `seckill_figures_available` says whether they were, so a stock-service or
+/// database that is away does not take this instance's counters with it.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    match collect(&state.sales, &state.db, &state.metrics).await {
+    let mut out = Exposition::default();
+    state.metrics.render(&mut out);
+    let available = match collect(&state.sales, &state.db, &state.metrics).await {
         Ok(figures) => {
-            let mut out = Exposition::default();
-            state.metrics.render(&mut out);
             figures.render(&mut out);
-            out.into_response()
+            true
         }
-        Err(err) => unavailable(err),
-    }
+        Err(err) => {
+            tracing::warn!(%err, "per-product figures left out of /metrics");
+            false
+        }
+    };
+    out.gauge(
+        "seckill_figures_available",
+        "1 when the per-product gauges could be read at this scrape, else 0.",
+        [(vec![], f64::from(u8::from(available)))],
+    );
+    out.into_response()
 }
 
 fn unavailable(err: crate::dashboard::DashboardError) -> HttpResponse {
