@@ -132,6 +132,24 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// The one parser of every textual token (tx_no, order_no, pay_no,
+/// Idempotency-Key): 1–64 characters of `[A-Za-z0-9_-]` plus `extra`.
+pub fn parse_token(raw: &str, field: &'static str, extra: &[u8]) -> Result<String, InvalidValue> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || extra.contains(&b));
+    if !ok {
+        let extra = String::from_utf8_lossy(extra);
+        return Err(InvalidValue::new(
+            field,
+            format!("must be 1-64 characters of [A-Za-z0-9_{extra}-]"),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
 macro_rules! token {
     ($(#[$doc:meta])* $name:ident, $field:literal, $prefix:literal) => {
         $(#[$doc])*
@@ -147,13 +165,7 @@ macro_rules! token {
 
             /// Accepts 1–64 characters of `[A-Za-z0-9_-]`, the shape every generated value has.
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-                let ok = !raw.is_empty()
-                    && raw.len() <= 64
-                    && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !ok {
-                    return Err(InvalidValue::new($field, "must be 1-64 characters of [A-Za-z0-9_-]"));
-                }
-                Ok(Self(raw.to_owned()))
+                $crate::domain::parse_token(raw, $field, b"").map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -215,6 +227,27 @@ mod tests {
         assert!(Quantity::parse(6, 5).is_err());
         assert!(Quantity::parse(0, 5).is_err());
         assert!(Quantity::parse(i64::MAX, u32::MAX).is_err());
+    }
+
+    #[test]
+    fn one_token_parser_names_the_field_and_its_alphabet() {
+        assert_eq!(parse_token("a-b_9", "pay_no", b"").unwrap(), "a-b_9");
+        assert_eq!(
+            parse_token("k:1.2", "Idempotency-Key", b".:").unwrap(),
+            "k:1.2"
+        );
+        let refused = parse_token("k:1", "pay_no", b"").unwrap_err();
+        assert_eq!(refused.field, "pay_no");
+        assert_eq!(refused.reason, "must be 1-64 characters of [A-Za-z0-9_-]");
+        assert!(parse_token("", "x", b"").is_err());
+        assert!(parse_token(&"a".repeat(65), "x", b"").is_err());
+        assert!(parse_token(&"a".repeat(64), "x", b"").is_ok());
+        assert_eq!(
+            parse_token("a b", "Idempotency-Key", b".:")
+                .unwrap_err()
+                .reason,
+            "must be 1-64 characters of [A-Za-z0-9_.:-]"
+        );
     }
 
     #[test]

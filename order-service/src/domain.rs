@@ -43,18 +43,7 @@ pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-        if !ok {
-            return Err(InvalidValue {
-                field: "Idempotency-Key",
-                reason: "must be 1-64 characters of [A-Za-z0-9_.:-]".into(),
-            });
-        }
-        Ok(Self(raw.to_owned()))
+        common::domain::parse_token(raw, "Idempotency-Key", b".:").map(Self)
     }
 
     pub fn as_str(&self) -> &str {
@@ -215,18 +204,7 @@ pub struct PayNo(String);
 
 impl PayNo {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 64
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !ok {
-            return Err(InvalidValue {
-                field: "pay_no",
-                reason: "must be 1-64 characters of [A-Za-z0-9_-]".into(),
-            });
-        }
-        Ok(Self(raw.to_owned()))
+        common::domain::parse_token(raw, "pay_no", b"").map(Self)
     }
 
     pub fn as_str(&self) -> &str {
