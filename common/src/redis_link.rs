@@ -39,6 +39,8 @@ struct Current {
 
 struct Shared {
     settings: RedisSettings,
+    /// `settings.sentinels`, parsed once.
+    sentinels: Vec<String>,
     current: RwLock<Current>,
 }
 
@@ -51,7 +53,7 @@ impl RedisLink {
     /// Connects to the master (asking the sentinels first when configured).
     pub async fn connect(settings: &RedisSettings) -> anyhow::Result<Self> {
         let sentinels = settings.sentinel_addrs();
-        let (master, client, connection) = if sentinels.is_empty() {
+        let (master, client, mut connection) = if sentinels.is_empty() {
             let master = MasterAddr(host_of(&settings.url));
             let (client, connection) = open(settings, &master).await?;
             (master, client, connection)
@@ -75,11 +77,11 @@ impl RedisLink {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         };
-        let mut connection = connection;
         let run_id = run_id_of(&mut connection).await;
         Ok(Self {
             shared: Arc::new(Shared {
                 settings: settings.clone(),
+                sentinels,
                 current: RwLock::new(Current {
                     connection,
                     client,
@@ -108,19 +110,14 @@ impl RedisLink {
         self.read(|c| c.client.clone())
     }
 
-    /// Whether a master is followed through Sentinel.
-    pub fn follows_sentinel(&self) -> bool {
-        !self.shared.settings.sentinel_addrs().is_empty()
-    }
-
     /// The master the sentinels name now, when it is not the one in use;
     /// `None` without Sentinel, or when no sentinel answered.
     pub async fn master_moved(&self) -> Option<MasterAddr> {
-        let sentinels = self.shared.settings.sentinel_addrs();
+        let sentinels = &self.shared.sentinels;
         if sentinels.is_empty() {
             return None;
         }
-        match ask_sentinels(&sentinels, &self.shared.settings.master_name).await {
+        match ask_sentinels(sentinels, &self.shared.settings.master_name).await {
             Ok(master) if master != self.master() => Some(master),
             Ok(_) => None,
             Err(err) => {

@@ -215,7 +215,7 @@ impl Cluster {
     pub fn transactions_by_broker(&self) -> BTreeMap<String, i64> {
         let mut by_broker = BTreeMap::new();
         for replica in ["order-service-1", "order-service-2"] {
-            let metrics = self.exec(replica, &["curl", "-fsS", "http://127.0.0.1:8091/metrics"]);
+            let metrics = self.metrics_of(replica);
             for line in metrics.lines() {
                 if let Some(rest) =
                     line.strip_prefix("seckill_transactions_by_broker_total{broker=\"")
@@ -229,9 +229,14 @@ impl Cluster {
         by_broker
     }
 
+    /// One order-service replica's `/metrics`, read inside its container.
+    fn metrics_of(&self, replica: &str) -> String {
+        self.exec(replica, &["curl", "-fsS", "http://127.0.0.1:8091/metrics"])
+    }
+
     /// Order requests answered by one order-service replica (all outcomes).
     pub fn requests_answered_by(&self, replica: &str) -> i64 {
-        self.exec(replica, &["curl", "-fsS", "http://127.0.0.1:8091/metrics"])
+        self.metrics_of(replica)
             .lines()
             .filter(|l| l.starts_with("seckill_order_requests_total{"))
             .filter_map(|l| l.rsplit_once(' '))

@@ -48,7 +48,8 @@ struct Recipe {
     client: Arc<rocketmq_client_rust::ClientRuntime>,
     group: String,
     namesrv_addr: String,
-    broker_addr: String,
+    /// The configured master brokers (`mq.broker_addr`, parsed once).
+    brokers: Vec<String>,
     topic: String,
     send_timeout_ms: u32,
     listener_concurrency: u32,
@@ -98,7 +99,7 @@ impl OrderPublisher {
             client: mq.client(),
             group: settings.orders.producer_group.clone(),
             namesrv_addr: settings.mq.namesrv_addr.clone(),
-            broker_addr: settings.mq.broker_addr.clone(),
+            brokers: settings.mq.broker_addrs(),
             topic: settings.mq.order_topic.clone(),
             send_timeout_ms: settings.mq.send_timeout_ms,
             listener_concurrency: settings.mq.listener_concurrency as u32,
@@ -129,8 +130,7 @@ impl OrderPublisher {
 
     /// How many of the configured master brokers accept connections now.
     async fn brokers_up(&self) -> usize {
-        let brokers = common::settings::split_addrs(&self.recipe.broker_addr);
-        common::mq::reachable(&brokers)
+        common::mq::reachable(&self.recipe.brokers)
             .await
             .iter()
             .filter(|(_, up)| *up)
@@ -143,7 +143,7 @@ impl OrderPublisher {
     /// some down and some up (one master of a cluster lost), the client
     /// avoids the dead one by itself: a fresh producer would only forget that.
     async fn note_unreachable(&self, err: &rocketmq_client_rust::ClientError) {
-        let configured = common::settings::split_addrs(&self.recipe.broker_addr).len();
+        let configured = self.recipe.brokers.len();
         let up = self.brokers_up().await;
         if (up == 0 || up == configured) && self.broker_ok.swap(false, Ordering::AcqRel) {
             tracing::error!(%err, up, configured, "the broker is unreachable: not ready until a fresh producer connects");
