@@ -4,6 +4,8 @@
 //!   that order-service and stock-service exchange over RocketMQ.
 //! - [`domain`]: typed ids and quantities parsed at the edge (`UserId`, `ProductId`,
 //!   `Quantity`, `TxNo`, `OrderNo`).
+//! - [`auth`]: signed bearer tokens (JWT): checking them, the caller extractors
+//!   (`Caller`, `Buyer`, `Admin`), minting them with the service's own key.
 //! - [`settings`]: the settings blocks both services use and the layered loader
 //!   (defaults → file → `APP_...` environment variables).
 //! - [`telemetry`]: tracing subscriber set-up (JSON or pretty).
@@ -15,6 +17,7 @@
 //! - [`ledger`]: the stock invariant (opened = DB stock + sold, nothing oversold).
 //! - [`shutdown`]: the stop signal both services wait on.
 
+pub mod auth;
 pub mod db;
 pub mod deps;
 pub mod domain;

@@ -104,16 +104,24 @@ struct Runner {
     sales: Arc<Sales>,
     db: DatabaseConnection,
     self_url: String,
+    /// Mints each simulated buyer's token.
+    signer: Arc<common::auth::Signer>,
 }
 
 impl Batches {
-    pub fn new(sales: Arc<Sales>, db: DatabaseConnection, self_url: String) -> Self {
+    pub fn new(
+        sales: Arc<Sales>,
+        db: DatabaseConnection,
+        self_url: String,
+        signer: Arc<common::auth::Signer>,
+    ) -> Self {
         Self {
             jobs: Mutex::new(Vec::new()),
             runner: Arc::new(Runner {
                 sales,
                 db,
                 self_url,
+                signer,
             }),
         }
     }
@@ -190,7 +198,8 @@ impl Runner {
         let started = Instant::now();
         let mut answers = futures::stream::iter(1..=i64::from(plan.buyers))
             .map(|user| {
-                let request = http.post(&url).json(
+                let token = self.signer.mint(&user.to_string(), false).token;
+                let request = http.post(&url).bearer_auth(token).json(
                     &serde_json::json!({"user_id": user, "product_id": product_id, "count": 1}),
                 );
                 async move {

@@ -15,11 +15,17 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    /// Parses `{"user_id","product_id","count"}`; each error names its field.
-    pub fn parse(body: &serde_json::Value, max_count_per_order: u32) -> Result<Self, InvalidValue> {
+    /// Parses `{"product_id","count"}` for the signed-in `buyer` (a
+    /// `user_id` in the body is checked against it by the route); each error
+    /// names its field.
+    pub fn parse(
+        body: &serde_json::Value,
+        max_count_per_order: u32,
+        buyer: UserId,
+    ) -> Result<Self, InvalidValue> {
         let fields = JsonFields::of(body)?;
         Ok(Self {
-            user_id: UserId::parse(fields.int("user_id")?)?,
+            user_id: buyer,
             product_id: ProductId::parse(fields.int("product_id")?)?,
             count: Quantity::parse(fields.int("count")?, max_count_per_order)?,
         })

@@ -19,6 +19,7 @@ metric_label!(
         Rejected = "rejected",
         RateLimited = "rate_limited",
         Invalid = "invalid",
+        Forbidden = "forbidden",
         Unavailable = "unavailable",
     }
 );

@@ -1,5 +1,6 @@
 //! order-service settings (see `common::settings::load` for the layering).
 
+use common::auth::AuthSettings;
 use common::settings::{DatabaseSettings, HttpSettings, LogSettings, MqSettings, RedisSettings};
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub mq: MqSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
     pub orders: OrderRules,
     pub admission: AdmissionSettings,
     pub rate_limit: RateLimitSettings,
@@ -124,6 +126,7 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             mq: MqSettings::default(),
             log: LogSettings::default(),
+            auth: AuthSettings::default(),
             orders: OrderRules {
                 max_count_per_order: 5,
                 producer_group: common::messages::ORDER_TX_PRODUCER_GROUP.into(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::web;
+use common::auth::{Signer, Verifier};
 use common::deps::Dependencies;
 use common::mq::MqRuntime;
 use sea_orm::DatabaseConnection;
@@ -39,6 +40,14 @@ async fn forget_idle_limits(limits: Arc<RateLimits>, mut stop: common::shutdown:
     }
 }
 
+/// The keys that check callers' tokens and mint this service's own.
+fn auth_keys(settings: &Settings) -> anyhow::Result<(Arc<Verifier>, Arc<Signer>)> {
+    Ok((
+        Arc::new(Verifier::from_settings(&settings.auth)?),
+        Arc::new(Signer::from_settings(&settings.auth)?),
+    ))
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -67,6 +76,8 @@ struct Services {
     stock: Arc<StockClient>,
     redelivery: Arc<Redelivery>,
     rate_limits: Arc<RateLimits>,
+    verifier: Arc<Verifier>,
+    signer: Arc<Signer>,
 }
 
 impl Services {
@@ -75,6 +86,7 @@ impl Services {
         deps: &Dependencies,
         mq: &MqRuntime,
     ) -> anyhow::Result<Self> {
+        let (verifier, signer) = auth_keys(settings)?;
         let db = deps.db.clone();
         let redis = deps
             .redis
@@ -121,7 +133,10 @@ impl Services {
         let dead_letters = DeadLetterWatch::start(mq, settings, db.clone(), Arc::clone(&metrics))
             .await
             .map_err(|e| anyhow::anyhow!("starting the dead-letter watch: {e}"))?;
-        let stock = Arc::new(StockClient::new(&settings.admission.stock_service_url));
+        let stock = Arc::new(StockClient::new(
+            &settings.admission.stock_service_url,
+            Arc::clone(&signer),
+        ));
         let redelivery = Arc::new(
             Redelivery::start(
                 mq,
@@ -147,6 +162,8 @@ impl Services {
             stock,
             redelivery,
             rate_limits,
+            verifier,
+            signer,
         })
     }
 
@@ -222,11 +239,14 @@ impl Services {
                 Arc::clone(&sales),
                 self.db.clone(),
                 format!("http://{host}:{port}"),
+                Arc::clone(&self.signer),
             ),
             sales,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
             rate_limits: Arc::clone(&self.rate_limits),
+            signer: Arc::clone(&self.signer),
+            dev_tokens: settings.auth.dev_tokens,
         }
     }
 }
@@ -236,6 +256,8 @@ impl Application {
     /// broker, starts the services and their background jobs, and binds the
     /// HTTP port: connect → services → background → HTTP.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // A bad key setting is refused before anything is connected.
+        auth_keys(&settings)?;
         let (deps, mq) = Dependencies::connect(
             "order-service",
             &settings.database,
@@ -248,11 +270,14 @@ impl Application {
         let (stop_background, background) = services.spawn_background(&settings)?;
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
         let state = web::Data::new(services.app_state(&settings, port));
+        let verifier = web::Data::from(Arc::clone(&services.verifier));
         let deps = web::Data::new(deps);
         let server = common::http::start_server(
             tcp,
             move |cfg| {
-                cfg.app_data(state.clone()).app_data(deps.clone());
+                cfg.app_data(state.clone())
+                    .app_data(deps.clone())
+                    .app_data(verifier.clone());
                 crate::routes::configure(cfg);
             },
             settings.http.shutdown_timeout_secs,

@@ -26,6 +26,10 @@ pub struct AppState {
     pub rules: OrderRules,
     pub admission_settings: AdmissionSettings,
     pub rate_limits: Arc<RateLimits>,
+    /// Mints dev tokens (when `dev_tokens` is on).
+    pub signer: Arc<common::auth::Signer>,
+    /// `POST /api/auth/dev-token` answers (local use only).
+    pub dev_tokens: bool,
 }
 
 impl AppState {

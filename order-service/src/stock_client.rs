@@ -2,11 +2,15 @@
 //! and reading a product's stock with how many order messages it has applied.
 //! Several replicas may be named (`http://a:8092;http://b:8092`): a call that
 //! cannot reach one goes to the next, and the one that answered is tried first
-//! next time. Every call here is safe to repeat.
+//! next time. Every call here is safe to repeat. Each call carries a
+//! short-lived admin token minted with order-service's own key (stock
+//! writes and the applied/stats queries are for admins only).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::auth::Signer;
 use common::domain::ProductId;
 use serde::Deserialize;
 
@@ -34,11 +38,16 @@ pub struct StockClient {
     base_urls: Vec<String>,
     /// The replica that answered last.
     preferred: AtomicUsize,
+    /// Mints the service's token for each call.
+    signer: Arc<Signer>,
 }
+
+/// The subject of order-service's own tokens.
+const SERVICE_SUBJECT: &str = "service:order-service";
 
 impl StockClient {
     /// `base_urls`: one URL, or several separated by `;`.
-    pub fn new(base_urls: &str) -> Self {
+    pub fn new(base_urls: &str, signer: Arc<Signer>) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
@@ -49,6 +58,7 @@ impl StockClient {
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .collect(),
             preferred: AtomicUsize::new(0),
+            signer,
         }
     }
 
@@ -61,12 +71,13 @@ impl StockClient {
         let first = self.preferred.load(Ordering::Relaxed);
         let count = self.base_urls.len().max(1);
         let mut last_error = None;
+        let token = self.signer.mint(SERVICE_SUBJECT, true).token;
         for i in 0..count {
             let index = (first + i) % count;
             let Some(base) = self.base_urls.get(index) else {
                 break;
             };
-            match build(base).send().await {
+            match build(base).bearer_auth(&token).send().await {
                 Ok(response) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(response);

@@ -1,5 +1,6 @@
 //! stock-service settings (see `common::settings::load` for the layering).
 
+use common::auth::AuthSettings;
 use common::settings::{DatabaseSettings, HttpSettings, LogSettings, MqSettings};
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub mq: MqSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
     pub consumer: ConsumerSettings,
 }
 
@@ -36,6 +38,7 @@ impl Default for Settings {
             database: DatabaseSettings::local("seckill_stock"),
             mq: MqSettings::default(),
             log: LogSettings::default(),
+            auth: AuthSettings::default(),
             consumer: ConsumerSettings {
                 group: common::messages::STOCK_CONSUMER_GROUP.into(),
                 threads: 16,

@@ -25,6 +25,9 @@ impl Application {
     /// Connects to MariaDB (creating and migrating the database) and the
     /// broker, starts the order consumer and binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let verifier = web::Data::new(
+            common::auth::Verifier::from_settings(&settings.auth).context("auth settings")?,
+        );
         let (deps, mq) = Dependencies::connect(
             "stock-service",
             &settings.database,
@@ -45,7 +48,9 @@ impl Application {
         let server = common::http::start_server(
             tcp,
             move |cfg| {
-                cfg.app_data(deps.clone()).app_data(metrics.clone());
+                cfg.app_data(deps.clone())
+                    .app_data(metrics.clone())
+                    .app_data(verifier.clone());
                 crate::routes::configure(cfg);
             },
             settings.http.shutdown_timeout_secs,

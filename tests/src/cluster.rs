@@ -329,7 +329,8 @@ impl Cluster {
                     }
                     let body =
                         json!({"user_id": first_user + i, "product_id": product, "count": 1});
-                    let answer = match http.post(&url).json(&body).send().await {
+                    let token = crate::auth::buyer_token(first_user + i);
+                    let answer = match http.post(&url).bearer_auth(token).json(&body).send().await {
                         Ok(response) => {
                             let status = response.status();
                             let body: Value = response.json().await.unwrap_or(Value::Null);

@@ -4,6 +4,7 @@
 //! them over HTTP, the broker and the databases. Nothing is mocked.
 
 pub mod app;
+pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod db;

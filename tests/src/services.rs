@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::auth::Caller;
 use crate::{TestEnv, eventually};
 
 /// order-service settings for `env`; `stock_url` is the test's stock-service.
@@ -22,6 +23,7 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
     settings.database.name = env.order_db.clone();
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
+    settings.auth = crate::auth::settings();
     settings.orders.producer_group = env.producer_group.clone();
     settings.lifecycle.events_group = format!("{}_events", env.producer_group);
     settings.lifecycle.timeout_producer_group = format!("{}_timeouts", env.producer_group);
@@ -40,6 +42,7 @@ pub fn stock_settings(env: &TestEnv) -> stock_service::settings::Settings {
     settings.database.name = env.stock_db.clone();
     settings.database.max_connections = 16;
     settings.mq = env.mq_settings();
+    settings.auth = crate::auth::settings();
     settings.consumer.group = env.consumer_group.clone();
     settings.consumer.events_producer_group = format!("{}_events", env.consumer_group);
     // Tests of insufficient stock want the verdict now; the retry has its own test.
@@ -119,9 +122,23 @@ impl RunningService {
         }
     }
 
-    /// Sends a request and returns the status and the JSON body (`Null` when empty).
+    /// Sends a request and returns the status and the JSON body (`Null` when
+    /// empty), signed in as the caller the request names
+    /// ([`Caller::of_request`]: the buyer of its `user_id`, else an admin).
     pub async fn call(
         &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        self.call_as(Caller::of_request(path, body), method, path, body)
+            .await
+    }
+
+    /// [`RunningService::call`] as the given caller.
+    pub async fn call_as(
+        &self,
+        caller: Caller,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
@@ -129,6 +146,9 @@ impl RunningService {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = caller.token() {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -144,7 +164,7 @@ impl RunningService {
         (status, body)
     }
 
-    /// Sends a raw body with a content type (for malformed-input tests).
+    /// Sends a raw body with a content type (for malformed-input tests), as buyer 1.
     pub async fn call_raw(
         &self,
         path: &str,
@@ -154,6 +174,7 @@ impl RunningService {
         let response = self
             .http
             .post(format!("{}{path}", self.base_url))
+            .bearer_auth(crate::auth::buyer_token(1))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -218,6 +239,7 @@ pub async fn place_order_with_key(
     let response = order_service
         .http
         .post(format!("{}/api/orders", order_service.base_url))
+        .bearer_auth(crate::auth::buyer_token(user_id))
         .header("Idempotency-Key", key)
         .json(&json!({"user_id": user_id, "product_id": product_id, "count": count}))
         .send()
@@ -383,6 +405,8 @@ impl OrderServiceProcess {
             )
             .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
             .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
+            .env("APP_AUTH__HS256_SECRET", crate::auth::secret())
+            .env("APP_AUTH__DEV_TOKENS", "true")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -429,6 +453,7 @@ pub fn order_service_command(
         .env("APP_DATABASE__NAME", &env.order_db)
         .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
         .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
+        .env("APP_AUTH__HS256_SECRET", crate::auth::secret())
         .env("APP_LOG__LEVEL", "warn")
         .output()
         .expect("run order-service");

@@ -38,6 +38,7 @@ async fn process_with_sale(env: &TestEnv, stock: &RunningService) -> OrderServic
     let process = OrderServiceProcess::start(env, stock).await;
     let opened = reqwest::Client::new()
         .put(format!("{}/api/sales/1", process.base_url))
+        .bearer_auth(seckill_tests::auth::admin_token())
         .json(&serde_json::json!({"stock": 5}))
         .send()
         .await
@@ -95,6 +96,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
     let url = format!("{}/api/orders", process.base_url);
     let stuck = tokio::spawn(async move {
         http.post(url)
+            .bearer_auth(seckill_tests::auth::buyer_token(1))
             .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
             .send()
             .await
@@ -143,6 +145,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
     let http = reqwest::Client::new();
     let placed: serde_json::Value = http
         .post(format!("{}/api/orders", process.base_url))
+        .bearer_auth(seckill_tests::auth::buyer_token(1))
         .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
         .send()
         .await
@@ -162,6 +165,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
     let url = format!("{}/api/orders/{order_no}/cancel", process.base_url);
     let stuck = tokio::spawn(async move {
         http.post(url)
+            .bearer_auth(seckill_tests::auth::buyer_token(1))
             .json(&serde_json::json!({"user_id": 1}))
             .send()
             .await
@@ -328,6 +332,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     let placing = tokio::spawn(async move {
         let response = reqwest::Client::new()
             .post(format!("{base}/api/orders"))
+            .bearer_auth(seckill_tests::auth::buyer_token(9))
             .json(&serde_json::json!({"user_id": 9, "product_id": 1, "count": 1}))
             .send()
             .await

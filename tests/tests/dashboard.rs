@@ -13,6 +13,7 @@ async fn text(service: &RunningService, path: &str) -> String {
     let response = service
         .http
         .get(format!("{}{path}", service.base_url))
+        .bearer_auth(seckill_tests::auth::admin_token())
         .send()
         .await
         .expect("HTTP request");

@@ -271,7 +271,12 @@ async fn a_cancellation_during_a_rebuild_is_not_resurrected() {
     assert_eq!(order.status, StatusCode::CREATED);
     let product = ProductId::parse(1).unwrap();
     let order_db = db::connect(&app.env.order_db).await;
-    let stock_client = StockClient::new(&app.stock.base_url);
+    let stock_client = StockClient::new(
+        &app.stock.base_url,
+        std::sync::Arc::new(
+            common::auth::Signer::from_settings(&seckill_tests::auth::settings()).unwrap(),
+        ),
+    );
     let gate = test_gate(&app.env).await;
     eventually("deducted", Duration::from_secs(30), || async {
         (app.stock_of(1).await == 4).then_some(())

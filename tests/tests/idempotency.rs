@@ -125,6 +125,7 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
     let first = tokio::spawn(async move {
         let response = reqwest::Client::new()
             .post(format!("{base}/api/orders"))
+            .bearer_auth(seckill_tests::auth::buyer_token(4))
             .header("Idempotency-Key", "slow")
             .json(&serde_json::json!({"user_id": 4, "product_id": 1, "count": 1}))
             .send()

@@ -14,6 +14,7 @@ async fn post(
 ) -> reqwest::Response {
     let mut request = http
         .post(format!("{base}/api/orders"))
+        .bearer_auth(seckill_tests::auth::buyer_token(user))
         .json(&json!({"user_id": user, "product_id": 1, "count": 1}));
     if let Some(ip) = forwarded_for {
         request = request.header("X-Forwarded-For", ip);

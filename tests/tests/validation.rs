@@ -15,7 +15,7 @@ async fn bad_order_input_is_refused_and_nothing_is_written() {
 
     let json_cases = [
         (json!([1, 2]), "body"),
-        (json!({"product_id": 1, "count": 1}), "user_id"),
+        // (A body without user_id is ordered for the token's buyer: tests/tests/auth.rs.)
         (json!({"user_id": 1, "count": 1}), "product_id"),
         (json!({"user_id": 1, "product_id": 1}), "count"),
         (

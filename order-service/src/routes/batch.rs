@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use common::auth::Admin;
 use common::http::{JsonFields, error_response, invalid_field};
 
 use crate::batch::BatchPlan;
@@ -11,6 +12,7 @@ use crate::state::AppState;
 /// `{"buyers": 1..=20000, "concurrency": 1..=256, "stock": 0..=1000000}` →
 /// 202 with the batch's first status; 422 naming a bad field.
 pub async fn start_batch(
+    _admin: Admin,
     state: web::Data<AppState>,
     body: web::Json<serde_json::Value>,
 ) -> HttpResponse {
@@ -32,7 +34,11 @@ pub async fn start_batch(
     }
 }
 
-pub async fn get_batch(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn get_batch(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
     match state.batches.get(&path) {
         Some(status) => HttpResponse::Ok().json(status),
         None => error_response(

@@ -1,14 +1,16 @@
 //! `GET /api/admin/dashboard` (JSON for the dashboard page) and `GET /metrics`
-//! (the same figures for Prometheus).
+//! (the same figures for Prometheus, which scrapes the service directly;
+//! through the gateway they are `/api/admin/metrics`, for admins only).
 
 use actix_web::{HttpResponse, web};
+use common::auth::Admin;
 use common::http::error_response;
 use common::metrics::Exposition;
 
 use crate::dashboard::collect;
 use crate::state::AppState;
 
-pub async fn dashboard(state: web::Data<AppState>) -> HttpResponse {
+pub async fn dashboard(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
     match collect(&state.sales, &state.db, &state.metrics).await {
         Ok(figures) => HttpResponse::Ok().json(figures.with_stock_service(&state.sales).await),
         Err(err) => unavailable(err),
@@ -38,6 +40,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         [(vec![], f64::from(u8::from(available)))],
     );
     out.into_response()
+}
+
+/// `GET /api/admin/metrics`: `/metrics` for an admin (what the gateway exposes).
+pub async fn admin_metrics(_admin: Admin, state: web::Data<AppState>) -> HttpResponse {
+    metrics(state).await
 }
 
 fn unavailable(err: crate::dashboard::DashboardError) -> HttpResponse {

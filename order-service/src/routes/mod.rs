@@ -1,5 +1,10 @@
-//! HTTP routes of order-service.
+//! HTTP routes of order-service. Who may call what: the order endpoints are
+//! for the signed-in buyer (`Buyer`/`Caller` extractors), opening sales and
+//! everything under `/api/admin` for admins (`Admin`); `/healthz`,
+//! `/readyz`, `/metrics` (scraped directly, not through the gateway), the
+//! sales list and a sale's view are public.
 
+pub mod auth;
 pub mod batch;
 pub mod dashboard;
 pub mod orders;
@@ -22,6 +27,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/orders/{order_no}", web::get().to(orders::get_order))
         .route("/metrics", web::get().to(dashboard::metrics))
+        .route(
+            "/api/admin/metrics",
+            web::get().to(dashboard::admin_metrics),
+        )
+        .route("/api/auth/dev-token", web::post().to(auth::dev_token))
         .route("/api/admin/dashboard", web::get().to(dashboard::dashboard))
         .route("/api/admin/batch", web::post().to(batch::start_batch))
         .route("/api/admin/batch/{id}", web::get().to(batch::get_batch))

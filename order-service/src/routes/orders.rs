@@ -1,7 +1,9 @@
-//! The order endpoints: place, read, list, pay, cancel. Parse, call, respond.
+//! The order endpoints: place, read, list, pay, cancel — for the signed-in
+//! buyer (the token's subject), on their own orders only. Parse, call, respond.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use common::auth::{AuthError, Buyer, Caller};
 use common::domain::{InvalidValue, OrderNo, UserId};
 use common::http::{ApiFailure, Failure, JsonFields};
 use common::messages::OrderCreated;
@@ -43,6 +45,8 @@ pub enum OrderApiError {
     },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 common::impl_response_error!(OrderApiError);
@@ -55,6 +59,7 @@ impl ApiFailure for OrderApiError {
         };
         match self {
             Self::Invalid(err) => Failure::invalid(err),
+            Self::Auth(err) => err.failure(),
             Self::RateLimited(wait) => Failure::new(
                 S::TOO_MANY_REQUESTS,
                 "RATE_LIMITED",
@@ -169,14 +174,32 @@ fn placed_body(order: &OrderCreated, status: &str) -> serde_json::Value {
     })
 }
 
-/// `POST /api/orders` `{"user_id","product_id","count"}` → 201 NEW, 202 PENDING,
-/// or an error naming why nothing was placed (sold out, limit, not on sale, …).
+/// The user a request acts for: the signed-in buyer. A `user_id` in the body
+/// may repeat it (older clients send one); naming anyone else is 403.
+fn acting_user(body: &serde_json::Value, buyer: Buyer) -> Result<UserId, OrderApiError> {
+    match body.get("user_id") {
+        None | Some(serde_json::Value::Null) => Ok(buyer.user),
+        Some(_) => {
+            let named = UserId::parse(JsonFields::of(body)?.int("user_id")?)?;
+            if named == buyer.user {
+                Ok(named)
+            } else {
+                Err(AuthError::Forbidden("user_id names another buyer than the token's").into())
+            }
+        }
+    }
+}
+
+/// `POST /api/orders` `{"product_id","count"}` as the signed-in buyer → 201
+/// NEW, 202 PENDING, or an error naming why nothing was placed (sold out,
+/// limit, not on sale, …).
 pub async fn place_order(
     request: actix_web::HttpRequest,
     state: web::Data<AppState>,
+    buyer: Buyer,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
-    let answer = place(request, &state, body).await;
+    let answer = place(request, &state, buyer, body).await;
     state.metrics.orders.inc(match &answer {
         Ok((answer, _)) => *answer,
         Err(err) => err.answer(),
@@ -197,6 +220,7 @@ impl OrderApiError {
             Self::Invalid(_) | Self::Checkout(CheckoutError::IdempotencyKeyReused) => {
                 OrderAnswer::Invalid
             }
+            Self::Auth(_) => OrderAnswer::Forbidden,
             Self::Checkout(
                 CheckoutError::Admission(_)
                 | CheckoutError::Idempotency(_)
@@ -215,6 +239,7 @@ impl OrderApiError {
 async fn place(
     request: actix_web::HttpRequest,
     state: &AppState,
+    buyer: Buyer,
     body: web::Json<serde_json::Value>,
 ) -> Result<(OrderAnswer, HttpResponse), OrderApiError> {
     let address = if state.rate_limits.trust_forwarded_for {
@@ -231,7 +256,8 @@ async fn place(
             .check_address(address)
             .map_err(OrderApiError::RateLimited)?;
     }
-    let order = NewOrder::parse(&body, state.rules.max_count_per_order)?;
+    let user = acting_user(&body, buyer)?;
+    let order = NewOrder::parse(&body, state.rules.max_count_per_order, user)?;
     state
         .rate_limits
         .check_user(order.user_id.get())
@@ -282,15 +308,18 @@ async fn place(
 }
 
 /// `GET /api/orders/{order_no}` → 200 with the order, or 404 `ORDER_NOT_FOUND`
-/// (unknown and rolled-back orders alike).
+/// (unknown, rolled-back and other buyers' orders alike; an admin sees any).
 pub async fn get_order(
     state: web::Data<AppState>,
+    caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, OrderApiError> {
     let order_no = order_no_in(path)?;
     match store::find_order(&state.db, order_no.as_str()).await? {
-        Some(order) => Ok(HttpResponse::Ok().json(state.shown(order))),
-        None => Err(OrderApiError::NotFound(order_no.to_string())),
+        Some(order) if UserId::parse(order.user_id).is_ok_and(|u| caller.may_see(u)) => {
+            Ok(HttpResponse::Ok().json(state.shown(order)))
+        }
+        _ => Err(OrderApiError::NotFound(order_no.to_string())),
     }
 }
 
@@ -300,18 +329,18 @@ fn order_no_in(path: web::Path<String>) -> Result<OrderNo, OrderApiError> {
     OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw))
 }
 
-/// `POST /api/orders/{order_no}/pay` `{"user_id": int, "pay_no": string}` →
+/// `POST /api/orders/{order_no}/pay` `{"pay_no": string}` as its buyer →
 /// 200 PAID (again with the same pay_no: 200, nothing changes); 409
 /// ORDER_NOT_PAYABLE when cancelled, failed or paid with another pay_no; 404
 /// when the order is unknown or another user's.
 pub async fn pay_order(
     state: web::Data<AppState>,
+    buyer: Buyer,
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, OrderApiError> {
     let order_no = order_no_in(path)?;
-    let fields = JsonFields::of(&body)?;
-    let user_id = UserId::parse(fields.int("user_id")?)?;
+    let user_id = acting_user(&body, buyer)?;
     let pay_no = match body.get("pay_no") {
         Some(serde_json::Value::String(s)) => PayNo::parse(s)?,
         _ => {
@@ -340,17 +369,19 @@ pub async fn pay_order(
     }
 }
 
-/// `POST /api/orders/{order_no}/cancel` `{"user_id": int}` → 200 CANCELLED
+/// `POST /api/orders/{order_no}/cancel` as its buyer → 200 CANCELLED
 /// (stock and reservation go back); 202 `CANCEL_PENDING` while the broker's
 /// check-back decides; 409 ORDER_NOT_CANCELLABLE when not NEW; 404 when the
 /// order is unknown or another user's.
 pub async fn cancel_order(
     state: web::Data<AppState>,
+    buyer: Buyer,
     path: web::Path<String>,
-    body: web::Json<serde_json::Value>,
+    body: Option<web::Json<serde_json::Value>>,
 ) -> Result<HttpResponse, OrderApiError> {
     let order_no = order_no_in(path)?;
-    let user_id = UserId::parse(JsonFields::of(&body)?.int("user_id")?)?;
+    let body = body.map_or(serde_json::Value::Null, web::Json::into_inner);
+    let user_id = acting_user(&body, buyer)?;
     match state
         .lifecycle
         .cancel(order_no.as_str(), CancelBy::Buyer(user_id))
@@ -367,9 +398,11 @@ pub async fn cancel_order(
     }
 }
 
-/// `GET /api/orders?user_id=&page=1&page_size=20` → a user's orders, newest first.
+/// `GET /api/orders?page=1&page_size=20` → the signed-in buyer's orders,
+/// newest first (`user_id=` may repeat the buyer; an admin names any user).
 pub async fn list_orders(
     state: web::Data<AppState>,
+    caller: Caller,
     query: web::Query<std::collections::HashMap<String, String>>,
 ) -> Result<HttpResponse, OrderApiError> {
     let number = |field: &'static str, default: Option<i64>| -> Result<i64, InvalidValue> {
@@ -384,7 +417,14 @@ pub async fn list_orders(
             }),
         }
     };
-    let user_id = UserId::parse(number("user_id", None)?)?;
+    let user_id = match (query.get("user_id"), caller.buyer()) {
+        (None, Ok(me)) => me,
+        (None, Err(_)) => UserId::parse(number("user_id", None)?)?,
+        (Some(_), _) => UserId::parse(number("user_id", None)?)?,
+    };
+    if !caller.may_see(user_id) {
+        return Err(AuthError::Forbidden("these are another buyer's orders").into());
+    }
     let page = number("page", Some(1))?;
     let page_size = number("page_size", Some(20))?;
     if !(1..=1_000_000).contains(&page) {

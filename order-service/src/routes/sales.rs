@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use common::auth::Admin;
 use common::domain::{InvalidValue, ProductId};
 use common::http::{ApiFailure, Failure, JsonFields};
 use serde_json::json;
@@ -89,6 +90,7 @@ fn bounded(field: &'static str, value: i64, min: i64) -> Result<u32, InvalidValu
 /// sets the stock in stock-service, records the sale, and opens it in Redis.
 /// A 200 means all three are done; on an error, repeating the call is safe.
 pub async fn open_sale(
+    _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
@@ -140,24 +142,34 @@ pub async fn list_sales(state: web::Data<AppState>) -> Result<HttpResponse, Sale
 }
 
 /// `POST /api/admin/admission/rebuild`: rebuilds the Redis admission state from the databases.
-pub async fn rebuild(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+pub async fn rebuild(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SaleApiError> {
     let sales = state.sales.rebuild(Scope::All).await?;
     Ok(HttpResponse::Ok().json(json!({"rebuilt_sales": sales})))
 }
 
 /// `GET /api/admin/reconcile`: Redis against both databases, and dead letters.
-pub async fn reconcile(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+pub async fn reconcile(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SaleApiError> {
     Ok(HttpResponse::Ok().json(state.sales.reconcile().await?))
 }
 
 /// `POST /api/admin/reconcile/repair`: rebuilds every sale, then reconciles.
-pub async fn repair(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+pub async fn repair(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, SaleApiError> {
     Ok(HttpResponse::Ok().json(state.sales.repair().await?))
 }
 
 /// `POST /api/admin/dead-letters/{msg_id}/resolve`: an operator handled this
 /// stuck message; reconciliation stops listing it.
 pub async fn resolve_dead_letter(
+    _admin: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, SaleApiError> {

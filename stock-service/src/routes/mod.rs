@@ -1,4 +1,7 @@
-//! HTTP routes of stock-service.
+//! HTTP routes of stock-service. A product's stock, `/healthz`, `/readyz`
+//! and `/metrics` (scraped directly) are public; setting stock, the applied
+//! query and the stats are for admins (order-service calls them with its
+//! own service token).
 
 pub mod stock;
 
@@ -8,6 +11,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
         .route("/readyz", web::get().to(common::deps::readyz))
         .route("/metrics", web::get().to(stock::metrics))
+        .route("/api/admin/metrics", web::get().to(stock::admin_metrics))
         .route("/api/stock/stats", web::get().to(stock::stats))
         .service(
             web::resource("/api/stock/applied")

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use common::auth::Admin;
 use common::domain::{InvalidValue, ProductId};
 use common::http::{ApiFailure, Failure, JsonFields};
 
@@ -49,8 +50,18 @@ pub async fn metrics(
     Ok(metrics.render(&stock).into_response())
 }
 
+/// `GET /api/admin/metrics`: `/metrics` for an admin (what the gateway exposes).
+pub async fn admin_metrics(
+    _admin: Admin,
+    deps: web::Data<Dependencies>,
+    metrics: web::Data<StockMetrics>,
+) -> Result<HttpResponse, StockApiError> {
+    self::metrics(deps, metrics).await
+}
+
 /// `GET /api/stock/stats`: the same figures as JSON, for the dashboard.
 pub async fn stats(
+    _admin: Admin,
     deps: web::Data<Dependencies>,
     metrics: web::Data<StockMetrics>,
 ) -> Result<HttpResponse, StockApiError> {
@@ -83,6 +94,7 @@ pub const APPLIED_BODY_MAX: usize = APPLIED_QUERY_MAX * (64 + 3) + 1024;
 /// `POST /api/stock/applied` `{"tx_nos": [string, …]}` → `{"applied": [...]}`:
 /// which of these order messages (creations or cancellations) were applied.
 pub async fn applied(
+    _admin: Admin,
     deps: web::Data<Dependencies>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, StockApiError> {
@@ -114,8 +126,9 @@ pub async fn applied(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "applied": applied })))
 }
 
-/// Sets the stock of a product: `{"total_count": int >= 0}`.
+/// Sets the stock of a product: `{"total_count": int >= 0}` (admins only).
 pub async fn set_stock(
+    _admin: Admin,
     deps: web::Data<Dependencies>,
     path: web::Path<String>,
     body: web::Json<serde_json::Value>,
