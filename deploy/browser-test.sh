@@ -49,7 +49,7 @@ APP_DATABASE__NAME="seckill_${run}_order" APP_ORDERS__PRODUCER_GROUP="seckill_${
   APP_DEAD_LETTERS__GROUP="seckill_${run}_dead_letters" \
   APP_DEAD_LETTERS__WATCHED_GROUPS="seckill_${run}_stock,seckill_${run}_events" \
   APP_ADMISSION__STOCK_SERVICE_URL="http://127.0.0.1:$stock_port" \
-  APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true \
+  APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true APP_AUTH__DEV_TOKENS=true \
   start_service browser-order-service "$order_port" "$REPO_DIR/target/debug/order-service"
 start_gateway browser-gateway "$gateway_port" "$order_port" "$stock_port"
 

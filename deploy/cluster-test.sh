@@ -4,7 +4,8 @@
 # tests/tests/cluster.rs against it — a driver outside the containers that
 # talks to the gateway, reads the two databases and kills containers — one
 # scenario at a time. Prints how long each part took.
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# The cluster's token secret comes from cluster/lib.sh (SECKILL_AUTH_SECRET).
+source "$(dirname "${BASH_SOURCE[0]}")/cluster/lib.sh"
 
 started=$SECONDS
 bash "$REPO_DIR/deploy/up.sh" --cluster

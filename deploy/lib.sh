@@ -170,8 +170,19 @@ ensure_chromium() {
   [[ -x /usr/bin/chromium ]] || apt_install chromium
 }
 
+# The HS256 secret the local services check tokens with: made once (random,
+# readable by root only) in $RUN_DIR/auth.secret; printed nowhere.
+auth_secret() {
+  local file="$RUN_DIR/auth.secret"
+  if [[ ! -s $file ]]; then
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$file")
+  fi
+  cat "$file"
+}
+
 # start_service NAME PORT BINARY: runs a service binary with the caller's APP_*
-# environment plus the HTTP port and broker addresses; waits for /readyz.
+# environment plus the HTTP port, broker addresses and the token secret
+# (auth_secret, unless APP_AUTH__HS256_SECRET is set); waits for /readyz.
 start_service() {
   local name=$1 port=$2 binary=$3
   if port_open "$port"; then
@@ -179,7 +190,8 @@ start_service() {
     return 0
   fi
   log "starting $name on 127.0.0.1:$port"
-  (cd "$REPO_DIR" && APP_HTTP__PORT="$port" \
+  local secret="${APP_AUTH__HS256_SECRET:-$(auth_secret)}"
+  (cd "$REPO_DIR" && APP_HTTP__PORT="$port" APP_AUTH__HS256_SECRET="$secret" \
       APP_MQ__NAMESRV_ADDR="127.0.0.1:$NAMESRV_PORT" APP_MQ__BROKER_ADDR="127.0.0.1:$BROKER_PORT" \
       start_daemon "$name" "$binary")
   local waited=0

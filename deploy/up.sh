@@ -21,7 +21,9 @@ log "building the services (release)"
 start_service stock-service "$STOCK_PORT" "$REPO_DIR/target/release/stock-service"
 # Behind the gateway: the client address comes from X-Forwarded-For, which
 # the gateway sets (and never passes through from the client).
-APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true \
+# Dev tokens on: the pages' sign-in mints a buyer's or an admin's token
+# (off by default, and in the container deployment).
+APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true APP_AUTH__DEV_TOKENS=true \
   start_service order-service "$ORDER_PORT" "$REPO_DIR/target/release/order-service"
 start_gateway gateway "$GATEWAY_PORT" "$ORDER_PORT" "$STOCK_PORT"
 
@@ -31,6 +33,8 @@ seckill is up. Logs: $LOG_DIR
   order-service  http://127.0.0.1:$ORDER_PORT   (API; /metrics)
   stock-service  http://127.0.0.1:$STOCK_PORT   (API; /metrics)
   status: deploy/status.sh    stop: deploy/down.sh
+  tokens: sign in on the pages (dev tokens), or
+          APP_AUTH__HS256_SECRET=\$(cat $RUN_DIR/auth.secret) target/release/order-service token --user 1 [--admin]
 
 Open http://127.0.0.1:$GATEWAY_PORT/  (pages: /order /pay /batch /dashboard)
 MSG

@@ -1,8 +1,57 @@
-// Shared by the pages: calling the API through the gateway, and turning its
-// error codes into sentences a buyer understands.
+// Shared by the pages: the signed-in session (a bearer token kept in
+// localStorage, minted by the dev-token endpoint where it is on), calling the
+// API through the gateway with it, and turning error codes into sentences.
+
+const SESSION_KEY = 'seckill.session';
+
+/** The signed-in session {token, expires_at, user_id, admin}, or null. */
+export function session() {
+  try {
+    const s = JSON.parse(localStorage.getItem(SESSION_KEY));
+    if (s && s.token && new Date(s.expires_at) > new Date()) return s;
+  } catch { /* no session */ }
+  return null;
+}
+
+export async function signIn(userId, admin) {
+  const answer = await api('POST', '/api/auth/dev-token', { user_id: userId, admin });
+  if (answer.ok) localStorage.setItem(SESSION_KEY, JSON.stringify({ ...answer.data, user_id: userId, admin }));
+  return answer;
+}
+
+export function signOut() { localStorage.removeItem(SESSION_KEY); }
+
+/** Draws the sign-in bar into the page header; `changed` runs after a sign-in or out. */
+export function mountSession(changed) {
+  const bar = document.createElement('div');
+  bar.id = 'session';
+  bar.className = 'session';
+  document.querySelector('header').append(bar);
+  const draw = () => {
+    const s = session();
+    if (s) {
+      bar.innerHTML = '<span id="session-name"></span> <button id="sign-out" class="secondary">Sign out</button>';
+      bar.querySelector('#session-name').textContent = `Signed in: buyer ${s.user_id}${s.admin ? ' (admin)' : ''}`;
+      bar.querySelector('#sign-out').onclick = () => { signOut(); draw(); changed?.(); };
+    } else {
+      bar.innerHTML = '<label>Buyer id <input id="session-user" type="number" min="1" value="1"></label>'
+        + '<label class="check"><input id="session-admin" type="checkbox"> admin</label>'
+        + '<button id="sign-in">Sign in</button><span id="session-error" class="muted"></span>';
+      bar.querySelector('#sign-in').onclick = async () => {
+        const answer = await signIn(Number(bar.querySelector('#session-user').value), bar.querySelector('#session-admin').checked);
+        if (!answer.ok) { bar.querySelector('#session-error').textContent = explain(answer); return; }
+        draw();
+        changed?.();
+      };
+    }
+  };
+  draw();
+}
 
 export async function api(method, path, body) {
   const init = { method, headers: {} };
+  const s = session();
+  if (s) init.headers.authorization = `Bearer ${s.token}`;
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -29,6 +78,9 @@ const SENTENCES = {
   ORDER_NOT_FOUND: () => 'No such order for this user.',
   INVALID_FIELD: (d) => `Invalid ${d.field}: ${d.message}`,
   NETWORK: () => 'The gateway cannot be reached.',
+  UNAUTHENTICATED: () => 'Sign in first (top right).',
+  FORBIDDEN: (d) => (/admin/.test(d.message) ? 'This needs an admin: sign in as an admin.' : `Not allowed: ${d.message}.`),
+  NOT_FOUND: () => 'Sign-in with a buyer id is off on this deployment; use a token from your identity provider.',
 };
 
 /** A sentence for an API answer that is not a success. */

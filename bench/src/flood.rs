@@ -15,6 +15,8 @@ pub struct FloodArgs {
     pub requests: usize,
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    #[command(flatten)]
+    pub auth: crate::tokens::AuthArgs,
 }
 
 /// Serves the trivial handler on `port` until killed (the baseline process).
@@ -39,18 +41,11 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let product = crate::load::fresh_product_id();
-    let opened = http
-        .put(format!("{}/api/sales/{product}", args.order_url))
-        .json(&json!({"stock": 1}))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        opened.status().is_success(),
-        "opening the sale: {}",
-        opened.text().await?
-    );
+    let tokens = args.auth.tokens()?;
+    crate::sale::open_sale(&http, &tokens.admin(), &args.order_url, product, 1).await?;
     let sold = http
         .post(format!("{}/api/orders", args.order_url))
+        .bearer_auth(&tokens.buyers(1, 1)[0])
         .json(&json!({"user_id": 1, "product_id": product, "count": 1}))
         .send()
         .await?;
@@ -83,20 +78,40 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
         "[bench] sold-out flood: {} requests, concurrency {}",
         args.requests, args.concurrency
     );
+    // A different buyer each request, each with its own token (minted now,
+    // not while measuring); the trivial handler gets the same headers.
+    let buyers = tokens.buyers(2, args.requests);
     let body = |i: usize| json!({"user_id": 2 + i, "product_id": product, "count": 1});
     // Baseline first, order-service second, then the baseline again: the
     // better baseline run counts, so warm-up favours the baseline, not us.
-    let mut baseline = burst(&http, &trivial_url, args.requests, args.concurrency, body).await;
+    let mut baseline = burst(
+        &http,
+        &trivial_url,
+        args.requests,
+        args.concurrency,
+        &buyers,
+        body,
+    )
+    .await;
     let order_service = burst(
         &http,
         &format!("{}/api/orders", args.order_url),
         args.requests,
         args.concurrency,
+        &buyers,
         body,
     )
     .await;
     eprintln!("[bench] trivial actix-web handler again");
-    let again = burst(&http, &trivial_url, args.requests, args.concurrency, body).await;
+    let again = burst(
+        &http,
+        &trivial_url,
+        args.requests,
+        args.concurrency,
+        &buyers,
+        body,
+    )
+    .await;
     if again.stats.rate() > baseline.stats.rate() {
         baseline = again;
     }

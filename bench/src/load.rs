@@ -26,6 +26,8 @@ pub struct OrderPathArgs {
     pub namesrv_addr: String,
     #[command(flatten)]
     pub databases: DatabaseArgs,
+    #[command(flatten)]
+    pub auth: crate::tokens::AuthArgs,
 }
 
 /// Where the invariant checks read the two databases.
@@ -106,8 +108,11 @@ pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let initial_stock = args.orders as i64;
+    let tokens = args.auth.tokens()?;
+    let buyers = tokens.buyers(1, args.orders);
     let set = http
         .put(format!("{}/api/sales/{}", args.order_url, args.product_id))
+        .bearer_auth(tokens.admin())
         .json(&json!({"stock": initial_stock, "per_user_limit": 1}))
         .send()
         .await?;
@@ -127,6 +132,7 @@ pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun
         .map(|i| {
             let request = http
                 .post(format!("{}/api/orders", args.order_url))
+                .bearer_auth(&buyers[i])
                 .json(&json!({"user_id": i + 1, "product_id": args.product_id, "count": 1}));
             let done = &done;
             async move {

@@ -14,6 +14,7 @@ mod baseline;
 mod flood;
 mod load;
 mod sale;
+mod tokens;
 
 use std::time::Duration;
 

@@ -32,6 +32,8 @@ pub struct SaleArgs {
     pub product_id: Option<i64>,
     #[command(flatten)]
     pub databases: DatabaseArgs,
+    #[command(flatten)]
+    pub auth: crate::tokens::AuthArgs,
 }
 
 /// What one burst of order requests gave.
@@ -40,13 +42,15 @@ pub struct Burst {
     pub answers: BTreeMap<String, usize>,
 }
 
-/// Fires `requests` POSTs (built by `body(i)`) at `url`, `concurrency` at a time,
-/// printing progress every 10 %.
+/// Fires `requests` POSTs (built by `body(i)`, sent with the bearer token
+/// `tokens[i % tokens.len()]`) at `url`, `concurrency` at a time, printing
+/// progress every 10 %.
 pub async fn burst(
     http: &reqwest::Client,
     url: &str,
     requests: usize,
     concurrency: usize,
+    tokens: &[String],
     body: impl Fn(usize) -> serde_json::Value,
 ) -> Burst {
     let started = Instant::now();
@@ -54,7 +58,10 @@ pub async fn burst(
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(String, Duration)> = futures::stream::iter(0..requests)
         .map(|i| {
-            let request = http.post(url).json(&body(i));
+            let request = http
+                .post(url)
+                .bearer_auth(&tokens[i % tokens.len()])
+                .json(&body(i));
             let done = &done;
             async move {
                 let t = Instant::now();
@@ -94,14 +101,16 @@ pub async fn burst(
     }
 }
 
-async fn open_sale(
+pub async fn open_sale(
     http: &reqwest::Client,
+    admin_token: &str,
     order_url: &str,
     product: i64,
     stock: u32,
 ) -> anyhow::Result<()> {
     let response = http
         .put(format!("{order_url}/api/sales/{product}"))
+        .bearer_auth(admin_token)
         .json(&json!({"stock": stock, "per_user_limit": 1}))
         .send()
         .await?;
@@ -128,17 +137,20 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let product = args.product_id.unwrap_or_else(fresh_product_id);
-    open_sale(&http, &args.order_url, product, args.stock).await?;
+    let tokens = args.auth.tokens()?;
+    open_sale(&http, &tokens.admin(), &args.order_url, product, args.stock).await?;
     eprintln!(
         "[bench] sale of {} items (product {product}): {} requests from {} users, concurrency {}",
         args.stock, args.requests, args.users, args.concurrency
     );
     let users = args.users.max(1);
+    let buyers = tokens.buyers(1, users);
     let sale = burst(
         &http,
         &format!("{}/api/orders", args.order_url),
         args.requests,
         args.concurrency,
+        &buyers,
         |i| json!({"user_id": 1 + (i % users), "product_id": product, "count": 1}),
     )
     .await;

@@ -631,4 +631,57 @@ mod tests {
         assert!(!printed.contains("0123456789abcdef"), "{printed}");
         assert!(printed.contains("[redacted]"), "{printed}");
     }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// An identity provider's keys: it signs with its private key (here the
+    /// fixture's), the services check with its public key or JWKS only.
+    #[test]
+    fn tokens_of_an_identity_provider_check_against_its_public_key_or_jwks() {
+        for (private, public, kid) in [
+            ("ed25519-private.pem", "ed25519-public.pem", "ed-1"),
+            ("rsa-private.pem", "rsa-public.pem", "rsa-1"),
+        ] {
+            let provider = Signer::from_settings(&AuthSettings {
+                signing_key_file: fixture(private),
+                signing_key_id: kid.into(),
+                ..AuthSettings::default()
+            })
+            .unwrap();
+            let token = provider.mint("7", true).token;
+            for checking in [
+                AuthSettings {
+                    public_key_file: fixture(public),
+                    ..AuthSettings::default()
+                },
+                AuthSettings {
+                    jwks_file: fixture("jwks.json"),
+                    ..AuthSettings::default()
+                },
+            ] {
+                let verifier = Verifier::from_settings(&checking).unwrap();
+                let caller = verifier.check(&token).unwrap();
+                assert_eq!(caller.subject, "7", "{private}");
+                assert!(caller.admin);
+            }
+            // An HS256 token cannot pass for one of the provider's.
+            let hs = Signer::from_settings(&settings()).unwrap().mint("7", true).token;
+            let verifier = Verifier::from_settings(&AuthSettings {
+                jwks_file: fixture("jwks.json"),
+                ..AuthSettings::default()
+            })
+            .unwrap();
+            assert!(matches!(verifier.check(&hs), Err(AuthError::Invalid(_))));
+        }
+        let bad = AuthSettings {
+            public_key_file: fixture("jwks.json"),
+            ..AuthSettings::default()
+        };
+        assert!(matches!(
+            Verifier::from_settings(&bad),
+            Err(AuthConfigError::BadPem { .. })
+        ));
+    }
 }

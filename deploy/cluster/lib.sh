@@ -13,6 +13,16 @@ CLUSTER_GATEWAY_PORT="${SECKILL_CLUSTER_GATEWAY_PORT:-8088}"
 BASE_IMAGE="${SECKILL_BASE_IMAGE:-seckill/debian-base:bookworm}"
 CLUSTER_WAIT_SECS="${SECKILL_CLUSTER_WAIT_SECS:-300}"
 
+# The HS256 secret both services check tokens with (compose passes it on;
+# the cluster tests mint their buyers' tokens with it): made once, random.
+if [[ -z ${SECKILL_AUTH_SECRET:-} ]]; then
+  mkdir -p "$CLUSTER_RUN_DIR"
+  [[ -s $CLUSTER_RUN_DIR/auth.secret ]] ||
+    (umask 077 && head -c 48 /dev/urandom | base64 -w0 >"$CLUSTER_RUN_DIR/auth.secret")
+  SECKILL_AUTH_SECRET="$(cat "$CLUSTER_RUN_DIR/auth.secret")"
+fi
+export SECKILL_AUTH_SECRET
+
 # Timing of each step: step_start; ...; step_done WHAT
 _step_t0=0
 step_start() { _step_t0=${EPOCHREALTIME/./}; }

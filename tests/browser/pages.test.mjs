@@ -16,13 +16,33 @@ const SOLD_OUT_PRODUCT = PRODUCT + 1;
 let browser;
 let page;
 
-async function api(method, path, body) {
-  const response = await fetch(GATEWAY + path, {
-    method,
-    headers: body ? { 'content-type': 'application/json' } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+// A dev token (deploy/browser-test.sh turns them on) for a buyer or an admin.
+const tokens = new Map();
+async function tokenFor(user, admin = false) {
+  const key = `${user}/${admin}`;
+  if (!tokens.has(key)) {
+    const minted = await api('POST', '/api/auth/dev-token', { user_id: user, admin }, null);
+    assert.equal(minted.status, 200, JSON.stringify(minted.data));
+    tokens.set(key, minted.data.token);
+  }
+  return tokens.get(key);
+}
+
+/** Calls the API through the gateway as `as` (a token, or null for nobody). */
+async function api(method, path, body, as) {
+  const headers = body ? { 'content-type': 'application/json' } : {};
+  if (as) headers.authorization = `Bearer ${as}`;
+  const response = await fetch(GATEWAY + path, { method, headers, body: body ? JSON.stringify(body) : undefined });
   return { status: response.status, data: await response.json().catch(() => null) };
+}
+
+/** Signs in on the current page's sign-in bar (signing out first). */
+async function signIn(user, admin = false) {
+  if (await page.locator('#sign-out').count()) await page.click('#sign-out');
+  await page.fill('#session-user', String(user));
+  if (admin) await page.check('#session-admin');
+  await page.click('#sign-in');
+  await page.locator('#session-name', { hasText: `buyer ${user}${admin ? ' (admin)' : ''}` }).waitFor();
 }
 
 async function shot(name) {
@@ -32,7 +52,7 @@ async function shot(name) {
 }
 
 async function placeByApi(user) {
-  const placed = await api('POST', '/api/orders', { user_id: user, product_id: PRODUCT, count: 1 });
+  const placed = await api('POST', '/api/orders', { product_id: PRODUCT, count: 1 }, await tokenFor(user));
   assert.equal(placed.status, 201, JSON.stringify(placed.data));
   return placed.data.order_no;
 }
@@ -49,7 +69,7 @@ before(async () => {
     if (msg.type() === 'error') console.error(`[console] ${msg.text()}`);
   });
   for (const [product, stock] of [[PRODUCT, 5], [SOLD_OUT_PRODUCT, 0]]) {
-    const opened = await api('PUT', `/api/sales/${product}`, { stock, per_user_limit: 1 });
+    const opened = await api('PUT', `/api/sales/${product}`, { stock, per_user_limit: 1 }, await tokenFor(1, true));
     assert.equal(opened.status, 200, JSON.stringify(opened.data));
   }
 });
@@ -58,15 +78,42 @@ after(async () => {
   await browser?.close();
 });
 
-test('gateway: routes both services, refuses oversize bodies as JSON', async () => {
+test('gateway: routes both services, refuses oversize bodies as JSON, metrics for admins only', async () => {
   const stock = await api('GET', `/api/stock/${PRODUCT}`);
   assert.equal(stock.status, 200, JSON.stringify(stock.data));
   assert.equal(stock.data.total_count, 5);
-  const tooLarge = await api('POST', '/api/orders', { user_id: 1, product_id: PRODUCT, count: 1, pad: 'x'.repeat(20_000) });
+  const tooLarge = await api('POST', '/api/orders', { product_id: PRODUCT, count: 1, pad: 'x'.repeat(20_000) }, await tokenFor(1));
   assert.equal(tooLarge.status, 413);
   assert.equal(tooLarge.data.code, 'PAYLOAD_TOO_LARGE');
-  const metrics = await fetch(`${GATEWAY}/metrics/stock-service`).then((r) => r.text());
+  const admin = { authorization: `Bearer ${await tokenFor(1, true)}` };
+  const metrics = await fetch(`${GATEWAY}/metrics/stock-service`, { headers: admin }).then((r) => r.text());
   assert.match(metrics, new RegExp(`seckill_stock_total_count\\{product="${PRODUCT}"\\} 5`));
+  for (const path of ['/metrics/stock-service', '/metrics/order-service']) {
+    const anonymous = await fetch(GATEWAY + path);
+    assert.equal(anonymous.status, 401, path);
+    const buyer = await fetch(GATEWAY + path, { headers: { authorization: `Bearer ${await tokenFor(2)}` } });
+    assert.equal(buyer.status, 403, path);
+  }
+});
+
+test('without a token: the pages, the sales list and a sale answer; ordering and admin calls do not', async () => {
+  for (const path of ['/order', '/pay', '/batch', '/dashboard', '/app.js', '/api/sales', `/api/sales/${PRODUCT}`]) {
+    const response = await fetch(GATEWAY + path);
+    assert.equal(response.status, 200, path);
+  }
+  const refused = [
+    ['POST', '/api/orders', { product_id: PRODUCT, count: 1 }],
+    ['GET', '/api/orders', undefined],
+    ['PUT', `/api/sales/${PRODUCT}`, { stock: 100 }],
+    ['GET', '/api/admin/dashboard', undefined],
+    ['PUT', `/api/stock/${PRODUCT}`, { total_count: 100 }],
+  ];
+  for (const [method, path, body] of refused) {
+    const answer = await api(method, path, body, null);
+    assert.equal(answer.status, 401, `${method} ${path}: ${JSON.stringify(answer.data)}`);
+    assert.equal(answer.data.code, 'UNAUTHENTICATED');
+  }
+  assert.equal((await api('GET', `/api/stock/${PRODUCT}`)).data.total_count, 5, 'nothing changed');
 });
 
 test('order page: an order goes from PENDING to NEW; limit, sold out and bad input are explained', async () => {
@@ -74,8 +121,10 @@ test('order page: an order goes from PENDING to NEW; limit, sold out and bad inp
   await page.locator(`#product option[value="${PRODUCT}"]`).waitFor({ state: 'attached' });
   await page.selectOption('#product', String(PRODUCT));
   await page.locator('#stock', { hasText: '5 / 5' }).waitFor();
-  await page.fill('#user', '101');
   await page.fill('#count', '1');
+  await page.click('#place');
+  await page.locator('#message', { hasText: 'Sign in first' }).waitFor();
+  await signIn(101);
   await page.click('#place');
   await page.locator('#status', { hasText: 'NEW' }).waitFor();
   await page.locator('#stock', { hasText: '4 / 5' }).waitFor();
@@ -83,7 +132,7 @@ test('order page: an order goes from PENDING to NEW; limit, sold out and bad inp
 
   await page.click('#place');
   await page.locator('#message', { hasText: 'Limit reached' }).waitFor();
-  await page.fill('#user', '102');
+  await signIn(102);
   await page.fill('#count', '0');
   await page.click('#place');
   await page.locator('#message', { hasText: 'Invalid count' }).waitFor();
@@ -93,10 +142,11 @@ test('order page: an order goes from PENDING to NEW; limit, sold out and bad inp
   await page.locator('#message', { hasText: 'Sold out' }).waitFor();
 });
 
-test('pay page: pay one order, cancel another, with the auto-cancel countdown shown', async () => {
-  const toPay = (await api('GET', '/api/orders?user_id=101')).data.orders[0].order_no;
+test('pay page: pay one order, cancel another, with the auto-cancel countdown shown; no buyer sees another\'s', async () => {
+  const toPay = (await api('GET', '/api/orders', undefined, await tokenFor(101))).data.orders[0].order_no;
   const toCancel = await placeByApi(103);
-  await page.goto(`${GATEWAY}/pay?user=101`);
+  await page.goto(`${GATEWAY}/pay`);
+  await signIn(101);
   const row = page.locator(`tr[data-order="${toPay}"]`);
   await row.locator('.status', { hasText: 'NEW' }).waitFor();
   assert.match(await row.locator('.countdown').textContent(), /^\d+:\d\d$/);
@@ -104,22 +154,35 @@ test('pay page: pay one order, cancel another, with the auto-cancel countdown sh
   await row.locator('button.pay').click();
   await row.locator('.status', { hasText: 'PAID' }).waitFor();
 
-  await page.fill('#user', '103');
-  await page.click('#load');
+  await signIn(103);
   const other = page.locator(`tr[data-order="${toCancel}"]`);
+  await other.locator('.status', { hasText: 'NEW' }).waitFor();
+  assert.equal(await page.locator(`tr[data-order="${toPay}"]`).count(), 0, 'buyer 103 does not see buyer 101\'s order');
+  const peek = await api('GET', `/api/orders/${toPay}`, undefined, await tokenFor(103));
+  assert.equal(peek.status, 404, 'nor can read it by its number');
   await other.locator('button.cancel').click();
   await other.locator('.status', { hasText: 'CANCELLED' }).waitFor();
   await other.locator('.countdown', { hasText: 'BUYER' }).waitFor();
 });
 
+test('admin pages: a buyer is refused, told to sign in as an admin', async () => {
+  await page.goto(`${GATEWAY}/dashboard`);
+  await signIn(105);
+  await page.locator('#message', { hasText: 'needs an admin' }).waitFor();
+  await page.goto(`${GATEWAY}/batch`);
+  await page.click('#start');
+  await page.locator('#message', { hasText: 'needs an admin' }).waitFor();
+});
+
 test('dashboard: a cancelled order puts its item back in stock, live', async () => {
   const toCancel = await placeByApi(104);
   await page.goto(`${GATEWAY}/dashboard`);
+  await signIn(1, true);
   const row = page.locator(`tr[data-product="${PRODUCT}"]`);
   // 5 opened; 101 paid, 104 new, 103 cancelled: 3 left once quiet.
   await row.locator('.db-stock', { hasText: /^3$/ }).waitFor();
   await row.locator('.verdict', { hasText: 'ok' }).waitFor();
-  const cancelled = await api('POST', `/api/orders/${toCancel}/cancel`, { user_id: 104 });
+  const cancelled = await api('POST', `/api/orders/${toCancel}/cancel`, {}, await tokenFor(104));
   assert.equal(cancelled.status, 200, JSON.stringify(cancelled.data));
   await row.locator('.db-stock', { hasText: /^4$/ }).waitFor();
   await row.locator('.redis-stock', { hasText: /^4$/ }).waitFor();
@@ -130,6 +193,7 @@ test('dashboard: a cancelled order puts its item back in stock, live', async () 
 
 test('batch page: 300 buyers for 60 items, exactly 60 sold and nothing oversold', async () => {
   await page.goto(`${GATEWAY}/batch`);
+  await signIn(1, true);
   await page.fill('#buyers', '300');
   await page.fill('#concurrency', '32');
   await page.fill('#stock', '60');
