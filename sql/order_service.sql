@@ -100,3 +100,15 @@ CREATE INDEX IF NOT EXISTS idx_orders_cancel_unconfirmed ON orders (cancel_appli
 -- What the redelivery pass found a dead letter of an order message to be:
 -- ROLLED_BACK, ALREADY_DELIVERED, RESENT, REDELIVERED or NEEDS_OPERATOR.
 ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS verdict VARCHAR(32) NULL;
+
+-- A sale's product and prices (integer cents) and its time window: orders are
+-- admitted from starts_at (NULL: at once) until ends_at (NULL: open-ended),
+-- checked in Redis's admission step (the window is copied there). An order
+-- records the unit price it was bought at (NULL for sales without a price);
+-- paying it needs exactly pay_count × unit_price_cents.
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS name VARCHAR(200) NULL;
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS list_price_cents BIGINT NULL;
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS sale_price_cents BIGINT NULL;
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS starts_at DATETIME(3) NULL;
+ALTER TABLE sales ADD COLUMN IF NOT EXISTS ends_at DATETIME(3) NULL;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS unit_price_cents BIGINT NULL;

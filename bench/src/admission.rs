@@ -37,7 +37,8 @@ async fn fresh_sale(gate: &AdmissionGate, product: ProductId, stock: u32) -> any
         .set(keys.ready(), "bench")
         .query_async::<()>(&mut redis)
         .await?;
-    gate.open_sale(product, stock, u32::MAX / 2).await?;
+    gate.open_sale(product, stock, u32::MAX / 2, Default::default())
+        .await?;
     Ok(())
 }
 

@@ -667,7 +667,10 @@ mod tests {
                 assert!(caller.admin);
             }
             // An HS256 token cannot pass for one of the provider's.
-            let hs = Signer::from_settings(&settings()).unwrap().mint("7", true).token;
+            let hs = Signer::from_settings(&settings())
+                .unwrap()
+                .mint("7", true)
+                .token;
             let verifier = Verifier::from_settings(&AuthSettings {
                 jwks_file: fixture("jwks.json"),
                 ..AuthSettings::default()

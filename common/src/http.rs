@@ -43,6 +43,8 @@ pub struct Failure {
     pub retry_after: Option<u64>,
     /// An internal cause worth a log line (never shown to the client).
     pub log: Option<(tracing::Level, String)>,
+    /// One more figure in the body (e.g. `starts_in_ms`).
+    pub extra: Option<(&'static str, i64)>,
 }
 
 impl Failure {
@@ -58,7 +60,14 @@ impl Failure {
             field: None,
             retry_after: None,
             log: None,
+            extra: None,
         }
+    }
+
+    /// Adds `"name": value` to the body.
+    pub fn with(mut self, name: &'static str, value: i64) -> Self {
+        self.extra = Some((name, value));
+        self
     }
 
     /// 422 `INVALID_FIELD` naming the field.
@@ -100,11 +109,16 @@ impl Failure {
             Some((_, cause)) => tracing::warn!(code = self.code, %cause, "request failed"),
             None => {}
         }
-        let mut response = HttpResponse::build(self.status).json(ErrorBody {
+        let mut body = serde_json::to_value(ErrorBody {
             code: self.code,
             message: self.message.into_owned(),
             field: self.field,
-        });
+        })
+        .unwrap_or_default();
+        if let Some((name, value)) = self.extra {
+            body[name] = value.into();
+        }
+        let mut response = HttpResponse::build(self.status).json(body);
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(
                 actix_web::http::header::RETRY_AFTER,

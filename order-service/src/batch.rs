@@ -187,8 +187,16 @@ impl Runner {
         job: &Mutex<BatchStatus>,
     ) -> anyhow::Result<()> {
         let product = ProductId::parse(product_id)?;
+        let terms = crate::domain::SaleTerms {
+            stock: plan.stock,
+            per_user_limit: 1,
+            name: Some(format!("Batch purchase {product}")),
+            list_price_cents: None,
+            sale_price_cents: None,
+            window: crate::domain::SaleWindow::default(),
+        };
         self.sales
-            .open(product, plan.stock, 1)
+            .open(product, &terms)
             .await
             .map_err(|e| anyhow::anyhow!("opening the sale: {e}"))?;
         let http = reqwest::Client::builder()

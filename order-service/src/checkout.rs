@@ -28,6 +28,10 @@ pub enum CheckoutError {
     NotOnSale,
     #[error("the sale's admission state is being rebuilt")]
     NotReady,
+    #[error("the sale starts in {0} ms")]
+    NotStarted(i64),
+    #[error("the sale has ended")]
+    Ended,
     #[error("the Idempotency-Key was used for a different order")]
     IdempotencyKeyReused,
     #[error("admission store (Redis) unavailable: {0}")]
@@ -136,6 +140,10 @@ impl Checkout {
             Admission::LimitExceeded => return Err(CheckoutError::LimitExceeded),
             Admission::NotOnSale => return Err(CheckoutError::NotOnSale),
             Admission::NotReady => return Err(CheckoutError::NotReady),
+            Admission::NotStarted { starts_in_ms } => {
+                return Err(CheckoutError::NotStarted(starts_in_ms));
+            }
+            Admission::Ended => return Err(CheckoutError::Ended),
         }
         let key = key.map(|k| k.as_str().to_owned());
         match self.publisher.place(order, key).await {

@@ -106,6 +106,10 @@ pub struct Order {
     /// The cancellation's own transaction, once cancelled (not shown).
     #[serde(skip)]
     pub cancel_tx_no: Option<String>,
+    /// The price of one item when it was bought (none: a sale without a price).
+    pub unit_price_cents: Option<i64>,
+    /// What paying it takes: count × unit price.
+    pub amount_cents: Option<i64>,
 }
 
 impl Order {
@@ -215,5 +219,239 @@ impl PayNo {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// When a sale admits orders: from `starts_at` (none: at once) until
+/// `ends_at` (none: open-ended). Copied into Redis as milliseconds, where the
+/// admission script checks it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SaleWindow {
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+impl SaleWindow {
+    pub fn starts_at_ms(&self) -> Option<i64> {
+        self.starts_at.map(|t| t.timestamp_millis())
+    }
+
+    pub fn ends_at_ms(&self) -> Option<i64> {
+        self.ends_at.map(|t| t.timestamp_millis())
+    }
+}
+
+/// What an admin sets when opening a sale (`PUT /api/sales/{product_id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleTerms {
+    pub stock: u32,
+    pub per_user_limit: u32,
+    pub name: Option<String>,
+    pub list_price_cents: Option<i64>,
+    pub sale_price_cents: Option<i64>,
+    pub window: SaleWindow,
+}
+
+/// The largest price accepted, in cents (one million in currency units).
+pub const MAX_PRICE_CENTS: i64 = 100_000_000;
+
+impl SaleTerms {
+    /// Parses `{"stock", "per_user_limit"?, "name"?, "list_price_cents"?,
+    /// "sale_price_cents"?, "starts_at"?, "ends_at"?}` (times RFC 3339;
+    /// `starts_at` defaults to now, `ends_at` to open-ended); each error names
+    /// its field.
+    pub fn parse(
+        body: &serde_json::Value,
+        default_limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Self, InvalidValue> {
+        let fields = JsonFields::of(body)?;
+        let present =
+            |field: &str| !matches!(body.get(field), None | Some(serde_json::Value::Null));
+        let stock = bounded("stock", fields.int("stock")?, 0, i64::from(i32::MAX))?;
+        let per_user_limit = if present("per_user_limit") {
+            bounded(
+                "per_user_limit",
+                fields.int("per_user_limit")?,
+                1,
+                i64::from(i32::MAX),
+            )?
+        } else {
+            default_limit
+        };
+        let name = if present("name") {
+            let name = body["name"].as_str().map(str::trim).ok_or(InvalidValue {
+                field: "name",
+                reason: "must be a string".into(),
+            })?;
+            if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+                return Err(InvalidValue {
+                    field: "name",
+                    reason: "must be 1 to 200 printable characters".into(),
+                });
+            }
+            Some(name.to_owned())
+        } else {
+            None
+        };
+        let price = |field: &'static str| -> Result<Option<i64>, InvalidValue> {
+            if !present(field) {
+                return Ok(None);
+            }
+            let cents = fields.int(field)?;
+            bounded(field, cents, 0, MAX_PRICE_CENTS)?;
+            Ok(Some(cents))
+        };
+        let list_price_cents = price("list_price_cents")?;
+        let sale_price_cents = price("sale_price_cents")?;
+        if let (Some(list), Some(sale)) = (list_price_cents, sale_price_cents)
+            && sale > list
+        {
+            return Err(InvalidValue {
+                field: "sale_price_cents",
+                reason: format!("must not exceed list_price_cents ({list}), got {sale}"),
+            });
+        }
+        let time = |field: &'static str| -> Result<Option<DateTime<Utc>>, InvalidValue> {
+            if !present(field) {
+                return Ok(None);
+            }
+            let raw = body[field].as_str().ok_or(InvalidValue {
+                field,
+                reason: "must be an RFC 3339 time such as 2026-12-01T10:00:00Z".into(),
+            })?;
+            let at = DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| InvalidValue {
+                    field,
+                    reason: format!(
+                        "must be an RFC 3339 time such as 2026-12-01T10:00:00Z, got {raw:?}"
+                    ),
+                })?
+                .with_timezone(&Utc);
+            if !(2000..=9999).contains(&chrono::Datelike::year(&at)) {
+                return Err(InvalidValue {
+                    field,
+                    reason: format!("must be between the years 2000 and 9999, got {raw:?}"),
+                });
+            }
+            Ok(Some(at))
+        };
+        let starts_at = time("starts_at")?.unwrap_or(now);
+        let ends_at = time("ends_at")?;
+        if let Some(ends_at) = ends_at
+            && ends_at <= starts_at
+        {
+            return Err(InvalidValue {
+                field: "ends_at",
+                reason: "must be after starts_at".into(),
+            });
+        }
+        Ok(Self {
+            stock,
+            per_user_limit,
+            name,
+            list_price_cents,
+            sale_price_cents,
+            window: SaleWindow {
+                starts_at: Some(starts_at),
+                ends_at,
+            },
+        })
+    }
+}
+
+fn bounded(field: &'static str, value: i64, min: i64, max: i64) -> Result<u32, InvalidValue> {
+    if value < min || value > max {
+        return Err(InvalidValue {
+            field,
+            reason: format!("must be between {min} and {max}, got {value}"),
+        });
+    }
+    Ok(u32::try_from(value).unwrap_or(u32::MAX))
+}
+
+/// A sale as recorded in the order database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleRecord {
+    pub product: ProductId,
+    pub per_user_limit: u32,
+    pub opened_stock: i64,
+    pub name: Option<String>,
+    pub list_price_cents: Option<i64>,
+    pub sale_price_cents: Option<i64>,
+    pub window: SaleWindow,
+}
+
+#[cfg(test)]
+mod sale_terms_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-30T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_full_sale_parses_and_a_bare_one_starts_now_without_end() {
+        let full = SaleTerms::parse(
+            &json!({"stock": 10, "per_user_limit": 2, "name": " Phone ", "list_price_cents": 19900,
+                    "sale_price_cents": 9900, "starts_at": "2026-12-01T10:00:00+08:00",
+                    "ends_at": "2026-12-01T03:00:00Z"}),
+            1,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(full.name.as_deref(), Some("Phone"));
+        assert_eq!(full.sale_price_cents, Some(9900));
+        assert_eq!(
+            full.window.starts_at_ms(),
+            Some(
+                DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z")
+                    .unwrap()
+                    .timestamp_millis()
+            )
+        );
+        let bare = SaleTerms::parse(&json!({"stock": 3}), 1, now()).unwrap();
+        assert_eq!(bare.per_user_limit, 1);
+        assert_eq!(bare.window.starts_at, Some(now()));
+        assert_eq!(bare.window.ends_at, None);
+        assert_eq!(bare.sale_price_cents, None);
+    }
+
+    #[test]
+    fn bad_terms_name_their_field() {
+        for (body, field) in [
+            (json!({"stock": 1, "name": ""}), "name"),
+            (json!({"stock": 1, "name": 5}), "name"),
+            (
+                json!({"stock": 1, "sale_price_cents": -1}),
+                "sale_price_cents",
+            ),
+            (
+                json!({"stock": 1, "list_price_cents": 1.5}),
+                "list_price_cents",
+            ),
+            (
+                json!({"stock": 1, "list_price_cents": 100, "sale_price_cents": 200}),
+                "sale_price_cents",
+            ),
+            (json!({"stock": 1, "starts_at": "tomorrow"}), "starts_at"),
+            (json!({"stock": 1, "starts_at": 1700000000}), "starts_at"),
+            (
+                json!({"stock": 1, "ends_at": "2026-11-30T09:00:00Z"}),
+                "ends_at",
+            ),
+            (
+                json!({"stock": 1, "starts_at": "0001-01-01T00:00:00Z"}),
+                "starts_at",
+            ),
+            (json!({"stock": -1}), "stock"),
+            (json!({"stock": 1, "per_user_limit": 0}), "per_user_limit"),
+        ] {
+            let err = SaleTerms::parse(&body, 1, now()).unwrap_err();
+            assert_eq!(err.field, field, "{body}: {err}");
+        }
     }
 }

@@ -202,8 +202,8 @@ impl Lifecycle {
                 swept.reservations_returned += 1;
             }
         }
-        for (product, _) in store::sales(&self.db).await? {
-            swept.orphans_returned += self.return_orphans(product).await?;
+        for sale in store::sales(&self.db).await? {
+            swept.orphans_returned += self.return_orphans(sale.product).await?;
         }
         Ok(swept)
     }

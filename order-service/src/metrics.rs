@@ -16,6 +16,8 @@ metric_label!(
         LimitExceeded = "limit_exceeded",
         NotOnSale = "not_on_sale",
         NotReady = "not_ready",
+        NotStarted = "not_started",
+        Ended = "ended",
         Rejected = "rejected",
         RateLimited = "rate_limited",
         Invalid = "invalid",

@@ -14,6 +14,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::admission::AdmissionGate;
 use crate::admission::rebuild::{self, RebuildError, Scope};
 use crate::admission::reconcile::{self, Report};
+use crate::domain::{SaleRecord, SaleTerms};
 use crate::stock_client::{StockClient, StockClientError};
 use crate::store;
 
@@ -62,9 +63,10 @@ impl Sales {
         }
     }
 
-    /// Puts `product` on sale with `stock` items and `limit` orders per user.
-    /// Repeating it is safe; do it while the product's pipeline is quiet.
-    pub async fn open(&self, product: ProductId, stock: u32, limit: u32) -> Result<(), SaleError> {
+    /// Puts `product` on sale on `terms` (stock, per-user limit, product,
+    /// prices, window). Repeating it is safe; do it while the product's
+    /// pipeline is quiet.
+    pub async fn open(&self, product: ProductId, terms: &SaleTerms) -> Result<(), SaleError> {
         if !self.admission.is_ready().await? {
             // Seeds the state; a sale that cannot be rebuilt stays closed on
             // its own and does not stop this one from opening.
@@ -73,10 +75,12 @@ impl Sales {
                 Err(err) => return Err(err),
             }
         }
-        self.stock.set_stock(product, stock).await?;
-        store::record_sale(&self.db, product, limit, stock).await?;
-        self.admission.open_sale(product, stock, limit).await?;
-        tracing::info!(%product, stock, limit, "sale opened");
+        self.stock.set_stock(product, terms.stock).await?;
+        store::record_sale(&self.db, product, terms).await?;
+        self.admission
+            .open_sale(product, terms.stock, terms.per_user_limit, terms.window)
+            .await?;
+        tracing::info!(%product, stock = terms.stock, limit = terms.per_user_limit, "sale opened");
         Ok(())
     }
 
@@ -91,16 +95,29 @@ impl Sales {
         ))
     }
 
-    /// The newest 100 sales with their opened stock and Redis's view (sales
-    /// not in Redis — being rebuilt — are left out).
-    pub async fn list(&self) -> Result<Vec<(ProductId, i64, SaleView)>, SaleError> {
+    /// The newest 100 sales as recorded, with Redis's view (sales not in
+    /// Redis — being rebuilt — are left out).
+    pub async fn list(&self) -> Result<Vec<(SaleRecord, SaleView)>, SaleError> {
         let mut listed = Vec::new();
-        for (product, opened_stock) in store::newest_sales(&self.db, 100).await? {
-            if let Some(view) = self.view(product).await? {
-                listed.push((product, opened_stock, view));
+        for sale in store::newest_sales(&self.db, 100).await? {
+            if let Some(view) = self.view(sale.product).await? {
+                listed.push((sale, view));
             }
         }
         Ok(listed)
+    }
+
+    /// One sale as recorded, with Redis's view; `None` when not on sale.
+    pub async fn find(
+        &self,
+        product: ProductId,
+    ) -> Result<Option<(SaleRecord, SaleView)>, SaleError> {
+        let Some(view) = self.view(product).await? else {
+            return Ok(None);
+        };
+        Ok(store::find_sale(&self.db, product)
+            .await?
+            .map(|sale| (sale, view)))
     }
 
     /// Rebuilds the admission state of the sales in `scope` from the databases.

@@ -9,7 +9,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
 };
 
-use crate::domain::{ClosedReason, Order, OrderStatus};
+use crate::domain::{ClosedReason, Order, OrderStatus, SaleRecord, SaleTerms, SaleWindow};
 
 /// The final outcome of one distributed transaction, as `tx_log` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,8 @@ pub async fn record_order(
     let txn = begin_claimed(db, order.tx_no.as_str()).await?;
     txn.execute_raw(stmt(
         "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, \
-         idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         idempotency_key, unit_price_cents) \
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?)",
         [
             order.order_no.as_str().into(),
             order.tx_no.as_str().into(),
@@ -77,6 +78,7 @@ pub async fn record_order(
             order.created_at.naive_utc().into(),
             order.created_at.naive_utc().into(),
             idempotency_key.map(str::to_owned).into(),
+            order.product_id.get().into(),
         ],
     ))
     .await
@@ -378,6 +380,7 @@ struct OrderRow {
     closed_reason: Option<String>,
     closed_at: Option<NaiveDateTime>,
     cancel_tx_no: Option<String>,
+    unit_price_cents: Option<i64>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -411,12 +414,16 @@ impl TryFrom<OrderRow> for Order {
                 .map(|t| DateTime::from_naive_utc_and_offset(t, Utc)),
             pay_deadline: None,
             cancel_tx_no: row.cancel_tx_no,
+            unit_price_cents: row.unit_price_cents,
+            amount_cents: row
+                .unit_price_cents
+                .map(|unit| unit * i64::from(row.pay_count)),
         })
     }
 }
 
 const ORDER_COLUMNS: &str = "order_no, tx_no, user_id, product_id, pay_count, status, create_time, \
-     updated_at, pay_no, paid_at, closed_reason, closed_at, cancel_tx_no";
+     updated_at, pay_no, paid_at, closed_reason, closed_at, cancel_tx_no, unit_price_cents";
 
 /// What paying an order came to.
 #[derive(Debug)]
@@ -425,6 +432,8 @@ pub enum Payment {
     Paid(Order),
     /// The order is not NEW: cancelled, failed, or paid with another pay_no.
     NotPayable(Order),
+    /// The amount is not what the order costs (nothing changed).
+    AmountMismatch(Order),
     /// No such order for this user.
     NotFound,
 }
@@ -432,18 +441,22 @@ pub enum Payment {
 /// `NEW → PAID` as one conditional update: of racing payments (or a payment
 /// racing a cancel or the timeout), exactly one changes the row. An order
 /// created at or before `created_after` is past its deadline: not payable.
+/// `amount_cents` must be what the order costs (count × unit price); it may
+/// be left out only for an order without a price.
 #[tracing::instrument(skip(db), fields(order_no = %order_no))]
 pub async fn pay_order(
     db: &DatabaseConnection,
     order_no: &str,
     user_id: i64,
     pay_no: &str,
+    amount_cents: Option<i64>,
     created_after: NaiveDateTime,
 ) -> Result<Payment, DbErr> {
     let now = Utc::now().naive_utc();
     db.execute_raw(stmt(
         "UPDATE orders SET status = 'PAID', pay_no = ?, paid_at = ?, updated_at = ? \
-         WHERE order_no = ? AND user_id = ? AND status = 'NEW' AND create_time > ?",
+         WHERE order_no = ? AND user_id = ? AND status = 'NEW' AND create_time > ? \
+         AND COALESCE(unit_price_cents * pay_count, 0) = COALESCE(?, 0)",
         [
             pay_no.into(),
             now.into(),
@@ -451,6 +464,7 @@ pub async fn pay_order(
             order_no.into(),
             user_id.into(),
             created_after.into(),
+            amount_cents.into(),
         ],
     ))
     .await?;
@@ -460,10 +474,15 @@ pub async fn pay_order(
     else {
         return Ok(Payment::NotFound);
     };
+    let owed = order.amount_cents.unwrap_or(0);
     Ok(
         if order.status == OrderStatus::Paid && order.pay_no.as_deref() == Some(pay_no) {
             tracing::info!(pay_no, "order paid");
             Payment::Paid(order)
+        } else if order.status == OrderStatus::New
+            && amount_cents.map_or(owed != 0, |given| given != owed)
+        {
+            Payment::AmountMismatch(order)
         } else {
             Payment::NotPayable(order)
         },
@@ -627,22 +646,15 @@ pub async fn holdings(db: &DatabaseConnection, product: i64) -> Result<Vec<Holdi
     .collect()
 }
 
-/// Every sale recorded in the order DB, with its per-user limit.
-pub async fn sales(
-    db: &DatabaseConnection,
-) -> Result<Vec<(common::domain::ProductId, u32)>, DbErr> {
+/// Every sale recorded in the order DB.
+pub async fn sales(db: &DatabaseConnection) -> Result<Vec<SaleRecord>, DbErr> {
     db.query_all_raw(stmt(
-        "SELECT product_id, per_user_limit FROM sales ORDER BY product_id",
+        &format!("SELECT {SALE_COLUMNS} FROM sales ORDER BY product_id"),
         [],
     ))
     .await?
     .iter()
-    .map(|row| {
-        let product = common::domain::ProductId::parse(row.try_get::<i64>("", "product_id")?)
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        let limit = u32::try_from(row.try_get::<i32>("", "per_user_limit")?).unwrap_or(1);
-        Ok((product, limit))
-    })
+    .map(sale_record)
     .collect()
 }
 
@@ -654,43 +666,80 @@ pub async fn find_order_by_tx(
     select_order("tx_no = ?", [tx_no.into()], db).await
 }
 
-/// Records a sale (or its new limit and stock when opened again).
+/// Records a sale (or its new terms when opened again).
 pub async fn record_sale(
     db: &DatabaseConnection,
     product: common::domain::ProductId,
-    per_user_limit: u32,
-    opened_stock: u32,
+    terms: &SaleTerms,
 ) -> Result<(), DbErr> {
+    let naive = |t: Option<DateTime<Utc>>| t.map(|t| t.naive_utc());
     db.execute_raw(stmt(
-        "INSERT INTO sales (product_id, per_user_limit, opened_stock) VALUES (?, ?, ?) \
+        "INSERT INTO sales (product_id, per_user_limit, opened_stock, name, list_price_cents, \
+         sale_price_cents, starts_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
          ON DUPLICATE KEY UPDATE per_user_limit = VALUES(per_user_limit), \
-         opened_stock = VALUES(opened_stock), opened_at = CURRENT_TIMESTAMP(3)",
+         opened_stock = VALUES(opened_stock), opened_at = CURRENT_TIMESTAMP(3), \
+         name = VALUES(name), list_price_cents = VALUES(list_price_cents), \
+         sale_price_cents = VALUES(sale_price_cents), starts_at = VALUES(starts_at), \
+         ends_at = VALUES(ends_at)",
         [
             product.get().into(),
-            i64::from(per_user_limit).into(),
-            i64::from(opened_stock).into(),
+            i64::from(terms.per_user_limit).into(),
+            i64::from(terms.stock).into(),
+            terms.name.clone().into(),
+            terms.list_price_cents.into(),
+            terms.sale_price_cents.into(),
+            naive(terms.window.starts_at).into(),
+            naive(terms.window.ends_at).into(),
         ],
     ))
     .await?;
     Ok(())
 }
 
-/// The newest `limit` sales and the stock each was opened with.
-pub async fn newest_sales(
+const SALE_COLUMNS: &str = "product_id, per_user_limit, opened_stock, name, list_price_cents, \
+     sale_price_cents, starts_at, ends_at";
+
+fn sale_record(row: &sea_orm::QueryResult) -> Result<SaleRecord, DbErr> {
+    let utc = |t: Option<NaiveDateTime>| t.map(|t| DateTime::from_naive_utc_and_offset(t, Utc));
+    Ok(SaleRecord {
+        product: common::domain::ProductId::parse(row.try_get::<i64>("", "product_id")?)
+            .map_err(|e| DbErr::Custom(e.to_string()))?,
+        per_user_limit: u32::try_from(row.try_get::<i32>("", "per_user_limit")?).unwrap_or(1),
+        opened_stock: i64::from(row.try_get::<i32>("", "opened_stock")?),
+        name: row.try_get("", "name")?,
+        list_price_cents: row.try_get("", "list_price_cents")?,
+        sale_price_cents: row.try_get("", "sale_price_cents")?,
+        window: SaleWindow {
+            starts_at: utc(row.try_get("", "starts_at")?),
+            ends_at: utc(row.try_get("", "ends_at")?),
+        },
+    })
+}
+
+/// One sale as recorded, if any.
+pub async fn find_sale(
     db: &DatabaseConnection,
-    limit: u32,
-) -> Result<Vec<(common::domain::ProductId, i64)>, DbErr> {
+    product: common::domain::ProductId,
+) -> Result<Option<SaleRecord>, DbErr> {
+    db.query_one_raw(stmt(
+        &format!("SELECT {SALE_COLUMNS} FROM sales WHERE product_id = ?"),
+        [product.get().into()],
+    ))
+    .await?
+    .as_ref()
+    .map(sale_record)
+    .transpose()
+}
+
+/// The newest `limit` sales.
+pub async fn newest_sales(db: &DatabaseConnection, limit: u32) -> Result<Vec<SaleRecord>, DbErr> {
     db.query_all_raw(stmt(
-        "SELECT product_id, opened_stock FROM sales ORDER BY opened_at DESC LIMIT ?",
+        &format!("SELECT {SALE_COLUMNS} FROM sales ORDER BY opened_at DESC LIMIT ?"),
         [i64::from(limit).into()],
     ))
     .await?
     .iter()
-    .map(|row| {
-        let product = common::domain::ProductId::parse(row.try_get::<i64>("", "product_id")?)
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        Ok((product, i64::from(row.try_get::<i32>("", "opened_stock")?)))
-    })
+    .map(sale_record)
     .collect()
 }
 

@@ -35,7 +35,9 @@ async fn admission_answers_each_case() {
         Admission::NotOnSale
     );
 
-    gate.open_sale(product, 3, 1).await.unwrap();
+    gate.open_sale(product, 3, 1, Default::default())
+        .await
+        .unwrap();
     let first = order_message(1, 1, 2);
     assert_eq!(
         gate.admit(&first).await.unwrap(),
@@ -81,7 +83,9 @@ async fn a_reservation_goes_back_exactly_once() {
     let env = TestEnv::new();
     let gate = gate(&env).await;
     let product = ProductId::parse(1).unwrap();
-    gate.open_sale(product, 1, 1).await.unwrap();
+    gate.open_sale(product, 1, 1, Default::default())
+        .await
+        .unwrap();
     let held = order_message(1, 1, 1);
     assert_eq!(
         gate.admit(&held).await.unwrap(),

@@ -4,13 +4,17 @@
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
 -- -3 admission state missing (Redis lost it) or this sale closed while it is
--- rebuilt, -4 product not on sale.
+-- rebuilt, -4 product not on sale, -5 not started yet (stock = ms until the
+-- start), -6 ended. The sale hash's `starts_at`/`ends_at` (ms) bound it.
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
-local sale = redis.call('HMGET', KEYS[2], 'stock', 'limit', 'rebuilding')
+local sale = redis.call('HMGET', KEYS[2], 'stock', 'limit', 'rebuilding', 'starts_at', 'ends_at')
 if sale[3] then return {-3, 0} end
 if not sale[1] then return {-4, 0} end
+local now = tonumber(ARGV[4])
+if sale[4] and now < tonumber(sale[4]) then return {-5, tonumber(sale[4]) - now} end
+if sale[5] and now >= tonumber(sale[5]) then return {-6, 0} end
 local stock = tonumber(sale[1])
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
 local count = tonumber(ARGV[2])

@@ -1,7 +1,8 @@
 //! Flash-sale admission in Redis: the gate in front of the order transaction.
 //!
 //! Per product on sale, Redis holds (under `redis.key_prefix`):
-//! - `<p>:sale:<id>`       hash `stock` (still admissible), `limit` (orders per user);
+//! - `<p>:sale:<id>`       hash `stock` (still admissible), `limit` (orders per user),
+//!   `starts_at` / `ends_at` (ms since the epoch, when set: the sale's window);
 //! - `<p>:sale:<id>:users` hash user_id → orders held;
 //! - `<p>:sale:<id>:resv`  hash tx_no → `user:count:reserved_at_ms`, one entry per
 //!   admitted order, so giving it back happens at most once (and the sweeper
@@ -29,6 +30,8 @@ use common::domain::{ProductId, TxNo};
 use common::messages::OrderCreated;
 use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
+
+use crate::domain::SaleWindow;
 
 /// The key names of one deployment (one prefix).
 #[derive(Debug, Clone)]
@@ -69,6 +72,19 @@ impl Keys {
 
     pub fn sale_rebuild_lock(&self, product: ProductId) -> String {
         format!("{}:rebuild-lock:{product}", self.prefix)
+    }
+
+    /// Adds to `pipe` what writes a sale's window into its hash.
+    pub fn set_window(&self, pipe: &mut redis::Pipeline, product: ProductId, window: SaleWindow) {
+        for (field, ms) in [
+            ("starts_at", window.starts_at_ms()),
+            ("ends_at", window.ends_at_ms()),
+        ] {
+            match ms {
+                Some(ms) => pipe.hset(self.sale(product), field, ms).ignore(),
+                None => pipe.hdel(self.sale(product), field).ignore(),
+            };
+        }
     }
 }
 
@@ -128,6 +144,11 @@ pub enum Admission {
     NotOnSale,
     /// Redis lost the admission state; it must be rebuilt first.
     NotReady,
+    /// The sale starts in this many milliseconds.
+    NotStarted {
+        starts_in_ms: i64,
+    },
+    Ended,
 }
 
 /// Products this instance saw sold out, and since when.
@@ -219,6 +240,10 @@ impl AdmissionGate {
             -1 => Admission::SoldOut,
             -2 => Admission::LimitExceeded,
             -3 => Admission::NotReady,
+            -5 => Admission::NotStarted {
+                starts_in_ms: stock,
+            },
+            -6 => Admission::Ended,
             _ => Admission::NotOnSale,
         };
         if admission == Admission::SoldOut && stock == 0 {
@@ -247,24 +272,27 @@ impl AdmissionGate {
         Ok(returned)
     }
 
-    /// Puts `product` on sale with `stock` admissible and `limit` orders per user.
+    /// Puts `product` on sale with `stock` admissible, `limit` orders per
+    /// user, within `window`.
     pub async fn open_sale(
         &self,
         product: ProductId,
         stock: u32,
         limit: u32,
+        window: SaleWindow,
     ) -> Result<(), RedisError> {
         let mut redis = self.redis.clone();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .hset_multiple(
                 self.keys.sale(product),
-                &[("stock", stock), ("limit", limit)],
+                &[("stock", i64::from(stock)), ("limit", i64::from(limit))],
             )
             .ignore()
             .hdel(self.keys.sale(product), &["rebuilding", "blocked"])
-            .ignore()
-            .publish(self.keys.restock_channel(), product.get())
+            .ignore();
+        self.keys.set_window(&mut pipe, product, window);
+        pipe.publish(self.keys.restock_channel(), product.get())
             .ignore()
             .query_async::<()>(&mut redis)
             .await?;
@@ -310,6 +338,18 @@ impl AdmissionGate {
             .into_iter()
             .filter_map(|(tx_no, raw)| Reservation::parse(&raw).map(|r| (tx_no, r)))
             .collect())
+    }
+
+    /// Writes a sale's window (when it admits orders) into its hash.
+    pub async fn set_window(
+        &self,
+        product: ProductId,
+        window: SaleWindow,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.keys.set_window(&mut pipe, product, window);
+        pipe.query_async::<()>(&mut self.redis.clone()).await
     }
 
     /// Closes one sale's admission (`SALE_NOT_READY`) while it is rebuilt.

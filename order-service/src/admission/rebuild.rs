@@ -28,6 +28,7 @@ use redis::RedisError;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use super::{AdmissionGate, Reservation};
+use crate::domain::SaleRecord;
 use crate::stock_client::{StockClient, StockClientError};
 use crate::store::{self, Holding, ProductFigure, count_for_product};
 
@@ -81,10 +82,10 @@ pub async fn rebuild(
     if !gate.is_ready().await? {
         seed(gate, db).await?;
     }
-    let targets: Vec<(ProductId, u32)> = match scope {
+    let targets: Vec<SaleRecord> = match scope {
         Scope::All => sales,
         Scope::Closed => {
-            let products: Vec<ProductId> = sales.iter().map(|(p, _)| *p).collect();
+            let products: Vec<ProductId> = sales.iter().map(|s| s.product).collect();
             let closed = gate.closed_among(&products).await?;
             sales
                 .into_iter()
@@ -93,7 +94,7 @@ pub async fn rebuild(
                 .collect()
         }
     };
-    let results = futures::future::join_all(targets.iter().map(|(product, limit)| async move {
+    let results = futures::future::join_all(targets.iter().map(|sale| async move {
         // The admin rebuild (every sale) waits for a rebuild another caller
         // is running on the same sale, then runs its own; the keeper skips it.
         let patience = match scope {
@@ -102,7 +103,7 @@ pub async fn rebuild(
         };
         let started = Instant::now();
         loop {
-            match rebuild_sale(gate, db, stock, *product, *limit, quiet_timeout).await {
+            match rebuild_sale(gate, db, stock, sale, quiet_timeout).await {
                 Err(RebuildError::Busy) if started.elapsed() < patience => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
@@ -114,11 +115,11 @@ pub async fn rebuild(
     let mut rebuilt = 0;
     let mut busy = 0;
     let mut blocked = Vec::new();
-    for ((product, _), result) in targets.iter().zip(results) {
+    for (sale, result) in targets.iter().zip(results) {
         match result {
             Ok(()) => rebuilt += 1,
             Err(RebuildError::Busy) => busy += 1,
-            Err(err) => blocked.push(format!("product {product}: {err}")),
+            Err(err) => blocked.push(format!("product {}: {err}", sale.product)),
         }
     }
     if !blocked.is_empty() {
@@ -179,8 +180,8 @@ async fn close_every_sale(
     let keys = gate.keys();
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for (product, _) in &sales {
-        pipe.hset(keys.sale(*product), "rebuilding", 1).ignore();
+    for sale in &sales {
+        pipe.hset(keys.sale(sale.product), "rebuilding", 1).ignore();
     }
     pipe.set(keys.ready(), chrono::Utc::now().to_rfc3339())
         .ignore();
@@ -190,15 +191,15 @@ async fn close_every_sale(
 }
 
 /// Rebuilds one sale under its own lock; on failure it stays closed, blocked.
-#[tracing::instrument(skip(gate, db, stock, quiet_timeout))]
+#[tracing::instrument(skip_all, fields(product = %sale.product))]
 pub async fn rebuild_sale(
     gate: &AdmissionGate,
     db: &DatabaseConnection,
     stock: &StockClient,
-    product: ProductId,
-    limit: u32,
+    sale: &SaleRecord,
     quiet_timeout: Duration,
 ) -> Result<(), RebuildError> {
+    let product = sale.product;
     let lock = gate.keys().sale_rebuild_lock(product);
     let mut redis = gate.redis();
     let locked = redis::cmd("SET")
@@ -216,7 +217,8 @@ pub async fn rebuild_sale(
     let result = async {
         gate.close_for_rebuild(product).await?;
         let snapshot = snapshot(db, stock, product, quiet_timeout).await?;
-        write(gate, product, limit, &snapshot).await?;
+        write(gate, product, sale.per_user_limit, &snapshot).await?;
+        gate.set_window(product, sale.window).await?;
         recheck(gate, db, product, &snapshot).await?;
         gate.reopen(product).await?;
         tracing::info!(%product, stock = snapshot.stock, holdings = snapshot.holdings.len(), "sale rebuilt and open");

@@ -73,7 +73,8 @@ pub async fn reconcile(
     let sales = store::sales(db).await?;
     let levels = stock.levels().await?;
     let mut products = Vec::with_capacity(sales.len());
-    for (product, _) in sales {
+    for sale in sales {
+        let product = sale.product;
         let id = product.get();
         let committed_orders = count_for_product(db, ProductFigure::CommittedMessages, id).await?;
         let held_orders = count_for_product(db, ProductFigure::HeldOrders, id).await?;

@@ -47,6 +47,8 @@ pub enum OrderApiError {
     Lifecycle(#[from] LifecycleError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("the amount does not match the order's {expected} cents")]
+    AmountMismatch { expected: i64 },
 }
 
 common::impl_response_error!(OrderApiError);
@@ -131,6 +133,21 @@ impl ApiFailure for OrderApiError {
                 "PRODUCT_NOT_ON_SALE",
                 "this product is not on sale",
             ),
+            Self::Checkout(CheckoutError::NotStarted(ms)) => Failure::new(
+                S::CONFLICT,
+                "SALE_NOT_STARTED",
+                "this sale has not started yet",
+            )
+            .with("starts_in_ms", *ms),
+            Self::Checkout(CheckoutError::Ended) => {
+                Failure::new(S::CONFLICT, "SALE_ENDED", "this sale has ended")
+            }
+            Self::AmountMismatch { expected } => Failure::new(
+                S::CONFLICT,
+                "AMOUNT_MISMATCH",
+                format!("this order costs {expected} cents; pay exactly that (amount_cents)"),
+            )
+            .with("amount_cents", *expected),
             Self::Checkout(CheckoutError::NotReady) => unavailable(
                 "SALE_NOT_READY",
                 "the sale is being prepared; retry in a moment",
@@ -215,6 +232,8 @@ impl OrderApiError {
             Self::Checkout(CheckoutError::LimitExceeded) => OrderAnswer::LimitExceeded,
             Self::Checkout(CheckoutError::NotOnSale) => OrderAnswer::NotOnSale,
             Self::Checkout(CheckoutError::NotReady) => OrderAnswer::NotReady,
+            Self::Checkout(CheckoutError::NotStarted(_)) => OrderAnswer::NotStarted,
+            Self::Checkout(CheckoutError::Ended) => OrderAnswer::Ended,
             Self::Refused(_) => OrderAnswer::Rejected,
             Self::RateLimited(_) => OrderAnswer::RateLimited,
             Self::Invalid(_) | Self::Checkout(CheckoutError::IdempotencyKeyReused) => {
@@ -231,6 +250,7 @@ impl OrderApiError {
             | Self::NotFound(_)
             | Self::NotPayable { .. }
             | Self::NotCancellable { .. }
+            | Self::AmountMismatch { .. }
             | Self::Lifecycle(_) => OrderAnswer::Unavailable,
         }
     }
@@ -329,8 +349,10 @@ fn order_no_in(path: web::Path<String>) -> Result<OrderNo, OrderApiError> {
     OrderNo::parse(&raw).map_err(|_| OrderApiError::NotFound(raw))
 }
 
-/// `POST /api/orders/{order_no}/pay` `{"pay_no": string}` as its buyer →
-/// 200 PAID (again with the same pay_no: 200, nothing changes); 409
+/// `POST /api/orders/{order_no}/pay` `{"pay_no": string, "amount_cents":
+/// int}` as its buyer → 200 PAID (again with the same pay_no: 200, nothing
+/// changes); 409 AMOUNT_MISMATCH when the amount is not count × unit price
+/// (it may be left out only for an order without a price); 409
 /// ORDER_NOT_PAYABLE when cancelled, failed or paid with another pay_no; 404
 /// when the order is unknown or another user's.
 pub async fn pay_order(
@@ -351,11 +373,26 @@ pub async fn pay_order(
             .into());
         }
     };
+    let amount_cents = match body.get("amount_cents") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(_) => {
+            let cents = JsonFields::of(&body)?.int("amount_cents")?;
+            if !(0..=i64::MAX / 2).contains(&cents) {
+                return Err(InvalidValue {
+                    field: "amount_cents",
+                    reason: format!("must be 0 or more, got {cents}"),
+                }
+                .into());
+            }
+            Some(cents)
+        }
+    };
     let paid = store::pay_order(
         &state.db,
         order_no.as_str(),
         user_id.get(),
         pay_no.as_str(),
+        amount_cents,
         state.lifecycle.payment_cutoff(),
     )
     .await?;
@@ -364,6 +401,9 @@ pub async fn pay_order(
         store::Payment::NotPayable(order) => Err(OrderApiError::NotPayable {
             order_no: order.order_no,
             status: order.status,
+        }),
+        store::Payment::AmountMismatch(order) => Err(OrderApiError::AmountMismatch {
+            expected: order.amount_cents.unwrap_or(0),
         }),
         store::Payment::NotFound => Err(OrderApiError::NotFound(order_no.to_string())),
     }

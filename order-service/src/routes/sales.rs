@@ -1,15 +1,18 @@
-//! Opening a sale (`PUT /api/sales/{product_id}`), reading Redis's view of it,
-//! and the admin rebuild of the admission state.
+//! Opening a sale (`PUT /api/sales/{product_id}`: admins), reading sales
+//! (public: product, prices, window, stock left, and the server's `now` so a
+//! page can correct its clock), and the admin rebuild of the admission state.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use common::auth::Admin;
 use common::domain::{InvalidValue, ProductId};
-use common::http::{ApiFailure, Failure, JsonFields};
+use common::http::{ApiFailure, Failure};
 use serde_json::json;
 
 use crate::admission::rebuild::{RebuildError, Scope};
-use crate::sales::SaleError;
+use crate::domain::{SaleRecord, SaleTerms};
+use crate::sales::{SaleError, SaleView};
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,19 +79,11 @@ impl ApiFailure for SaleApiError {
     }
 }
 
-fn bounded(field: &'static str, value: i64, min: i64) -> Result<u32, InvalidValue> {
-    if value < min || value > i64::from(i32::MAX) {
-        return Err(InvalidValue {
-            field,
-            reason: format!("must be between {min} and {}, got {value}", i32::MAX),
-        });
-    }
-    Ok(value as u32)
-}
-
-/// `PUT /api/sales/{product_id}` `{"stock": int >= 0, "per_user_limit": int >= 1 (optional)}`:
-/// sets the stock in stock-service, records the sale, and opens it in Redis.
-/// A 200 means all three are done; on an error, repeating the call is safe.
+/// `PUT /api/sales/{product_id}` `{"stock", "per_user_limit"?, "name"?,
+/// "list_price_cents"?, "sale_price_cents"?, "starts_at"?, "ends_at"?}`
+/// (see [`SaleTerms::parse`]): sets the stock in stock-service, records the
+/// sale, and opens it in Redis. A 200 means all three are done; on an error,
+/// repeating the call is safe.
 pub async fn open_sale(
     _admin: Admin,
     state: web::Data<AppState>,
@@ -96,49 +91,71 @@ pub async fn open_sale(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, SaleApiError> {
     let product = ProductId::parse_text(&path)?;
-    let fields = JsonFields::of(&body)?;
-    let stock = bounded("stock", fields.int("stock")?, 0)?;
-    let limit = match body.get("per_user_limit") {
-        None | Some(serde_json::Value::Null) => state.admission_settings.default_per_user_limit,
-        Some(_) => bounded("per_user_limit", fields.int("per_user_limit")?, 1)?,
-    };
-    state.sales.open(product, stock, limit).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"product_id": product, "stock": stock, "per_user_limit": limit})))
+    let now = Utc::now();
+    let terms = SaleTerms::parse(&body, state.admission_settings.default_per_user_limit, now)?;
+    state.sales.open(product, &terms).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "product_id": product, "stock": terms.stock, "per_user_limit": terms.per_user_limit,
+        "name": terms.name, "list_price_cents": terms.list_price_cents,
+        "sale_price_cents": terms.sale_price_cents, "starts_at": terms.window.starts_at,
+        "ends_at": terms.window.ends_at, "now": now,
+    })))
 }
 
-/// `GET /api/sales/{product_id}`: Redis's view — admissible stock, limit, reserved orders.
+/// Where a sale stands at `now`.
+fn sale_state(sale: &SaleRecord, view: &SaleView, now: DateTime<Utc>) -> &'static str {
+    match (sale.window.starts_at, sale.window.ends_at) {
+        (Some(start), _) if now < start => "UPCOMING",
+        (_, Some(end)) if now >= end => "ENDED",
+        _ if view.stock <= 0 => "SOLD_OUT",
+        _ => "ON_SALE",
+    }
+}
+
+/// One sale as the API shows it.
+fn sale_json(sale: &SaleRecord, view: &SaleView, now: DateTime<Utc>) -> serde_json::Value {
+    json!({
+        "product_id": sale.product, "name": sale.name,
+        "list_price_cents": sale.list_price_cents, "sale_price_cents": sale.sale_price_cents,
+        "starts_at": sale.window.starts_at, "ends_at": sale.window.ends_at,
+        "starts_in_ms": sale.window.starts_at.map(|s| (s - now).num_milliseconds().max(0)),
+        "state": sale_state(sale, view, now),
+        "stock": view.stock, "per_user_limit": view.per_user_limit,
+        "reserved_orders": view.reserved_orders, "opened_stock": sale.opened_stock,
+    })
+}
+
+/// `GET /api/sales/{product_id}`: the sale (product, prices, window, state)
+/// with Redis's view — admissible stock, limit, reserved orders — and `now`.
 pub async fn get_sale(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, SaleApiError> {
     let raw = path.into_inner();
     let product = ProductId::parse_text(&raw).map_err(|_| SaleApiError::NotOnSale(raw.clone()))?;
-    match state.sales.view(product).await? {
-        Some(view) => Ok(HttpResponse::Ok().json(json!({
-            "product_id": product, "stock": view.stock, "per_user_limit": view.per_user_limit,
-            "reserved_orders": view.reserved_orders,
-        }))),
+    match state.sales.find(product).await? {
+        Some((sale, view)) => {
+            let now = Utc::now();
+            let mut body = sale_json(&sale, &view, now);
+            body["now"] = json!(now);
+            Ok(HttpResponse::Ok().json(body))
+        }
         None => Err(SaleApiError::NotOnSale(raw)),
     }
 }
 
-/// `GET /api/sales`: every sale (newest first) with Redis's view of it, for
-/// the order page's product picker.
+/// `GET /api/sales`: every sale (newest first) as [`get_sale`] shows it, and
+/// the server's `now`, for the order page's product cards.
 pub async fn list_sales(state: web::Data<AppState>) -> Result<HttpResponse, SaleApiError> {
+    let now = Utc::now();
     let sales: Vec<_> = state
         .sales
         .list()
         .await?
-        .into_iter()
-        .map(|(product, opened_stock, view)| {
-            json!({
-                "product_id": product, "stock": view.stock, "per_user_limit": view.per_user_limit,
-                "reserved_orders": view.reserved_orders, "opened_stock": opened_stock,
-            })
-        })
+        .iter()
+        .map(|(sale, view)| sale_json(sale, view, now))
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "sales": sales })))
+    Ok(HttpResponse::Ok().json(json!({ "sales": sales, "now": now })))
 }
 
 /// `POST /api/admin/admission/rebuild`: rebuilds the Redis admission state from the databases.
