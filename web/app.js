@@ -69,6 +69,9 @@ export async function api(method, path, body) {
 
 const SENTENCES = {
   SOLD_OUT: () => 'Sold out: every item of this product is taken.',
+  SALE_NOT_STARTED: (d) => `This sale has not started yet: it opens in ${countdown(d.starts_in_ms || 0)}.`,
+  SALE_ENDED: () => 'This sale has ended.',
+  AMOUNT_MISMATCH: (d) => `The amount does not match: this order costs ${money(d.amount_cents || 0)}.`,
   LIMIT_EXCEEDED: () => 'Limit reached: you already hold the most orders allowed for this product.',
   RATE_LIMITED: (d, r) => `Too many requests: wait ${r || 1} s and try again.`,
   PRODUCT_NOT_ON_SALE: () => 'This product is not on sale.',
@@ -104,6 +107,16 @@ export function cell(text, className) {
   td.textContent = text;
   if (className) td.className = className;
   return td;
+}
+
+/** 1999 cents → "¥19.99". */
+export function money(cents) { return `¥${(cents / 100).toFixed(2)}`; }
+
+/** 83000 ms → "1:23" (h:mm:ss past an hour). */
+export function countdown(ms) {
+  const s = Math.ceil(ms / 1000);
+  const hms = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  return hms[0] ? `${hms[0]}:${String(hms[1]).padStart(2, '0')}:${String(hms[2]).padStart(2, '0')}` : `${hms[1]}:${String(hms[2]).padStart(2, '0')}`;
 }
 
 export function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }

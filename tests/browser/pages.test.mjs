@@ -12,6 +12,7 @@ const SHOTS = process.env.SCREENSHOT_DIR ?? '../../.run/screenshots';
 const DOCS = process.env.DOCS_SCREENSHOT_DIR;
 const PRODUCT = 1 + (Date.now() % 1_000_000_000);
 const SOLD_OUT_PRODUCT = PRODUCT + 1;
+const TIMED_PRODUCT = PRODUCT + 2;
 
 let browser;
 let page;
@@ -116,30 +117,51 @@ test('without a token: the pages, the sales list and a sale answer; ordering and
   assert.equal((await api('GET', `/api/stock/${PRODUCT}`)).data.total_count, 5, 'nothing changed');
 });
 
-test('order page: an order goes from PENDING to NEW; limit, sold out and bad input are explained', async () => {
+test('order page: product cards; an order goes from PENDING to NEW; limit, sold out and bad input are explained', async () => {
   await page.goto(`${GATEWAY}/order`);
-  await page.locator(`#product option[value="${PRODUCT}"]`).waitFor({ state: 'attached' });
-  await page.selectOption('#product', String(PRODUCT));
-  await page.locator('#stock', { hasText: '5 / 5' }).waitFor();
+  const card = page.locator(`.product[data-product="${PRODUCT}"]`);
+  await card.locator('.stock', { hasText: '5 / 5' }).waitFor();
   await page.fill('#count', '1');
-  await page.click('#place');
+  await card.locator('.buy').click();
   await page.locator('#message', { hasText: 'Sign in first' }).waitFor();
   await signIn(101);
-  await page.click('#place');
+  await card.locator('.buy').click();
   await page.locator('#status', { hasText: 'NEW' }).waitFor();
-  await page.locator('#stock', { hasText: '4 / 5' }).waitFor();
-  await shot('order');
+  await card.locator('.stock', { hasText: '4 / 5' }).waitFor();
 
-  await page.click('#place');
+  await card.locator('.buy').click();
   await page.locator('#message', { hasText: 'Limit reached' }).waitFor();
   await signIn(102);
   await page.fill('#count', '0');
-  await page.click('#place');
+  await card.locator('.buy').click();
   await page.locator('#message', { hasText: 'Invalid count' }).waitFor();
   await page.fill('#count', '1');
-  await page.selectOption('#product', String(SOLD_OUT_PRODUCT));
-  await page.click('#place');
+  await page.locator(`.product[data-product="${SOLD_OUT_PRODUCT}"] .buy`).click();
   await page.locator('#message', { hasText: 'Sold out' }).waitFor();
+});
+
+test('order page: a timed sale counts down by the server clock, opens at its start, and is bought at its price', async () => {
+  const startsAt = new Date(Date.now() + 6000).toISOString();
+  const opened = await api('PUT', `/api/sales/${TIMED_PRODUCT}`, {
+    stock: 3, name: 'Phone X', list_price_cents: 199900, sale_price_cents: 99900, starts_at: startsAt,
+  }, await tokenFor(1, true));
+  assert.equal(opened.status, 200, JSON.stringify(opened.data));
+  await page.goto(`${GATEWAY}/order`);
+  const card = page.locator(`.product[data-product="${TIMED_PRODUCT}"]`);
+  await card.locator('.name', { hasText: 'Phone X' }).waitFor();
+  assert.equal(await card.locator('.sale-price').textContent(), '¥999.00');
+  assert.equal(await card.locator('.list-price').textContent(), '¥1999.00');
+  await card.locator('.countdown', { hasText: /^Starts in 0:0\d$/ }).waitFor();
+  assert.ok(await card.locator('.buy').isDisabled(), 'the button waits for the start');
+  await shot('order');
+  const early = await api('POST', '/api/orders', { product_id: TIMED_PRODUCT, count: 1 }, await tokenFor(106));
+  assert.equal(early.status, 409, JSON.stringify(early.data));
+  assert.equal(early.data.code, 'SALE_NOT_STARTED');
+  await card.locator('.countdown', { hasText: 'On sale now' }).waitFor({ timeout: 15_000 });
+  await card.locator('.buy').click();
+  await page.locator('#status', { hasText: 'NEW' }).waitFor();
+  await page.locator('#order-amount', { hasText: '¥999.00' }).waitFor();
+  await card.locator('.stock', { hasText: '2 / 3' }).waitFor();
 });
 
 test('pay page: pay one order, cancel another, with the auto-cancel countdown shown; no buyer sees another\'s', async () => {
