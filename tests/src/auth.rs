@@ -2,8 +2,8 @@
 //! same HS256 secret (`SECKILL_AUTH_SECRET`, the cluster's, when set — else a
 //! fixed test secret), so the harness can sign in as anyone:
 //! [`Caller::of_request`] picks who a request is from the way a real client
-//! would be signed in — the buyer a body or query names by `user_id`, else an
-//! admin.
+//! would be signed in — the buyer a body or query names by `user_id` (buyer 1
+//! for an order request naming nobody), else an admin.
 
 use std::sync::OnceLock;
 
@@ -43,8 +43,9 @@ pub enum Caller {
 impl Caller {
     /// The buyer a request names (`user_id` in the JSON body or the query);
     /// a request naming a malformed user id is sent by buyer 1 (and refused
-    /// for its `user_id`); one naming nobody by an admin.
-    pub fn of_request(path: &str, body: Option<&Value>) -> Self {
+    /// for its `user_id`), and so is a `POST /api/orders…` naming nobody;
+    /// any other request naming nobody by an admin.
+    pub fn of_request(method: &reqwest::Method, path: &str, body: Option<&Value>) -> Self {
         let from_body = body.and_then(|b| b.get("user_id"));
         let from_query = path
             .split_once('?')
@@ -52,6 +53,9 @@ impl Caller {
         match (from_body, from_query) {
             (Some(named), _) => Self::Buyer(named.as_i64().filter(|n| *n > 0).unwrap_or(1)),
             (None, Some(named)) => Self::Buyer(named.parse().ok().filter(|n| *n > 0).unwrap_or(1)),
+            (None, None) if method == reqwest::Method::POST && path.starts_with("/api/orders") => {
+                Self::Buyer(1)
+            }
             (None, None) => Self::Admin,
         }
     }

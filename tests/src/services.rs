@@ -131,7 +131,7 @@ impl RunningService {
         path: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        self.call_as(Caller::of_request(path, body), method, path, body)
+        self.call_as(Caller::of_request(&method, path, body), method, path, body)
             .await
     }
 
