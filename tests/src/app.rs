@@ -2,14 +2,23 @@
 //! stock-service and an order-service on it — with typed helpers for the
 //! calls they make (zero-to-production's `spawn_app`). `stop` shuts both
 //! down gracefully and checks they stopped cleanly.
+//!
+//! [`TestApp::builder`] starts anything else a test needs: custom
+//! stock-service settings, a broker of the test's own, stock-service alone
+//! ([`StockApp`]), order-service later, or as a real process to kill.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::TestEnv;
+use crate::broker::PrivateBroker;
 use crate::services::{
-    self, RunningService, order_settings, spawn_order_service_with, spawn_stock_service,
+    self, OrderServiceProcess, RunningService, order_settings, spawn_order_service_with,
+    spawn_stock_service_with, stock_settings,
 };
+
+type StockSettings = stock_service::settings::Settings;
+type OrderSettings = order_service::settings::Settings;
 
 pub struct TestApp {
     pub env: TestEnv,
@@ -46,25 +55,31 @@ impl TestApp {
     }
 
     /// Both services; `configure` adjusts order-service's settings first.
-    pub async fn spawn_with(
-        configure: impl FnOnce(&mut order_service::settings::Settings),
-    ) -> Self {
-        let env = TestEnv::new();
-        let stock = spawn_stock_service(&env).await;
-        let mut settings = order_settings(&env, &stock.base_url);
-        configure(&mut settings);
-        let orders = spawn_order_service_with(settings).await;
-        Self { env, stock, orders }
+    pub async fn spawn_with(configure: impl FnOnce(&mut OrderSettings)) -> Self {
+        Self::builder().spawn_with(configure).await
+    }
+
+    /// A fresh [`TestEnv`] to start services on, when the defaults will not do.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            env: TestEnv::new(),
+            configure_stock: Box::new(|_| {}),
+        }
     }
 
     /// Another order-service instance on the same databases, Redis and topics.
     pub async fn spawn_another_order_service(
         &self,
-        configure: impl FnOnce(&mut order_service::settings::Settings),
+        configure: impl FnOnce(&mut OrderSettings),
     ) -> RunningService {
-        let mut settings = order_settings(&self.env, &self.stock.base_url);
-        configure(&mut settings);
-        spawn_order_service_with(settings).await
+        spawn_order_service_on(&self.env, &self.stock, configure).await
+    }
+
+    /// Stops order-service gracefully (checks it stopped cleanly); stock-service runs on.
+    pub async fn stop_orders(self) -> StockApp {
+        let Self { env, stock, orders } = self;
+        orders.stop().await;
+        StockApp { env, stock }
     }
 
     pub async fn open_sale(&self, product: i64, stock: i64) {
@@ -102,9 +117,98 @@ impl TestApp {
     }
 
     pub async fn stop(self) {
-        self.orders.stop().await;
+        self.stop_orders().await.stop().await;
+    }
+}
+
+/// How a test's services start: `TestApp::builder()`, then what differs from
+/// the defaults, then `spawn`, `spawn_with` or `spawn_stock`.
+pub struct TestAppBuilder {
+    env: TestEnv,
+    configure_stock: Box<dyn FnOnce(&mut StockSettings) + Send>,
+}
+
+impl TestAppBuilder {
+    /// The services talk to this name server and broker (the test's own).
+    pub fn broker(mut self, broker: &PrivateBroker) -> Self {
+        self.env.namesrv_addr = broker.namesrv_addr.clone();
+        self.env.broker_addr = broker.broker_addr.clone();
+        self
+    }
+
+    /// `configure` adjusts stock-service's settings before it starts.
+    pub fn stock_settings(
+        mut self,
+        configure: impl FnOnce(&mut StockSettings) + Send + 'static,
+    ) -> Self {
+        self.configure_stock = Box::new(configure);
+        self
+    }
+
+    /// Both services, order-service with the test defaults.
+    pub async fn spawn(self) -> TestApp {
+        self.spawn_with(|_| {}).await
+    }
+
+    /// Both services; `configure` adjusts order-service's settings first.
+    pub async fn spawn_with(self, configure: impl FnOnce(&mut OrderSettings)) -> TestApp {
+        self.spawn_stock().await.spawn_orders_with(configure).await
+    }
+
+    /// stock-service alone; order-service, if any, starts later from the [`StockApp`].
+    pub async fn spawn_stock(self) -> StockApp {
+        let Self {
+            env,
+            configure_stock,
+        } = self;
+        let mut settings = stock_settings(&env);
+        configure_stock(&mut settings);
+        let stock = spawn_stock_service_with(settings).await;
+        StockApp { env, stock }
+    }
+}
+
+/// A fresh [`TestEnv`] with only stock-service running: for tests of
+/// stock-service alone, and for those that start order-service later (after
+/// a process of it was killed, say). `stop` shuts it down gracefully.
+pub struct StockApp {
+    pub env: TestEnv,
+    pub stock: RunningService,
+}
+
+impl StockApp {
+    /// order-service in-process with the test defaults, on this stock-service.
+    pub async fn spawn_orders(self) -> TestApp {
+        self.spawn_orders_with(|_| {}).await
+    }
+
+    /// order-service in-process; `configure` adjusts its settings first.
+    pub async fn spawn_orders_with(self, configure: impl FnOnce(&mut OrderSettings)) -> TestApp {
+        let orders = spawn_order_service_on(&self.env, &self.stock, configure).await;
+        let Self { env, stock } = self;
+        TestApp { env, stock, orders }
+    }
+
+    /// The real `order-service` executable on this stock-service, answering
+    /// `/healthz`; killed with [`OrderServiceProcess::kill`] or when dropped.
+    pub async fn start_order_process(&self) -> OrderServiceProcess {
+        OrderServiceProcess::start(&self.env, &self.stock).await
+    }
+
+    pub async fn stop(self) {
         self.stock.stop().await;
     }
+}
+
+/// An order-service instance on `env` and `stock`; `configure` adjusts its settings first.
+async fn spawn_order_service_on(
+    env: &TestEnv,
+    stock: &RunningService,
+    configure: impl FnOnce(&mut OrderSettings),
+) -> RunningService {
+    let mut settings = order_settings(env, &stock.base_url);
+    configure(&mut settings);
+    spawn_order_service_with(settings).await
 }
 
 /// `GET /api/admin/reconcile` of one order-service instance (asserted 200).

@@ -7,10 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
-use seckill_tests::services::{
-    open_sale, place_order, sale_view, spawn_order_service, spawn_order_service_with,
-    spawn_stock_service, stock_of,
-};
+use seckill_tests::services::{open_sale, place_order, sale_view, stock_of};
 use seckill_tests::{TestEnv, db, eventually};
 
 /// Fires `requests` orders of one item, request i from user (i % users) + first_user.
@@ -115,20 +112,17 @@ async fn two_thousand_buyers_for_a_hundred_items_get_exactly_a_hundred_orders() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_flush_mid_sale_refuses_orders_until_rebuilt_and_never_oversells() {
     // Arrange: a sale half sold; the automatic rebuild is too slow to matter here.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = seckill_tests::services::order_settings(&env, &stock.base_url);
-    settings.admission.ready_check_ms = 600_000;
-    let orders = spawn_order_service_with(settings).await;
-    open_sale(&orders, 1, 100).await;
-    let first = flood(&orders, 1, 50, 50, 1).await;
+    let app = TestApp::spawn_with(|settings| settings.admission.ready_check_ms = 600_000).await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
+    open_sale(orders, 1, 100).await;
+    let first = flood(orders, 1, 50, 50, 1).await;
     assert_eq!(codes(&first).get("CREATED"), Some(&50));
 
     // Act: Redis loses everything.
     env.flush_redis().await;
 
     // Assert: refused until rebuilt, then exactly the rest is sold.
-    let (status, body) = place_order(&orders, 1000, 1, 1).await;
+    let (status, body) = place_order(orders, 1000, 1, 1).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "SALE_NOT_READY");
     let (status, body) = orders
@@ -136,17 +130,17 @@ async fn redis_flush_mid_sale_refuses_orders_until_rebuilt_and_never_oversells()
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["rebuilt_sales"], 1);
-    let (stock_left, reserved) = sale_view(&orders, 1).await;
+    let (stock_left, reserved) = sale_view(orders, 1).await;
     assert_eq!(
         (stock_left, reserved),
         (50, 50),
         "rebuilt from the databases"
     );
     // The first 50 buyers are still held to their limit after the rebuild.
-    let (status, body) = place_order(&orders, 1, 1, 1).await;
+    let (status, body) = place_order(orders, 1, 1, 1).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["code"], "LIMIT_EXCEEDED");
-    let second = flood(&orders, 1, 300, 300, 2000).await;
+    let second = flood(orders, 1, 300, 300, 2000).await;
     assert_eq!(
         codes(&second).get("CREATED"),
         Some(&50),
@@ -159,12 +153,11 @@ async fn redis_flush_mid_sale_refuses_orders_until_rebuilt_and_never_oversells()
         db::scalar(&order_db, "SELECT COUNT(*) FROM orders", []).await,
         100
     );
-    wait_quiet(&env, 1, 100).await;
-    assert_eq!(stock_of(&stock, 1).await, 0);
-    assert_eq!(sale_view(&orders, 1).await.0, 0);
+    wait_quiet(env, 1, 100).await;
+    assert_eq!(stock_of(stock, 1).await, 0);
+    assert_eq!(sale_view(orders, 1).await.0, 0);
 
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -201,15 +194,12 @@ async fn lost_admission_state_is_rebuilt_automatically() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restock_reaches_every_instance_that_remembered_sold_out() {
     // Two instances; A remembers "sold out" for a minute unless told otherwise.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = seckill_tests::services::order_settings(&env, &stock.base_url);
-    settings.admission.sold_out_ttl_ms = 60_000;
-    let a = spawn_order_service_with(settings).await;
-    let b = spawn_order_service(&env, &stock).await;
-    open_sale(&a, 1, 1).await;
-    assert_eq!(place_order(&a, 1, 1, 1).await.0, StatusCode::CREATED);
-    let (status, body) = place_order(&a, 2, 1, 1).await;
+    let app = TestApp::spawn_with(|settings| settings.admission.sold_out_ttl_ms = 60_000).await;
+    let a = &app.orders;
+    let b = app.spawn_another_order_service(|_| {}).await;
+    open_sale(a, 1, 1).await;
+    assert_eq!(place_order(a, 1, 1, 1).await.0, StatusCode::CREATED);
+    let (status, body) = place_order(a, 2, 1, 1).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (StatusCode::CONFLICT, Some("SOLD_OUT"))
@@ -220,17 +210,13 @@ async fn a_restock_reaches_every_instance_that_remembered_sold_out() {
     eventually(
         "instance A to admit after the restock",
         Duration::from_secs(5),
-        || {
-            let a = &a;
-            async move {
-                let (status, _) = place_order(a, 3, 1, 1).await;
-                (status == StatusCode::CREATED).then_some(())
-            }
+        || async move {
+            let (status, _) = place_order(a, 3, 1, 1).await;
+            (status == StatusCode::CREATED).then_some(())
         },
     )
     .await;
 
-    a.stop().await;
     b.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

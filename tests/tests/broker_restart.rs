@@ -7,12 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use seckill_tests::app::TestApp;
 use seckill_tests::broker::PrivateBroker;
-use seckill_tests::services::{
-    RunningService, open_sale, order_settings, place_order, spawn_order_service_with,
-    spawn_stock_service_with, stock_settings,
-};
-use seckill_tests::{TestEnv, db, eventually};
+use seckill_tests::services::{RunningService, open_sale, place_order};
+use seckill_tests::{db, eventually};
 
 async fn readyz(service: &RunningService) -> StatusCode {
     service
@@ -29,25 +27,27 @@ async fn a_broker_restart_loses_no_committed_order_and_readiness_waits_for_the_p
     // Arrange: both services on a broker of this test's own; buyers keep
     // ordering (one order each) while the broker is killed and restarted.
     let mut broker = PrivateBroker::start().await;
-    let mut env = TestEnv::new();
-    env.namesrv_addr = broker.namesrv_addr.clone();
-    env.broker_addr = broker.broker_addr.clone();
-    let stock = spawn_stock_service_with(stock_settings(&env)).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.redelivery.after_secs = 5;
-    settings.redelivery.interval_ms = 1_000;
-    let orders = Arc::new(spawn_order_service_with(settings).await);
-    open_sale(&orders, 1, 100_000).await;
+    let app = Arc::new(
+        TestApp::builder()
+            .broker(&broker)
+            .spawn_with(|settings| {
+                settings.redelivery.after_secs = 5;
+                settings.redelivery.interval_ms = 1_000;
+            })
+            .await,
+    );
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale(orders, 1, 100_000).await;
     let stop = Arc::new(AtomicBool::new(false));
     let buyers: Vec<_> = (0..8)
         .map(|lane| {
-            let orders = Arc::clone(&orders);
+            let app = Arc::clone(&app);
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
                 let mut answers = Vec::new();
                 let mut user = lane * 1_000_000 + 1;
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, body) = place_order(&orders, user, 1, 1).await;
+                    let (status, body) = place_order(&app.orders, user, 1, 1).await;
                     answers.push((status, body));
                     user += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -61,19 +61,18 @@ async fn a_broker_restart_loses_no_committed_order_and_readiness_waits_for_the_p
     // Act: SIGKILL the broker with orders in flight; restart it 3 s later.
     broker.kill_broker();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(readyz(&orders).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(readyz(orders).await, StatusCode::SERVICE_UNAVAILABLE);
     let restarted = Instant::now();
     broker.restart_broker().await;
 
     // Assert 1: once /readyz says ready, orders are placed (not 503).
-    eventually("ready again", Duration::from_secs(90), || {
-        let orders = &orders;
-        async move { (readyz(orders).await == StatusCode::OK).then_some(()) }
+    eventually("ready again", Duration::from_secs(90), || async move {
+        (readyz(orders).await == StatusCode::OK).then_some(())
     })
     .await;
     let ready_after = restarted.elapsed();
     for user in 900_000_001..900_000_004 {
-        let (status, body) = place_order(&orders, user, 1, 1).await;
+        let (status, body) = place_order(orders, user, 1, 1).await;
         assert_eq!(
             status,
             StatusCode::CREATED,
@@ -139,7 +138,5 @@ async fn a_broker_restart_loses_no_committed_order_and_readiness_waits_for_the_p
         "stock DB + sold = opened"
     );
 
-    let orders = Arc::into_inner(orders).expect("buyers done");
-    orders.stop().await;
-    stock.stop().await;
+    Arc::into_inner(app).expect("buyers done").stop().await;
 }

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use common::messages::{CancelReason, OrderCancelled};
+use seckill_tests::app::TestApp;
 use seckill_tests::broker::TopicWriter;
-use seckill_tests::services::{
-    set_stock, spawn_stock_service, spawn_stock_service_with, stock_of, stock_settings,
-};
-use seckill_tests::{TestEnv, db, eventually, order_message};
+use seckill_tests::services::{set_stock, stock_of};
+use seckill_tests::{db, eventually, order_message};
 use stock_service::store::{self, Applied, Restored};
 
 async fn outcome(stock_db: &sea_orm::DatabaseConnection, tx_no: &str) -> Option<String> {
@@ -23,10 +22,10 @@ async fn outcome(stock_db: &sea_orm::DatabaseConnection, tx_no: &str) -> Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancellation_consumed_before_its_creation_voids_it_and_nothing_is_deducted() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 5).await;
-    let writer = TopicWriter::start(&env).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 5).await;
+    let writer = TopicWriter::start(env).await;
     let stock_db = db::connect(&env.stock_db).await;
 
     let early = order_message(7, 1, 2);
@@ -43,7 +42,7 @@ async fn a_cancellation_consumed_before_its_creation_voids_it_and_nothing_is_ded
     let usual = order_message(8, 1, 3);
     writer.send(&usual).await;
     eventually("deducted", Duration::from_secs(30), || async {
-        (stock_of(&stock, 1).await == 2).then_some(())
+        (stock_of(stock, 1).await == 2).then_some(())
     })
     .await;
     let usual_cancel = OrderCancelled::of(&usual, CancelReason::Timeout);
@@ -60,7 +59,7 @@ async fn a_cancellation_consumed_before_its_creation_voids_it_and_nothing_is_ded
     .await;
     // Let the redeliveries and the late creation land, then check nothing moved.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stock_of(&stock, 1).await, 5);
+    assert_eq!(stock_of(stock, 1).await, 5);
     assert_eq!(
         outcome(&stock_db, early_cancel.tx_no.as_str())
             .await
@@ -76,15 +75,15 @@ async fn a_cancellation_consumed_before_its_creation_voids_it_and_nothing_is_ded
         4
     );
     writer.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn creations_and_cancellations_racing_each_other_never_lose_or_invent_stock() {
     const PAIRS: i64 = 40;
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 1_000).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 1_000).await;
     let stock_db = db::connect(&env.stock_db).await;
     let races = (0..PAIRS).map(|i| {
         let stock_db = stock_db.clone();
@@ -130,7 +129,7 @@ async fn creations_and_cancellations_racing_each_other_never_lose_or_invent_stoc
     });
     futures::future::join_all(races).await;
     assert_eq!(
-        stock_of(&stock, 1).await,
+        stock_of(stock, 1).await,
         1_000,
         "every unit back, none invented"
     );
@@ -138,24 +137,25 @@ async fn creations_and_cancellations_racing_each_other_never_lose_or_invent_stoc
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         2 * PAIRS
     );
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_short_of_stock_waits_for_a_cancellation_in_flight_instead_of_failing() {
     // Redis gave A's cancelled item to B at once; B's creation reaches
     // stock-service before A's cancellation restored the DB stock.
-    let env = TestEnv::new();
-    let mut settings = stock_settings(&env);
-    settings.consumer.insufficient_retries = 1;
-    let stock = spawn_stock_service_with(settings).await;
-    set_stock(&stock, 1, 1).await;
-    let writer = TopicWriter::start(&env).await;
+    let app = TestApp::builder()
+        .stock_settings(|settings| settings.consumer.insufficient_retries = 1)
+        .spawn_stock()
+        .await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 1).await;
+    let writer = TopicWriter::start(env).await;
     let stock_db = db::connect(&env.stock_db).await;
     let a = order_message(1, 1, 1);
     writer.send(&a).await;
     eventually("A deducted", Duration::from_secs(30), || async {
-        (stock_of(&stock, 1).await == 0).then_some(())
+        (stock_of(stock, 1).await == 0).then_some(())
     })
     .await;
 
@@ -179,7 +179,7 @@ async fn an_order_short_of_stock_waits_for_a_cancellation_in_flight_instead_of_f
         },
     )
     .await;
-    assert_eq!(stock_of(&stock, 1).await, 0);
+    assert_eq!(stock_of(stock, 1).await, 0);
     assert_eq!(
         db::scalar(
             &stock_db,
@@ -190,5 +190,5 @@ async fn an_order_short_of_stock_waits_for_a_cancellation_in_flight_instead_of_f
         0
     );
     writer.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

@@ -12,11 +12,8 @@ use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_single::Message;
 use sea_orm::DatabaseConnection;
-use seckill_tests::app::TestApp;
-use seckill_tests::services::{
-    OrderServiceProcess, RunningService, open_sale, sale_view, set_stock, spawn_order_service,
-    spawn_stock_service, stock_of,
-};
+use seckill_tests::app::{StockApp, TestApp};
+use seckill_tests::services::{OrderServiceProcess, open_sale, sale_view, set_stock, stock_of};
 use seckill_tests::{TestEnv, db, eventually, order_message};
 
 const CHECK_BACK_WAIT: Duration = Duration::from_secs(60);
@@ -34,8 +31,8 @@ async fn deducted(env: &TestEnv, count: i64) {
 }
 
 /// A real order-service process with a sale of 5 items of product 1 open.
-async fn process_with_sale(env: &TestEnv, stock: &RunningService) -> OrderServiceProcess {
-    let process = OrderServiceProcess::start(env, stock).await;
+async fn process_with_sale(app: &StockApp) -> OrderServiceProcess {
+    let process = app.start_order_process().await;
     let opened = reqwest::Client::new()
         .put(format!("{}/api/sales/1", process.base_url))
         .bearer_auth(seckill_tests::auth::admin_token())
@@ -87,9 +84,9 @@ async fn wait_for_rollbacks(order_db: &DatabaseConnection, count: i64) {
 async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back() {
     // Arrange: a real order-service process whose local transaction is stuck
     // on a table lock after writing its tx_log row.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let process = process_with_sale(&env, &stock).await;
+    let stock_only = TestApp::builder().spawn_stock().await;
+    let env = &stock_only.env;
+    let process = process_with_sale(&stock_only).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let http = reqwest::Client::new();
@@ -101,7 +98,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
             .send()
             .await
     });
-    wait_until_running(&env, "INSERT INTO orders").await;
+    wait_until_running(env, "INSERT INTO orders").await;
 
     // Act: kill it between the half message and end-transaction, then start a fresh instance.
     process.kill();
@@ -110,7 +107,8 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
         "the killed process answered"
     );
     db::exec(&locker, "UNLOCK TABLES").await;
-    let fresh = spawn_order_service(&env, &stock).await;
+    let app = stock_only.spawn_orders().await;
+    let (env, stock) = (&app.env, &app.stock);
 
     // Assert: the check-back claimed the tx_no as rolled back; nothing committed or deducted.
     let order_db = db::connect(&env.order_db).await;
@@ -129,19 +127,18 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
         0
     );
-    assert_eq!(stock_of(&stock, 1).await, 5);
+    assert_eq!(stock_of(stock, 1).await, 5);
 
-    fresh.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new() {
     // Arrange: an order, deducted; then its cancellation's local transaction
     // is stuck on the order's row lock in a real process.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let process = process_with_sale(&env, &stock).await;
+    let stock_only = TestApp::builder().spawn_stock().await;
+    let env = &stock_only.env;
+    let process = process_with_sale(&stock_only).await;
     let http = reqwest::Client::new();
     let placed: serde_json::Value = http
         .post(format!("{}/api/orders", process.base_url))
@@ -154,7 +151,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
         .await
         .expect("order body");
     let order_no = placed["order_no"].as_str().expect("order_no").to_owned();
-    deducted(&env, 1).await;
+    deducted(env, 1).await;
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "START TRANSACTION").await;
     db::exec(
@@ -170,7 +167,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
             .send()
             .await
     });
-    wait_until_running(&env, "UPDATE orders SET status = 'CANCELLED'").await;
+    wait_until_running(env, "UPDATE orders SET status = 'CANCELLED'").await;
 
     // Act: kill it between the half message and end-transaction.
     process.kill();
@@ -179,7 +176,8 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
         "the killed process answered"
     );
     db::exec(&locker, "ROLLBACK").await;
-    let fresh = spawn_order_service(&env, &stock).await;
+    let app = stock_only.spawn_orders().await;
+    let (env, stock, fresh) = (&app.env, &app.stock, &app.orders);
 
     // Assert: the check-back rolled the cancellation back; the order is NEW,
     // its stock and reservation untouched; it can still be cancelled for real.
@@ -190,8 +188,8 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
         .await;
     assert_eq!(order["status"], "NEW", "{order}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stock_of(&stock, 1).await, 3);
-    assert_eq!(sale_view(&fresh, 1).await, (3, 1));
+    assert_eq!(stock_of(stock, 1).await, 3);
+    assert_eq!(sale_view(fresh, 1).await, (3, 1));
     let (status, body) = fresh
         .call(
             Method::POST,
@@ -200,9 +198,8 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    seckill_tests::invariants::assert_every_unit_accounted(&env, &fresh, 1, 5).await;
-    fresh.stop().await;
-    stock.stop().await;
+    seckill_tests::invariants::assert_every_unit_accounted(env, fresh, 1, 5).await;
+    app.stop().await;
 }
 
 /// Records the order for real, then "crashes": it never tells the broker.
@@ -232,11 +229,11 @@ impl TransactionListener for CommitThenVanish {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
     // Arrange
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 5).await;
+    let stock_only = TestApp::builder().spawn_stock().await;
+    let env = &stock_only.env;
+    set_stock(&stock_only.stock, 1, 5).await;
     let order_db = common::db::connect_and_migrate(
-        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
+        &seckill_tests::services::order_settings(env, "http://127.0.0.1:1").database,
         order_service::SCHEMA,
     )
     .await
@@ -285,10 +282,11 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
         "delivered before commit"
     );
 
-    let fresh = spawn_order_service(&env, &stock).await;
+    let app = stock_only.spawn_orders().await;
+    let (env, stock, fresh) = (&app.env, &app.stock, &app.orders);
 
     // Assert: the fresh instance answers COMMIT from tx_log; deducted exactly once.
-    deducted(&env, 1).await;
+    deducted(env, 1).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await,
@@ -304,7 +302,7 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
         .as_deref(),
         Some("DEDUCTED")
     );
-    assert_eq!(stock_of(&stock, 1).await, 3);
+    assert_eq!(stock_of(stock, 1).await, 3);
     let (status, body) = fresh
         .call(
             Method::GET,
@@ -315,8 +313,7 @@ async fn committed_order_whose_end_was_lost_is_committed_by_check_back() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "NEW");
 
-    fresh.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

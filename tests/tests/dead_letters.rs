@@ -9,11 +9,8 @@ use common::messages::TAG_ORDER_CREATED;
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
 use seckill_tests::broker::{TopicWriter, UndecidedProducer};
-use seckill_tests::services::{
-    RunningService, order_service_command, spawn_order_service, spawn_stock_service_with,
-    stock_settings,
-};
-use seckill_tests::{TestEnv, eventually, order_message};
+use seckill_tests::services::{RunningService, order_service_command};
+use seckill_tests::{eventually, order_message};
 use serde_json::Value;
 
 async fn dead_letters(orders: &RunningService) -> Vec<Value> {
@@ -31,19 +28,21 @@ async fn dead_letters(orders: &RunningService) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
-    let env = TestEnv::new();
-    let mut settings = stock_settings(&env);
-    settings.consumer.max_reconsume_times = 0; // straight to the DLQ
-    let stock = spawn_stock_service_with(settings).await;
-    let orders = spawn_order_service(&env, &stock).await;
-    assert!(dead_letters(&orders).await.is_empty());
+    let app = TestApp::builder()
+        .stock_settings(|settings| {
+            settings.consumer.max_reconsume_times = 0; // straight to the DLQ
+        })
+        .spawn()
+        .await;
+    let (env, stock, orders) = (&app.env, &app.stock, &app.orders);
+    assert!(dead_letters(orders).await.is_empty());
 
-    let writer = TopicWriter::start(&env).await;
+    let writer = TopicWriter::start(env).await;
     writer
         .send_tagged(TAG_ORDER_CREATED, "garbage-1", b"not an order".to_vec())
         .await;
     let letters = eventually("the DLQ copy recorded", Duration::from_secs(60), || async {
-        let letters = dead_letters(&orders).await;
+        let letters = dead_letters(orders).await;
         (!letters.is_empty()).then_some(letters)
     })
     .await;
@@ -51,20 +50,19 @@ async fn a_message_stock_service_gives_up_on_is_listed_until_resolved() {
     assert_eq!(letters[0]["source"], format!("%DLQ%{}", env.consumer_group));
     assert_eq!(letters[0]["body"], "not an order");
     assert_eq!(letters[0]["keys"], "garbage-1");
-    assert_eq!(order_service_command(&env, &stock, &["reconcile"]).0, 1);
+    assert_eq!(order_service_command(env, stock, &["reconcile"]).0, 1);
 
     let msg_id = letters[0]["msg_id"].as_str().unwrap().to_owned();
     let path = format!("/api/admin/dead-letters/{msg_id}/resolve");
     let (status, body) = orders.call(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(dead_letters(&orders).await.is_empty());
+    assert!(dead_letters(orders).await.is_empty());
     let (status, body) = orders.call(Method::POST, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["code"], "DEAD_LETTER_NOT_FOUND");
-    assert_eq!(order_service_command(&env, &stock, &["reconcile"]).0, 0);
+    assert_eq!(order_service_command(env, stock, &["reconcile"]).0, 0);
     writer.stop().await;
-    orders.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

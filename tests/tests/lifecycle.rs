@@ -4,7 +4,6 @@
 //! compensation when stock-service finds too little stock. Every test ends
 //! with the invariant: initial stock = DB stock + Σ NEW/PAID, Redis agrees.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::messages::StockInsufficient;
@@ -13,11 +12,10 @@ use seckill_tests::app::TestApp;
 use seckill_tests::broker::TopicWriter;
 use seckill_tests::invariants::{assert_every_unit_accounted, wait_for_status};
 use seckill_tests::services::{
-    cancel_order, open_sale, open_sale_with_limit, order_settings, pay_order, place_order,
-    sale_view, set_stock, spawn_order_service, spawn_order_service_with, spawn_stock_service,
+    cancel_order, open_sale, open_sale_with_limit, pay_order, place_order, sale_view, set_stock,
     stock_of,
 };
-use seckill_tests::{TestEnv, db, eventually};
+use seckill_tests::{db, eventually};
 
 fn order_no(placed: &serde_json::Value) -> String {
     placed["order_no"].as_str().expect("order_no").to_owned()
@@ -120,44 +118,44 @@ async fn unpaid_orders_are_cancelled_by_their_timeout_message_and_cannot_be_paid
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sweeper_cancels_overdue_orders_whose_timeout_message_is_far_off() {
     // Created under a one-hour payment time: its timeout message is an hour away.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.lifecycle.payment_timeout_secs = 3_600;
-    let orders = spawn_order_service_with(settings.clone()).await;
-    open_sale(&orders, 1, 3).await;
-    let placed = place_order(&orders, 1, 1, 1).await;
+    let app = TestApp::spawn_with(|settings| settings.lifecycle.payment_timeout_secs = 3_600).await;
+    let orders = &app.orders;
+    open_sale(orders, 1, 3).await;
+    let placed = place_order(orders, 1, 1, 1).await;
     assert_eq!(placed.0, StatusCode::CREATED, "{}", placed.1);
     let order_no = order_no(&placed.1);
     assert!(placed.1["order_no"].is_string());
-    orders.stop().await;
+    let stock_only = app.stop_orders().await;
 
     // Restarted with a one-second payment time: only the sweeper can notice.
-    settings.lifecycle.payment_timeout_secs = 1;
-    settings.lifecycle.sweep_interval_ms = 300;
-    let orders = spawn_order_service_with(settings).await;
-    let cancelled = wait_for_status(&orders, &order_no, "CANCELLED", Duration::from_secs(20)).await;
+    let app = stock_only
+        .spawn_orders_with(|settings| {
+            settings.lifecycle.payment_timeout_secs = 1;
+            settings.lifecycle.sweep_interval_ms = 300;
+        })
+        .await;
+    let (env, orders) = (&app.env, &app.orders);
+    let cancelled = wait_for_status(orders, &order_no, "CANCELLED", Duration::from_secs(20)).await;
     assert_eq!(cancelled["closed_reason"], "TIMEOUT");
-    assert_eq!(sale_view(&orders, 1).await, (3, 0));
-    assert_every_unit_accounted(&env, &orders, 1, 3).await;
-    orders.stop().await;
-    stock.stop().await;
+    assert_eq!(sale_view(orders, 1).await, (3, 0));
+    assert_every_unit_accounted(env, orders, 1, 3).await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state() {
     const ORDERS: i64 = 50;
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let mut settings = order_settings(&env, &stock.base_url);
-    settings.lifecycle.payment_timeout_secs = 2;
-    settings.lifecycle.sweep_interval_ms = 100;
-    settings.rate_limit.per_user_per_sec = 0;
-    let orders = Arc::new(spawn_order_service_with(settings).await);
-    open_sale(&orders, 1, ORDERS).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.lifecycle.payment_timeout_secs = 2;
+        settings.lifecycle.sweep_interval_ms = 100;
+        settings.rate_limit.per_user_per_sec = 0;
+    })
+    .await;
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale(orders, 1, ORDERS).await;
     let mut placed = Vec::new();
     for user in 1..=ORDERS {
-        let (status, body) = place_order(&orders, user, 1, 1).await;
+        let (status, body) = place_order(orders, user, 1, 1).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let created: chrono::DateTime<chrono::Utc> =
             body["created_at"].as_str().unwrap().parse().unwrap();
@@ -165,7 +163,6 @@ async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state()
     }
     // Each payment lands within ±250 ms of its order's deadline.
     let racers = placed.iter().map(|(user, order_no, created)| {
-        let orders = Arc::clone(&orders);
         let (user, order_no) = (*user, order_no.clone());
         let jitter = chrono::Duration::milliseconds((user * 37 % 500) - 250);
         let at = *created + chrono::Duration::seconds(2) + jitter;
@@ -173,7 +170,7 @@ async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state()
             if let Ok(wait) = (at - chrono::Utc::now()).to_std() {
                 tokio::time::sleep(wait).await;
             }
-            let (status, body) = pay_order(&orders, &order_no, user, &format!("pay-{user}")).await;
+            let (status, body) = pay_order(orders, &order_no, user, &format!("pay-{user}")).await;
             assert!(
                 status == StatusCode::OK || status == StatusCode::CONFLICT,
                 "{status} {body}"
@@ -185,22 +182,17 @@ async fn payments_racing_the_timeout_fifty_times_each_end_in_exactly_one_state()
     let mut paid = 0;
     for (order_no, payment_won) in &results {
         let expected = if *payment_won { "PAID" } else { "CANCELLED" };
-        let order = wait_for_status(&orders, order_no, expected, Duration::from_secs(20)).await;
+        let order = wait_for_status(orders, order_no, expected, Duration::from_secs(20)).await;
         if *payment_won {
             paid += 1;
             assert!(order["closed_reason"].is_null(), "{order}");
         }
     }
     tracing::info!(paid, cancelled = ORDERS - paid, "race outcome");
-    assert_every_unit_accounted(&env, &orders, 1, ORDERS).await;
-    let (stock_left, reserved) = sale_view(&orders, 1).await;
+    assert_every_unit_accounted(env, orders, 1, ORDERS).await;
+    let (stock_left, reserved) = sale_view(orders, 1).await;
     assert_eq!((stock_left, reserved), (ORDERS - paid, paid));
-    Arc::try_unwrap(orders)
-        .ok()
-        .expect("one owner")
-        .stop()
-        .await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -305,17 +297,19 @@ async fn the_sweeper_returns_a_reservation_a_stop_left_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_paid_before_its_stock_was_found_missing_stays_paid_and_is_reported() {
-    let env = TestEnv::new();
-    let mut settings = seckill_tests::services::stock_settings(&env);
-    settings.consumer.insufficient_retries = 1; // the verdict comes ~10 s later
-    let stock = seckill_tests::services::spawn_stock_service_with(settings).await;
-    let orders = spawn_order_service(&env, &stock).await;
-    open_sale(&orders, 1, 5).await;
-    set_stock(&stock, 1, 0).await; // Redis admits, the DB has nothing
-    let (status, placed) = place_order(&orders, 7, 1, 1).await;
+    let app = TestApp::builder()
+        .stock_settings(|settings| {
+            settings.consumer.insufficient_retries = 1; // the verdict comes ~10 s later
+        })
+        .spawn()
+        .await;
+    let (stock, orders) = (&app.stock, &app.orders);
+    open_sale(orders, 1, 5).await;
+    set_stock(stock, 1, 0).await; // Redis admits, the DB has nothing
+    let (status, placed) = place_order(orders, 7, 1, 1).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     let order_no = order_no(&placed);
-    let (status, paid) = pay_order(&orders, &order_no, 7, "pay-7").await;
+    let (status, paid) = pay_order(orders, &order_no, 7, "pay-7").await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -336,12 +330,11 @@ async fn an_order_paid_before_its_stock_was_found_missing_stays_paid_and_is_repo
     let differences = report["products"][0]["differences"].to_string();
     assert!(differences.contains("refund needed"), "{report}");
     assert_eq!(report["consistent"], false);
-    let order = wait_for_status(&orders, &order_no, "PAID", Duration::from_secs(1)).await;
+    let order = wait_for_status(orders, &order_no, "PAID", Duration::from_secs(1)).await;
     assert!(
         order["closed_reason"].is_null(),
         "no other transition: {order}"
     );
-    assert_eq!(stock_of(&stock, 1).await, 0, "never negative");
-    orders.stop().await;
-    stock.stop().await;
+    assert_eq!(stock_of(stock, 1).await, 0, "never negative");
+    app.stop().await;
 }

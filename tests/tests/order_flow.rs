@@ -4,10 +4,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
-use seckill_tests::services::{
-    open_sale, place_order, sale_view, spawn_order_service, spawn_stock_service, stock_of,
-};
-use seckill_tests::{TestEnv, db, eventually};
+use seckill_tests::services::{open_sale, place_order, sale_view, stock_of};
+use seckill_tests::{db, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn committed_order_is_deducted_exactly_once() {
@@ -132,9 +130,8 @@ async fn refused_local_transaction_rolls_back_without_deduction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    let ready = spawn_order_service(&env, &stock).await;
+    let app = TestApp::spawn().await;
+    let (env, ready) = (&app.env, &app.orders);
     let (status, body) = ready.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let names: Vec<_> = body["checks"]
@@ -148,9 +145,12 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
     assert_eq!(status, StatusCode::OK);
 
     // The same service, told the broker lives on a closed port.
-    let mut settings = seckill_tests::services::order_settings(&env, "http://127.0.0.1:1");
-    settings.mq.broker_addr = "127.0.0.1:1".into();
-    let blind = seckill_tests::services::spawn_order_service_with(settings).await;
+    let blind = app
+        .spawn_another_order_service(|settings| {
+            settings.admission.stock_service_url = "http://127.0.0.1:1".into();
+            settings.mq.broker_addr = "127.0.0.1:1".into();
+        })
+        .await;
     let (status, body) = blind.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["ready"], false);
@@ -172,9 +172,11 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
 
     // Two masters, one of them down (a cluster losing broker-a): still ready,
     // and the check says which one answers.
-    let mut settings = seckill_tests::services::order_settings(&env, &stock.base_url);
-    settings.mq.broker_addr = format!("{};127.0.0.1:1", env.broker_addr);
-    let half = seckill_tests::services::spawn_order_service_with(settings).await;
+    let half = app
+        .spawn_another_order_service(|settings| {
+            settings.mq.broker_addr = format!("{};127.0.0.1:1", env.broker_addr);
+        })
+        .await;
     let (status, body) = half.call(Method::GET, "/readyz", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let brokers = &body["checks"][2]["detail"]["brokers"];
@@ -183,6 +185,5 @@ async fn readiness_names_each_dependency_and_fails_when_one_is_down() {
 
     half.stop().await;
     blind.stop().await;
-    ready.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use seckill_tests::app::TestApp;
 use seckill_tests::broker::TopicWriter;
-use seckill_tests::services::{set_stock, spawn_stock_service, stock_of};
-use seckill_tests::{TestEnv, db, eventually, order_message};
+use seckill_tests::services::{set_stock, stock_of};
+use seckill_tests::{db, eventually, order_message};
 
 async fn wait_for_applied(stock_db: &sea_orm::DatabaseConnection, count: i64, limit: Duration) {
     eventually(&format!("{count} applied messages"), limit, || async move {
@@ -18,11 +19,11 @@ async fn wait_for_applied(stock_db: &sea_orm::DatabaseConnection, count: i64, li
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_deducts_stock_once() {
     // Arrange
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 10).await;
-    set_stock(&stock, 2, 10).await;
-    let writer = TopicWriter::start(&env).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 10).await;
+    set_stock(stock, 2, 10).await;
+    let writer = TopicWriter::start(env).await;
     let twice = order_message(1, 1, 2);
 
     // Act: the same message three times, then a marker behind it.
@@ -44,8 +45,8 @@ async fn duplicate_delivery_deducts_stock_once() {
         .await,
         1
     );
-    assert_eq!(stock_of(&stock, 1).await, 8);
-    assert_eq!(stock_of(&stock, 2).await, 9);
+    assert_eq!(stock_of(stock, 1).await, 8);
+    assert_eq!(stock_of(stock, 2).await, 9);
     // And at the store level, a direct re-apply is recognised as a duplicate.
     let applied = stock_service::store::apply_order(&stock_db, &twice)
         .await
@@ -56,19 +57,19 @@ async fn duplicate_delivery_deducts_stock_once() {
             insufficient: false
         }
     );
-    assert_eq!(stock_of(&stock, 1).await, 8);
+    assert_eq!(stock_of(stock, 1).await, 8);
 
     writer.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_orders_for_fifty_items_never_oversell() {
     // Arrange
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 50).await;
-    let writer = TopicWriter::start(&env).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 50).await;
+    let writer = TopicWriter::start(env).await;
 
     // Act: 200 one-item orders from 200 buyers, 32 sends in flight.
     let orders: Vec<_> = (1..=200).map(|user| order_message(user, 1, 1)).collect();
@@ -79,7 +80,7 @@ async fn two_hundred_concurrent_orders_for_fifty_items_never_oversell() {
     // Assert
     let stock_db = db::connect(&env.stock_db).await;
     wait_for_applied(&stock_db, 200, Duration::from_secs(90)).await;
-    assert_eq!(stock_of(&stock, 1).await, 0);
+    assert_eq!(stock_of(stock, 1).await, 0);
     assert_eq!(
         db::scalar(
             &stock_db,
@@ -114,18 +115,18 @@ async fn two_hundred_concurrent_orders_for_fifty_items_never_oversell() {
     );
 
     writer.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn message_that_fails_on_a_database_fault_is_redelivered_not_lost() {
     // Arrange: the stock table is unreachable.
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
-    set_stock(&stock, 1, 5).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
+    set_stock(stock, 1, 5).await;
     let stock_db = db::connect(&env.stock_db).await;
     db::exec(&stock_db, "RENAME TABLE stock TO stock_away").await;
-    let writer = TopicWriter::start(&env).await;
+    let writer = TopicWriter::start(env).await;
 
     // Act: the message arrives during the fault; the fault then clears.
     writer.send(&order_message(1, 1, 2)).await;
@@ -138,8 +139,8 @@ async fn message_that_fails_on_a_database_fault_is_redelivered_not_lost() {
 
     // Assert: the redelivery (10 s later) applies it, once.
     wait_for_applied(&stock_db, 1, Duration::from_secs(60)).await;
-    assert_eq!(stock_of(&stock, 1).await, 3);
+    assert_eq!(stock_of(stock, 1).await, 3);
 
     writer.stop().await;
-    stock.stop().await;
+    app.stop().await;
 }

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
-use seckill_tests::services::spawn_stock_service;
-use seckill_tests::{TestEnv, db};
+use seckill_tests::db;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -186,8 +185,8 @@ async fn bad_order_input_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_stock_input_is_refused_and_nothing_is_written() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let (env, stock) = (&app.env, &app.stock);
 
     let cases = [
         (
@@ -243,7 +242,7 @@ async fn bad_stock_input_is_refused_and_nothing_is_written() {
         0
     );
 
-    stock.stop().await;
+    app.stop().await;
 }
 
 /// The redelivery pass asks about up to 1,000 tx_nos of up to 64 characters
@@ -251,8 +250,8 @@ async fn bad_stock_input_is_refused_and_nothing_is_written() {
 /// 16 KiB body limit), and 1,001 are refused by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_largest_applied_query_is_answered_and_a_larger_one_is_refused() {
-    let env = TestEnv::new();
-    let stock = spawn_stock_service(&env).await;
+    let app = TestApp::builder().spawn_stock().await;
+    let stock = &app.stock;
     let tx_nos = |n: usize| {
         (0..n)
             .map(|i| format!("tx{i:062}"))
@@ -278,5 +277,5 @@ async fn the_largest_applied_query_is_answered_and_a_larger_one_is_refused() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "INVALID_FIELD");
-    stock.stop().await;
+    app.stop().await;
 }
