@@ -185,10 +185,6 @@ impl RunningService {
     }
 }
 
-pub async fn spawn_order_service(env: &TestEnv, stock: &RunningService) -> RunningService {
-    spawn_order_service_with(order_settings(env, &stock.base_url)).await
-}
-
 pub async fn spawn_order_service_with(
     settings: order_service::settings::Settings,
 ) -> RunningService {
@@ -197,10 +193,6 @@ pub async fn spawn_order_service_with(
         .await
         .expect("order-service starts");
     RunningService::serve(app.port(), move |stopped| app.run_until_stopped(stopped))
-}
-
-pub async fn spawn_stock_service(env: &TestEnv) -> RunningService {
-    spawn_stock_service_with(stock_settings(env)).await
 }
 
 pub async fn spawn_stock_service_with(
