@@ -48,8 +48,8 @@ export function mountSession(changed) {
   draw();
 }
 
-export async function api(method, path, body) {
-  const init = { method, headers: {} };
+export async function api(method, path, body, headers = {}) {
+  const init = { method, headers: { ...headers } };
   const s = session();
   if (s) init.headers.authorization = `Bearer ${s.token}`;
   if (body !== undefined) {
@@ -67,7 +67,19 @@ export async function api(method, path, body) {
   return { status: response.status, ok: response.ok, data, retryAfter: response.headers.get('retry-after') };
 }
 
+/**
+ * A buyer's order, as the API wants it: a one-time order token for the
+ * product first (refused at once when sold out, not started, or over the
+ * limit), then the order with it.
+ */
+export async function placeOrder(productId, count) {
+  const token = await api('POST', `/api/sales/${productId}/order-token`);
+  if (!token.ok) return token;
+  return api('POST', '/api/orders', { product_id: productId, count }, { 'order-token': token.data.order_token });
+}
+
 const SENTENCES = {
+  ORDER_TOKEN_INVALID: () => 'The order link expired or was used; try again.',
   SOLD_OUT: () => 'Sold out: every item of this product is taken.',
   SALE_NOT_STARTED: (d) => `This sale has not started yet: it opens in ${countdown(d.starts_in_ms || 0)}.`,
   SALE_ENDED: () => 'This sale has ended.',

@@ -73,8 +73,11 @@ pub async fn run(args: &AdmissionArgs) -> anyhow::Result<()> {
             let gate = &gate;
             async move {
                 let t = Instant::now();
-                matches!(gate.admit(&order).await, Ok(Admission::Admitted { .. }))
-                    .then(|| t.elapsed())
+                matches!(
+                    gate.admit(&order, None).await,
+                    Ok(Admission::Admitted { .. })
+                )
+                .then(|| t.elapsed())
             }
         })
         .buffer_unordered(args.concurrency)

@@ -1,6 +1,8 @@
 //! `seckill-bench sold-out-flood`: requests for a sold-out product against
-//! order-service, vs. the same client and concurrency against a trivial
-//! actix-web handler run as a separate process (the ceiling of one HTTP round trip).
+//! order-service — the first step of a buyer's order, `POST
+//! /api/sales/{id}/order-token`, answered SOLD_OUT from memory — vs. the same
+//! client and concurrency against a trivial actix-web handler run as a
+//! separate process (the ceiling of one HTTP round trip).
 
 use clap::Args;
 use serde_json::json;
@@ -43,9 +45,14 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
     let product = crate::load::fresh_product_id();
     let tokens = args.auth.tokens()?;
     crate::sale::open_sale(&http, &tokens.admin(), &args.order_url, product, 1).await?;
+    let first = &tokens.buyers(1, 1)[0];
+    let order_token = crate::tokens::order_token(&http, &args.order_url, first, product)
+        .await
+        .map_err(|code| anyhow::anyhow!("an order token for the only item: {code}"))?;
     let sold = http
         .post(format!("{}/api/orders", args.order_url))
-        .bearer_auth(&tokens.buyers(1, 1)[0])
+        .bearer_auth(first)
+        .header("Order-Token", order_token)
         .json(&json!({"user_id": 1, "product_id": product, "count": 1}))
         .send()
         .await?;
@@ -90,15 +97,17 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
         args.requests,
         args.concurrency,
         &buyers,
+        None,
         body,
     )
     .await;
     let order_service = burst(
         &http,
-        &format!("{}/api/orders", args.order_url),
+        &format!("{}/api/sales/{product}/order-token", args.order_url),
         args.requests,
         args.concurrency,
         &buyers,
+        None,
         body,
     )
     .await;
@@ -109,6 +118,7 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
         args.requests,
         args.concurrency,
         &buyers,
+        None,
         body,
     )
     .await;

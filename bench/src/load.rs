@@ -130,20 +130,32 @@ pub async fn run_order_path(args: &OrderPathArgs) -> anyhow::Result<OrderPathRun
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(u16, Duration, Option<String>)> = futures::stream::iter(0..args.orders)
         .map(|i| {
+            let bearer = &buyers[i];
             let request = http
                 .post(format!("{}/api/orders", args.order_url))
-                .bearer_auth(&buyers[i])
+                .bearer_auth(bearer)
                 .json(&json!({"user_id": i + 1, "product_id": args.product_id, "count": 1}));
             let done = &done;
+            let http = &http;
             async move {
                 let t = Instant::now();
-                let (status, order_no) = match request.send().await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let body: serde_json::Value = response.json().await.unwrap_or_default();
-                        (status, body["order_no"].as_str().map(str::to_owned))
-                    }
-                    Err(_) => (0, None),
+                let token =
+                    crate::tokens::order_token(http, &args.order_url, bearer, args.product_id)
+                        .await;
+                let sent = match token {
+                    Ok(token) => Some(request.header("Order-Token", token).send().await),
+                    Err(_) => None,
+                };
+                let (status, order_no) = match sent {
+                    None => (0, None),
+                    Some(sent) => match sent {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let body: serde_json::Value = response.json().await.unwrap_or_default();
+                            (status, body["order_no"].as_str().map(str::to_owned))
+                        }
+                        Err(_) => (0, None),
+                    },
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if n.is_multiple_of(1000) {

@@ -44,13 +44,17 @@ pub struct Burst {
 
 /// Fires `requests` POSTs (built by `body(i)`, sent with the bearer token
 /// `tokens[i % tokens.len()]`) at `url`, `concurrency` at a time, printing
-/// progress every 10 %.
+/// progress every 10 %. With `order_tokens` (order-service's URL and the
+/// product), each POST is an order that first asks for its one-time order
+/// token, as a buyer's client does (both count in its latency; a refused
+/// token request is the answer).
 pub async fn burst(
     http: &reqwest::Client,
     url: &str,
     requests: usize,
     concurrency: usize,
     tokens: &[String],
+    order_tokens: Option<(&str, i64)>,
     body: impl Fn(usize) -> serde_json::Value,
 ) -> Burst {
     let started = Instant::now();
@@ -58,25 +62,39 @@ pub async fn burst(
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<(String, Duration)> = futures::stream::iter(0..requests)
         .map(|i| {
-            let request = http
-                .post(url)
-                .bearer_auth(&tokens[i % tokens.len()])
-                .json(&body(i));
+            let bearer = &tokens[i % tokens.len()];
+            let request = http.post(url).bearer_auth(bearer).json(&body(i));
             let done = &done;
             async move {
                 let t = Instant::now();
-                let answer = match request.send().await {
-                    Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
-                        "CREATED".to_owned()
+                let request = match order_tokens {
+                    Some((order_url, product)) => {
+                        match crate::tokens::order_token(http, order_url, bearer, product).await {
+                            Ok(token) => Ok(request.header("Order-Token", token)),
+                            Err(refused) => Err(refused),
+                        }
                     }
-                    Ok(response) => {
-                        let status = response.status();
-                        let body: serde_json::Value = response.json().await.unwrap_or_default();
-                        body["code"]
-                            .as_str()
-                            .map_or_else(|| status.to_string(), str::to_owned)
-                    }
-                    Err(err) => format!("transport: {err}"),
+                    None => Ok(request),
+                };
+                let answer = match request {
+                    Err(refused) => Err(refused),
+                    Ok(request) => Ok(request.send().await),
+                };
+                let answer = match answer {
+                    Err(refused) => refused,
+                    Ok(answer) => match answer {
+                        Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
+                            "CREATED".to_owned()
+                        }
+                        Ok(response) => {
+                            let status = response.status();
+                            let body: serde_json::Value = response.json().await.unwrap_or_default();
+                            body["code"]
+                                .as_str()
+                                .map_or_else(|| status.to_string(), str::to_owned)
+                        }
+                        Err(err) => format!("transport: {err}"),
+                    },
                 };
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if n.is_multiple_of(step) {
@@ -151,6 +169,7 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
         args.requests,
         args.concurrency,
         &buyers,
+        Some((&args.order_url, product)),
         |i| json!({"user_id": 1 + (i % users), "product_id": product, "count": 1}),
     )
     .await;

@@ -2,7 +2,8 @@
 //! the services' HS256 secret: `--auth-secret-file` (default the local
 //! stack's `.run/auth.secret`, written by `deploy/up.sh`), or
 //! `APP_AUTH__HS256_SECRET` when set. Minted before a timed run, so the
-//! client spends no time on them while measuring.
+//! client spends no time on them while measuring. Also the one-time order
+//! token a buyer asks for before each order.
 
 use std::path::PathBuf;
 
@@ -54,5 +55,29 @@ impl Tokens {
         (first..first + count)
             .map(|user| self.signer.mint(&user.to_string(), false).token)
             .collect()
+    }
+}
+
+/// A one-time order token (`POST /api/sales/{product}/order-token`) for the
+/// buyer of `bearer`, or the code it was refused with.
+pub async fn order_token(
+    http: &reqwest::Client,
+    order_url: &str,
+    bearer: &str,
+    product: i64,
+) -> Result<String, String> {
+    let response = http
+        .post(format!("{order_url}/api/sales/{product}/order-token"))
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .map_err(|e| format!("transport: {e}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    match body["order_token"].as_str() {
+        Some(token) if status.is_success() => Ok(token.to_owned()),
+        _ => Err(body["code"]
+            .as_str()
+            .map_or_else(|| status.to_string(), str::to_owned)),
     }
 }

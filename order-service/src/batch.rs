@@ -202,33 +202,9 @@ impl Runner {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
-        let url = format!("{}/api/orders", self.self_url);
         let started = Instant::now();
         let mut answers = futures::stream::iter(1..=i64::from(plan.buyers))
-            .map(|user| {
-                let token = self.signer.mint(&user.to_string(), false).token;
-                let request = http.post(&url).bearer_auth(token).json(
-                    &serde_json::json!({"user_id": user, "product_id": product_id, "count": 1}),
-                );
-                async move {
-                    match request.send().await {
-                        Ok(response) if response.status() == reqwest::StatusCode::CREATED => None,
-                        Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
-                            Some("PENDING".to_owned())
-                        }
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            let body: serde_json::Value = response.json().await.unwrap_or_default();
-                            Some(
-                                body["code"]
-                                    .as_str()
-                                    .map_or_else(|| format!("HTTP_{status}"), str::to_owned),
-                            )
-                        }
-                        Err(_) => Some("NO_ANSWER".to_owned()),
-                    }
-                }
-            })
+            .map(|user| self.buy(&http, user, product_id))
             .buffer_unordered(plan.concurrency as usize);
         while let Some(rejection) = answers.next().await {
             let elapsed = started.elapsed();
@@ -249,6 +225,51 @@ impl Runner {
             s.state = BatchState::Done;
         });
         Ok(())
+    }
+
+    /// One simulated buyer, as a client: an order token, then the order.
+    /// `None` when placed, else the code that refused it (`PENDING` for a 202).
+    async fn buy(&self, http: &reqwest::Client, user: i64, product_id: i64) -> Option<String> {
+        let bearer = self.signer.mint(&user.to_string(), false).token;
+        let refusal = |status: u16, body: &serde_json::Value| {
+            Some(
+                body["code"]
+                    .as_str()
+                    .map_or_else(|| format!("HTTP_{status}"), str::to_owned),
+            )
+        };
+        let token_url = format!("{}/api/sales/{product_id}/order-token", self.self_url);
+        let token = match http.post(&token_url).bearer_auth(&bearer).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                match body["order_token"].as_str() {
+                    Some(token) if status == 200 => token.to_owned(),
+                    _ => return refusal(status, &body),
+                }
+            }
+            Err(_) => return Some("NO_ANSWER".to_owned()),
+        };
+        let order = serde_json::json!({"user_id": user, "product_id": product_id, "count": 1});
+        match http
+            .post(format!("{}/api/orders", self.self_url))
+            .bearer_auth(&bearer)
+            .header("Order-Token", token)
+            .json(&order)
+            .send()
+            .await
+        {
+            Ok(response) if response.status() == reqwest::StatusCode::CREATED => None,
+            Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
+                Some("PENDING".to_owned())
+            }
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                refusal(status, &body)
+            }
+            Err(_) => Some("NO_ANSWER".to_owned()),
+        }
     }
 
     /// Waits (up to 60 s) until stock-service applied every committed message of

@@ -1,18 +1,20 @@
 //! The order path as one call: (replay an earlier attempt with the same
 //! Idempotency-Key, or) admit in Redis, then send the transactional message
 //! whose local transaction records the order; a committed order's payment
-//! timeout is scheduled. Whenever the order ends up not
+//! timeout is scheduled. Before that, a buyer gets a one-time order token
+//! ([`Checkout::issue_token`]), which admission uses up. Whenever the order ends up not
 //! placed, its reservation goes back (at most once, keyed by tx_no) and its
 //! idempotency claim is dropped.
 
 use std::sync::Arc;
 
+use common::domain::{ProductId, UserId};
 use common::messages::OrderCreated;
 use redis::RedisError;
 use sea_orm::DatabaseConnection;
 
-use crate::admission::{Admission, AdmissionGate};
-use crate::domain::{IdempotencyKey, NewOrder, Order};
+use crate::admission::{Admission, AdmissionGate, Issued};
+use crate::domain::{IdempotencyKey, NewOrder, Order, OrderToken};
 use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
 use crate::order_tx::{self, OrderPublisher, Outcome, PublishError, Rejection};
 use crate::store::{self, TxOutcome};
@@ -32,6 +34,8 @@ pub enum CheckoutError {
     NotStarted(i64),
     #[error("the sale has ended")]
     Ended,
+    #[error("the order token is missing, expired, used or another's")]
+    TokenInvalid,
     #[error("the Idempotency-Key was used for a different order")]
     IdempotencyKeyReused,
     #[error("admission store (Redis) unavailable: {0}")]
@@ -62,6 +66,8 @@ pub struct Checkout {
     pub timeouts: Arc<TimeoutScheduler>,
     pub idempotency: IdempotencyClaims,
     pub db: DatabaseConnection,
+    /// How long an issued order token stays valid.
+    pub order_token_ttl: std::time::Duration,
 }
 
 impl Checkout {
@@ -72,10 +78,39 @@ impl Checkout {
         key.is_none() && self.admission.sold_out_locally(order.product_id)
     }
 
+    /// A one-time order token for `user` and `product` (see
+    /// [`AdmissionGate::issue_token`]), or why none was issued.
+    pub async fn issue_token(
+        &self,
+        user: UserId,
+        product: ProductId,
+    ) -> Result<OrderToken, CheckoutError> {
+        match self
+            .admission
+            .issue_token(user, product, self.order_token_ttl)
+            .await?
+        {
+            Issued::Token(token) => Ok(token),
+            Issued::Refused(why) => Err(match why {
+                Admission::SoldOut => CheckoutError::SoldOut,
+                Admission::LimitExceeded => CheckoutError::LimitExceeded,
+                Admission::NotReady => CheckoutError::NotReady,
+                Admission::NotStarted { starts_in_ms } => CheckoutError::NotStarted(starts_in_ms),
+                Admission::Ended => CheckoutError::Ended,
+                Admission::NotOnSale | Admission::Admitted { .. } | Admission::TokenInvalid => {
+                    CheckoutError::NotOnSale
+                }
+            }),
+        }
+    }
+
+    /// Places an order: replayed for a known Idempotency-Key, else admitted
+    /// (using up `token`, when given) and sent.
     pub async fn place(
         &self,
         new_order: NewOrder,
         key: Option<IdempotencyKey>,
+        token: Option<OrderToken>,
     ) -> Result<Checkedout, CheckoutError> {
         if self.admission.sold_out_locally(new_order.product_id) {
             // The flood is answered from memory; a request with a key first
@@ -107,7 +142,22 @@ impl Checkout {
                 }
             }
         }
-        let placed = self.admit_and_send(&order, key.as_ref()).await;
+        let placed = self
+            .admit_and_send(&order, key.as_ref(), token.as_ref())
+            .await;
+        // A keyed retry of a placed order may carry its first attempt's
+        // token, used up by then (or lost with Redis): it gets that order.
+        if let (Err(CheckoutError::TokenInvalid), Some(key)) = (&placed, &key)
+            && let Some(found) =
+                store::find_order_by_idempotency_key(&self.db, order.user_id.get(), key.as_str())
+                    .await
+                    .map_err(IdempotencyError::from)?
+        {
+            if let Err(err) = self.idempotency.release(&order, key).await {
+                tracing::warn!(%err, "idempotency claim not dropped; it expires");
+            }
+            return Ok(Checkedout::Replayed(found));
+        }
         if let Some(key) = &key {
             let placed_nothing = matches!(placed, Err(_) | Ok(Outcome::Rejected(_)));
             if placed_nothing && let Err(err) = self.idempotency.release(&order, key).await {
@@ -133,8 +183,9 @@ impl Checkout {
         &self,
         order: &OrderCreated,
         key: Option<&IdempotencyKey>,
+        token: Option<&OrderToken>,
     ) -> Result<Outcome, CheckoutError> {
-        match self.admission.admit(order).await? {
+        match self.admission.admit(order, token).await? {
             Admission::Admitted { .. } => {}
             Admission::SoldOut => return Err(CheckoutError::SoldOut),
             Admission::LimitExceeded => return Err(CheckoutError::LimitExceeded),
@@ -144,6 +195,7 @@ impl Checkout {
                 return Err(CheckoutError::NotStarted(starts_in_ms));
             }
             Admission::Ended => return Err(CheckoutError::Ended),
+            Admission::TokenInvalid => return Err(CheckoutError::TokenInvalid),
         }
         let key = key.map(|k| k.as_str().to_owned());
         match self.publisher.place(order, key).await {

@@ -43,6 +43,26 @@ impl NewOrder {
     }
 }
 
+/// A one-time order token (the `Order-Token` header): 128 random bits as
+/// 32 hex digits, issued for one buyer and one product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderToken(String);
+
+impl OrderToken {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// What a client sent; anything not shaped like a token is refused.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        common::domain::parse_token(raw, "Order-Token", b"").map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The `Idempotency-Key` header: 1–64 characters of `[A-Za-z0-9_.:-]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);

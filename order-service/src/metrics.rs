@@ -10,6 +10,8 @@ metric_label!(
     /// How `POST /api/orders` was answered.
     pub enum OrderAnswer {
         Created = "created",
+        Issued = "issued",
+        TokenInvalid = "token_invalid",
         Pending = "pending",
         Replayed = "replayed",
         SoldOut = "sold_out",
@@ -63,6 +65,7 @@ metric_label!(
 
 pub struct OrderMetrics {
     pub orders: LabeledCounter<OrderAnswer>,
+    pub order_tokens: LabeledCounter<OrderAnswer>,
     pub check_backs: LabeledCounter<CheckBackAnswer>,
     pub closed: LabeledCounter<ClosedBy>,
     pub dead_letters: LabeledCounter<DeadLetterSource>,
@@ -78,6 +81,11 @@ impl Default for OrderMetrics {
             orders: LabeledCounter::new(
                 "seckill_order_requests_total",
                 "POST /api/orders answers, by outcome.",
+                "outcome",
+            ),
+            order_tokens: LabeledCounter::new(
+                "seckill_order_token_requests_total",
+                "POST /api/sales/{id}/order-token answers, by outcome.",
                 "outcome",
             ),
             check_backs: LabeledCounter::new(
@@ -116,6 +124,7 @@ impl Default for OrderMetrics {
 impl OrderMetrics {
     pub fn render(&self, out: &mut Exposition) {
         self.orders.render(out);
+        self.order_tokens.render(out);
         self.check_backs.render(out);
         self.closed.render(out);
         self.dead_letters.render(out);

@@ -116,6 +116,11 @@ pub struct OrderRules {
     /// Producer group of the transactional producer; every instance must share it,
     /// because the broker sends check-backs to any live member of the group.
     pub producer_group: String,
+    /// `POST /api/orders` needs a one-time `Order-Token` from
+    /// `POST /api/sales/{id}/order-token` (the hidden order path).
+    pub require_order_token: bool,
+    /// How long an order token stays valid.
+    pub order_token_ttl_ms: u64,
 }
 
 impl Default for Settings {
@@ -130,6 +135,8 @@ impl Default for Settings {
             orders: OrderRules {
                 max_count_per_order: 5,
                 producer_group: common::messages::ORDER_TX_PRODUCER_GROUP.into(),
+                require_order_token: true,
+                order_token_ttl_ms: 60_000,
             },
             admission: AdmissionSettings {
                 stock_service_url: "http://127.0.0.1:8092".into(),

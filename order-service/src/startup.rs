@@ -232,6 +232,7 @@ impl Services {
                 publisher: Arc::clone(&self.publisher),
                 timeouts: Arc::clone(&self.timeouts),
                 db: self.db.clone(),
+                order_token_ttl: Duration::from_millis(settings.orders.order_token_ttl_ms),
             },
             lifecycle: Arc::clone(&self.lifecycle),
             metrics: Arc::clone(&self.metrics),

@@ -77,3 +77,22 @@ pub fn buyer_token(user: i64) -> String {
 pub fn admin_token() -> String {
     signer().mint("test-admin", true).token
 }
+
+/// An order token of buyer `user` for `product` from the order-service at
+/// `base_url` (for tests that send their own order requests); panics when
+/// it is refused.
+pub async fn order_token(base_url: &str, user: i64, product: i64) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/sales/{product}/order-token"))
+        .bearer_auth(buyer_token(user))
+        .send()
+        .await
+        .expect("order-token request");
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, reqwest::StatusCode::OK, "order token: {body}");
+    body["order_token"]
+        .as_str()
+        .expect("order_token")
+        .to_owned()
+}

@@ -320,31 +320,14 @@ impl Cluster {
                 Arc::clone(&fault),
             );
             let http = self.gateway.http.clone();
-            let url = format!("{}/api/orders", self.gateway.base_url);
+            let base = self.gateway.base_url.clone();
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= buyers {
                         return;
                     }
-                    let body =
-                        json!({"user_id": first_user + i, "product_id": product, "count": 1});
-                    let token = crate::auth::buyer_token(first_user + i);
-                    let answer = match http.post(&url).bearer_auth(token).json(&body).send().await {
-                        Ok(response) => {
-                            let status = response.status();
-                            let body: Value = response.json().await.unwrap_or(Value::Null);
-                            format!(
-                                "{} {}",
-                                status.as_u16(),
-                                body["code"].as_str().unwrap_or("")
-                            )
-                        }
-                        Err(err) => format!(
-                            "transport {}",
-                            if err.is_timeout() { "timeout" } else { "error" }
-                        ),
-                    };
+                    let answer = buy(&http, &base, first_user + i, product).await;
                     {
                         let mut tally = tally.lock().unwrap();
                         match answer.as_str() {
@@ -430,5 +413,57 @@ impl Cluster {
             "more 201s ({}) than items ({initial})",
             tally.created
         );
+    }
+}
+
+/// One buyer's order through the gateway, as its client makes it: an order
+/// token, then the order. The answer as `"<status> <code>"` (`"201 "` for a
+/// placed order) of the first step that did not succeed, or of the order.
+async fn buy(http: &reqwest::Client, base: &str, user: i64, product: i64) -> String {
+    let bearer = crate::auth::buyer_token(user);
+    let answer = |status: reqwest::StatusCode, body: &Value| {
+        format!(
+            "{} {}",
+            status.as_u16(),
+            body["code"].as_str().unwrap_or("")
+        )
+    };
+    let transport = |err: reqwest::Error| {
+        format!(
+            "transport {}",
+            if err.is_timeout() { "timeout" } else { "error" }
+        )
+    };
+    let token = match http
+        .post(format!("{base}/api/sales/{product}/order-token"))
+        .bearer_auth(&bearer)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            match body["order_token"].as_str() {
+                Some(token) if status.is_success() => token.to_owned(),
+                _ => return answer(status, &body),
+            }
+        }
+        Err(err) => return transport(err),
+    };
+    let body = json!({"user_id": user, "product_id": product, "count": 1});
+    match http
+        .post(format!("{base}/api/orders"))
+        .bearer_auth(&bearer)
+        .header("Order-Token", token)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            answer(status, &body)
+        }
+        Err(err) => transport(err),
     }
 }

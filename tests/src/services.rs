@@ -135,7 +135,11 @@ impl RunningService {
             .await
     }
 
-    /// [`RunningService::call`] as the given caller.
+    /// [`RunningService::call`] as the given caller. An order
+    /// (`POST /api/orders` for a product) first asks for its one-time order
+    /// token, as a buyer's client does; when that is refused, the refusal is
+    /// the answer — unless the order itself is refused for something else
+    /// first (a malformed body).
     pub async fn call_as(
         &self,
         caller: Caller,
@@ -143,11 +147,71 @@ impl RunningService {
         path: &str,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
+        let product = body
+            .and_then(|b| b.get("product_id"))
+            .and_then(Value::as_i64)
+            .filter(|p| *p > 0);
+        let order_token = match (caller, product) {
+            (Caller::Buyer(user), Some(product))
+                if method == reqwest::Method::POST && path == "/api/orders" =>
+            {
+                Some(self.order_token(user, product).await)
+            }
+            _ => None,
+        };
+        let answer = self
+            .send_as(
+                caller,
+                method,
+                path,
+                body,
+                order_token.as_ref().and_then(|t| t.as_ref().ok()),
+            )
+            .await;
+        match order_token {
+            Some(Err(refused)) if answer.1["code"] == "ORDER_TOKEN_INVALID" => refused,
+            _ => answer,
+        }
+    }
+
+    /// `POST /api/sales/{product}/order-token` as buyer `user`: the token, or
+    /// the refusal.
+    pub async fn order_token(
+        &self,
+        user: i64,
+        product: i64,
+    ) -> Result<String, (StatusCode, Value)> {
+        let (status, body) = self
+            .send_as(
+                Caller::Buyer(user),
+                reqwest::Method::POST,
+                &format!("/api/sales/{product}/order-token"),
+                None,
+                None,
+            )
+            .await;
+        match body["order_token"].as_str() {
+            Some(token) if status == StatusCode::OK => Ok(token.to_owned()),
+            _ => Err((status, body)),
+        }
+    }
+
+    async fn send_as(
+        &self,
+        caller: Caller,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        order_token: Option<&String>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url));
         if let Some(token) = caller.token() {
             request = request.bearer_auth(token);
+        }
+        if let Some(token) = order_token {
+            request = request.header("Order-Token", token);
         }
         if let Some(body) = body {
             request = request.json(body);
@@ -220,7 +284,9 @@ pub async fn place_order(
         .await
 }
 
-/// `POST /api/orders` with an `Idempotency-Key`; also says whether it was a replay.
+/// `POST /api/orders` with an `Idempotency-Key`; also says whether it was a
+/// replay. A retry is the same request again: the first call with a key asks
+/// for an order token, and every call with that key sends that token.
 pub async fn place_order_with_key(
     order_service: &RunningService,
     user_id: i64,
@@ -228,10 +294,28 @@ pub async fn place_order_with_key(
     count: i64,
     key: &str,
 ) -> (StatusCode, Value, bool) {
+    type Tokens = std::sync::Mutex<std::collections::HashMap<(String, i64, String), String>>;
+    static TOKENS: std::sync::OnceLock<Tokens> = std::sync::OnceLock::new();
+    let tokens = TOKENS.get_or_init(Default::default);
+    let id = (order_service.base_url.clone(), user_id, key.to_owned());
+    let known = tokens.lock().expect("tokens").get(&id).cloned();
+    let token = match known {
+        Some(token) => token,
+        None => match order_service.order_token(user_id, product_id).await {
+            Ok(token) => tokens
+                .lock()
+                .expect("tokens")
+                .entry(id)
+                .or_insert(token)
+                .clone(),
+            Err((status, body)) => return (status, body, false),
+        },
+    };
     let response = order_service
         .http
         .post(format!("{}/api/orders", order_service.base_url))
         .bearer_auth(crate::auth::buyer_token(user_id))
+        .header("Order-Token", token)
         .header("Idempotency-Key", key)
         .json(&json!({"user_id": user_id, "product_id": product_id, "count": count}))
         .send()

@@ -31,7 +31,7 @@ async fn admission_answers_each_case() {
     let gate = gate(&env).await;
     let product = ProductId::parse(1).unwrap();
     assert_eq!(
-        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1), None).await.unwrap(),
         Admission::NotOnSale
     );
 
@@ -40,29 +40,29 @@ async fn admission_answers_each_case() {
         .unwrap();
     let first = order_message(1, 1, 2);
     assert_eq!(
-        gate.admit(&first).await.unwrap(),
+        gate.admit(&first, None).await.unwrap(),
         Admission::Admitted { remaining: 1 }
     );
     assert_eq!(
-        gate.admit(&first).await.unwrap(),
+        gate.admit(&first, None).await.unwrap(),
         Admission::Admitted { remaining: 1 },
         "same tx_no: no second reservation"
     );
     assert_eq!(
-        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1), None).await.unwrap(),
         Admission::LimitExceeded
     );
     assert_eq!(
-        gate.admit(&order_message(2, 1, 2)).await.unwrap(),
+        gate.admit(&order_message(2, 1, 2), None).await.unwrap(),
         Admission::SoldOut,
         "2 wanted, 1 left"
     );
     assert_eq!(
-        gate.admit(&order_message(2, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(2, 1, 1), None).await.unwrap(),
         Admission::Admitted { remaining: 0 }
     );
     assert_eq!(
-        gate.admit(&order_message(3, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(3, 1, 1), None).await.unwrap(),
         Admission::SoldOut
     );
     assert!(
@@ -73,7 +73,7 @@ async fn admission_answers_each_case() {
     env.flush_redis().await;
     tokio::time::sleep(Duration::from_millis(60)).await; // past the local sold-out memory
     assert_eq!(
-        gate.admit(&order_message(4, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(4, 1, 1), None).await.unwrap(),
         Admission::NotReady
     );
 }
@@ -88,7 +88,7 @@ async fn a_reservation_goes_back_exactly_once() {
         .unwrap();
     let held = order_message(1, 1, 1);
     assert_eq!(
-        gate.admit(&held).await.unwrap(),
+        gate.admit(&held, None).await.unwrap(),
         Admission::Admitted { remaining: 0 }
     );
 
@@ -101,7 +101,7 @@ async fn a_reservation_goes_back_exactly_once() {
     assert_eq!(gate.sale_view(product).await.unwrap(), Some((1, 1, 0)));
     // The buyer may buy again.
     assert_eq!(
-        gate.admit(&order_message(1, 1, 1)).await.unwrap(),
+        gate.admit(&order_message(1, 1, 1), None).await.unwrap(),
         Admission::Admitted { remaining: 0 }
     );
 }

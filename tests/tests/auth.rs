@@ -290,12 +290,24 @@ async fn dev_tokens_and_the_cli_mint_tokens_the_services_accept() {
 
     let (code, printed) = order_service_command(&app.env, &app.stock, &["token", "--user", "42"]);
     assert_eq!(code, 0, "{printed}");
-    let (status, answer) = with_header(
-        &format!("{}/api/orders", orders.base_url),
+    let cli_token = printed.trim();
+    let (status, issued) = with_header(
+        &format!("{}/api/sales/1/order-token", orders.base_url),
         Method::POST,
-        Some(&format!("Bearer {}", printed.trim())),
+        Some(&format!("Bearer {cli_token}")),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/orders", orders.base_url))
+        .bearer_auth(cli_token)
+        .header("Order-Token", issued["order_token"].as_str().unwrap())
+        .json(&json!({"product_id": 1, "count": 1}))
+        .send()
+        .await
+        .expect("order");
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap();
     assert_eq!(
         status,
         StatusCode::CREATED,

@@ -91,9 +91,11 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/orders", process.base_url);
+    let token = seckill_tests::auth::order_token(&process.base_url, 1, 1).await;
     let stuck = tokio::spawn(async move {
         http.post(url)
             .bearer_auth(seckill_tests::auth::buyer_token(1))
+            .header("Order-Token", token)
             .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
             .send()
             .await
@@ -140,9 +142,11 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
     let env = &stock_only.env;
     let process = process_with_sale(&stock_only).await;
     let http = reqwest::Client::new();
+    let token = seckill_tests::auth::order_token(&process.base_url, 1, 1).await;
     let placed: serde_json::Value = http
         .post(format!("{}/api/orders", process.base_url))
         .bearer_auth(seckill_tests::auth::buyer_token(1))
+        .header("Order-Token", token)
         .json(&serde_json::json!({"user_id": 1, "product_id": 1, "count": 2}))
         .send()
         .await
@@ -326,10 +330,12 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
     let locker = db::connect_session(&env.order_db).await;
     db::exec(&locker, "LOCK TABLES orders WRITE").await;
     let base = orders.base_url.clone();
+    let token = seckill_tests::auth::order_token(&base, 9, 1).await;
     let placing = tokio::spawn(async move {
         let response = reqwest::Client::new()
             .post(format!("{base}/api/orders"))
             .bearer_auth(seckill_tests::auth::buyer_token(9))
+            .header("Order-Token", token)
             .json(&serde_json::json!({"user_id": 9, "product_id": 1, "count": 1}))
             .send()
             .await

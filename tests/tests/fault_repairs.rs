@@ -231,7 +231,7 @@ async fn a_reservation_whose_process_died_before_its_half_message_is_returned_on
     let gate = test_gate(&app.env).await;
     let orphan = order_message(2, 1, 3);
     assert!(matches!(
-        gate.admit(&orphan).await.unwrap(),
+        gate.admit(&orphan, None).await.unwrap(),
         Admission::Admitted { .. }
     ));
     assert_eq!(app.sale_view(1).await, (5, 2));
@@ -380,7 +380,7 @@ async fn discarded_half_messages_are_settled_committed_ones_resent_undecided_one
     let undecided = order_message(2, 1, 1);
     for order in [&committed, &undecided] {
         assert!(matches!(
-            gate.admit(order).await.unwrap(),
+            gate.admit(order, None).await.unwrap(),
             Admission::Admitted { .. }
         ));
     }

@@ -122,10 +122,12 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
     db::exec(&locker, "BEGIN").await;
     db::exec(&locker, "SELECT * FROM orders FOR UPDATE").await;
     let base = orders.base_url.clone();
+    let token = seckill_tests::auth::order_token(&base, 4, 1).await;
     let first = tokio::spawn(async move {
         let response = reqwest::Client::new()
             .post(format!("{base}/api/orders"))
             .bearer_auth(seckill_tests::auth::buyer_token(4))
+            .header("Order-Token", token)
             .header("Idempotency-Key", "slow")
             .json(&serde_json::json!({"user_id": 4, "product_id": 1, "count": 1}))
             .send()

@@ -27,6 +27,8 @@ async fn a_user_over_the_limit_is_told_when_to_retry() {
     let app = TestApp::spawn_with(|settings| {
         settings.rate_limit.per_user_per_sec = 1;
         settings.rate_limit.per_user_burst = 2;
+        // These count order requests alone, without the token requests.
+        settings.orders.require_order_token = false;
     })
     .await;
     let (env, orders) = (&app.env, &app.orders);
@@ -79,6 +81,7 @@ async fn a_client_address_over_the_limit_is_refused_per_forwarded_address() {
     let app = TestApp::spawn_with(|settings| {
         settings.rate_limit.per_address_per_sec = 1;
         settings.rate_limit.per_address_burst = 3;
+        settings.orders.require_order_token = false;
         settings.rate_limit.trust_forwarded_for = true;
     })
     .await;
@@ -122,6 +125,7 @@ async fn two_replicas_hold_one_limit_between_them() {
     let limited = |settings: &mut order_service::settings::Settings| {
         settings.rate_limit.per_user_per_sec = 1;
         settings.rate_limit.per_user_burst = 3;
+        settings.orders.require_order_token = false;
     };
     let app = seckill_tests::app::TestApp::spawn_with(limited).await;
     let replica = app.spawn_another_order_service(limited).await;

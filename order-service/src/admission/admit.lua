@@ -1,11 +1,14 @@
 -- Admission of one order, atomically. KEYS: ready marker, sale hash, users
--- hash, reservations hash. ARGV: user_id, count, tx_no, now (ms since the
--- epoch, the caller's clock).
+-- hash, reservations hash, the order token's key. ARGV: user_id, count,
+-- tx_no, now (ms since the epoch, the caller's clock), the token's expected
+-- value (`user:product`; empty: no token to check).
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
 -- -3 admission state missing (Redis lost it) or this sale closed while it is
 -- rebuilt, -4 product not on sale, -5 not started yet (stock = ms until the
--- start), -6 ended. The sale hash's `starts_at`/`ends_at` (ms) bound it.
+-- start), -6 ended, -7 the order token is missing, expired, used or
+-- another's. The sale hash's `starts_at`/`ends_at` (ms) bound it. A valid
+-- token is used up here, by whatever answer follows.
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
@@ -17,6 +20,10 @@ if sale[4] and now < tonumber(sale[4]) then return {-5, tonumber(sale[4]) - now}
 if sale[5] and now >= tonumber(sale[5]) then return {-6, 0} end
 local stock = tonumber(sale[1])
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
+if ARGV[5] ~= '' then
+  if redis.call('GET', KEYS[5]) ~= ARGV[5] then return {-7, 0} end
+  redis.call('DEL', KEYS[5])
+end
 local count = tonumber(ARGV[2])
 if stock < count then return {-1, stock} end
 local limit = tonumber(sale[2] or '1')

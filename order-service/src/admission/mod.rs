@@ -7,6 +7,9 @@
 //! - `<p>:sale:<id>:resv`  hash tx_no → `user:count:reserved_at_ms`, one entry per
 //!   admitted order, so giving it back happens at most once (and the sweeper
 //!   can tell an old one whose process died before its half message);
+//! - `<p>:otok:<token>`    a one-time order token: `user:product`, expiring
+//!   (`orders.order_token_ttl_ms`); issued by [`AdmissionGate::issue_token`],
+//!   used up by the admission script;
 //! - `<p>:ready`           set once the state was seeded from the databases. A Redis
 //!   restart or flush removes it, and orders are refused (`SALE_NOT_READY`) until
 //!   [`rebuild`] has marked every sale `rebuilding`; each sale then reopens on
@@ -26,12 +29,17 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use common::domain::{ProductId, TxNo};
+use common::domain::{ProductId, TxNo, UserId};
 use common::messages::OrderCreated;
 use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
 
-use crate::domain::SaleWindow;
+use crate::domain::{OrderToken, SaleWindow};
+
+/// What an order token's key holds: whose it is, for which product.
+fn token_value(user: UserId, product: ProductId) -> String {
+    format!("{}:{}", user.get(), product.get())
+}
 
 /// The key names of one deployment (one prefix).
 #[derive(Debug, Clone)]
@@ -60,6 +68,10 @@ impl Keys {
 
     pub fn reservations(&self, product: ProductId) -> String {
         format!("{}:sale:{product}:resv", self.prefix)
+    }
+
+    pub fn order_token(&self, token: &OrderToken) -> String {
+        format!("{}:otok:{}", self.prefix, token.as_str())
     }
 
     pub fn restock_channel(&self) -> String {
@@ -149,6 +161,31 @@ pub enum Admission {
         starts_in_ms: i64,
     },
     Ended,
+    /// The order token is missing, expired, used or another's.
+    TokenInvalid,
+}
+
+/// What asking for an order token came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issued {
+    Token(OrderToken),
+    /// Why none was issued (never `Admitted` nor `TokenInvalid`).
+    Refused(Admission),
+}
+
+impl Admission {
+    fn from_script(code: i64, n: i64) -> Self {
+        match code {
+            1 | 0 => Self::Admitted { remaining: n },
+            -1 => Self::SoldOut,
+            -2 => Self::LimitExceeded,
+            -3 => Self::NotReady,
+            -5 => Self::NotStarted { starts_in_ms: n },
+            -6 => Self::Ended,
+            -7 => Self::TokenInvalid,
+            _ => Self::NotOnSale,
+        }
+    }
 }
 
 /// Products this instance saw sold out, and since when.
@@ -186,6 +223,7 @@ pub struct AdmissionGate {
     admit_script: Script,
     release_script: Script,
     hold_script: Script,
+    issue_script: Script,
     pub sold_out: SoldOutFlags,
     sold_out_ttl: Duration,
 }
@@ -198,6 +236,7 @@ impl AdmissionGate {
             admit_script: Script::new(include_str!("admit.lua")),
             release_script: Script::new(include_str!("release.lua")),
             hold_script: Script::new(include_str!("hold.lua")),
+            issue_script: Script::new(include_str!("issue_token.lua")),
             sold_out: SoldOutFlags::default(),
             sold_out_ttl,
         }
@@ -216,40 +255,81 @@ impl AdmissionGate {
         self.sold_out.is_sold_out(product, self.sold_out_ttl)
     }
 
-    /// Reserves `order.count` for `order.user_id` under `order.tx_no`, or says why not.
-    /// A product this instance saw sold out is refused from memory.
+    /// Reserves `order.count` for `order.user_id` under `order.tx_no`, or says
+    /// why not; with a `token`, only if it is this buyer's for this product
+    /// (and it is used up). A product this instance saw sold out is refused
+    /// from memory.
     #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, product_id = %order.product_id))]
-    pub async fn admit(&self, order: &OrderCreated) -> Result<Admission, RedisError> {
+    pub async fn admit(
+        &self,
+        order: &OrderCreated,
+        token: Option<&OrderToken>,
+    ) -> Result<Admission, RedisError> {
         if self.sold_out_locally(order.product_id) {
             return Ok(Admission::SoldOut);
         }
+        let (token_key, expected) = match token {
+            Some(token) => (
+                self.keys.order_token(token),
+                token_value(order.user_id, order.product_id),
+            ),
+            None => (self.keys.ready(), String::new()),
+        };
         let (code, stock): (i64, i64) = self
             .admit_script
             .key(self.keys.ready())
             .key(self.keys.sale(order.product_id))
             .key(self.keys.users(order.product_id))
             .key(self.keys.reservations(order.product_id))
+            .key(token_key)
             .arg(order.user_id.get())
             .arg(order.count.get())
             .arg(order.tx_no.as_str())
             .arg(chrono::Utc::now().timestamp_millis())
+            .arg(expected)
             .invoke_async(&mut self.redis.clone())
             .await?;
-        let admission = match code {
-            1 | 0 => Admission::Admitted { remaining: stock },
-            -1 => Admission::SoldOut,
-            -2 => Admission::LimitExceeded,
-            -3 => Admission::NotReady,
-            -5 => Admission::NotStarted {
-                starts_in_ms: stock,
-            },
-            -6 => Admission::Ended,
-            _ => Admission::NotOnSale,
-        };
+        let admission = Admission::from_script(code, stock);
         if admission == Admission::SoldOut && stock == 0 {
             self.sold_out.mark(order.product_id);
         }
         Ok(admission)
+    }
+
+    /// A one-time order token for `user` and `product`, valid for `ttl` —
+    /// only while the sale is open, started, not sold out and the buyer under
+    /// its limit. A product this instance saw sold out is refused from memory.
+    #[tracing::instrument(skip(self))]
+    pub async fn issue_token(
+        &self,
+        user: UserId,
+        product: ProductId,
+        ttl: Duration,
+    ) -> Result<Issued, RedisError> {
+        if self.sold_out_locally(product) {
+            return Ok(Issued::Refused(Admission::SoldOut));
+        }
+        let token = OrderToken::generate();
+        let (code, n): (i64, i64) = self
+            .issue_script
+            .key(self.keys.ready())
+            .key(self.keys.sale(product))
+            .key(self.keys.users(product))
+            .key(self.keys.order_token(&token))
+            .arg(user.get())
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(token_value(user, product))
+            .invoke_async(&mut self.redis.clone())
+            .await?;
+        if code == 1 {
+            return Ok(Issued::Token(token));
+        }
+        let refused = Admission::from_script(code, n);
+        if refused == Admission::SoldOut {
+            self.sold_out.mark(product);
+        }
+        Ok(Issued::Refused(refused))
     }
 
     /// Gives back the reservation of `tx_no` (at most once, however often called).

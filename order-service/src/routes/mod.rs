@@ -39,6 +39,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/sales/{product_id}", web::put().to(sales::open_sale))
         .route("/api/sales/{product_id}", web::get().to(sales::get_sale))
         .route(
+            "/api/sales/{product_id}/order-token",
+            web::post().to(orders::order_token),
+        )
+        .route(
             "/api/admin/admission/rebuild",
             web::post().to(sales::rebuild),
         )

@@ -4,13 +4,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use common::auth::{AuthError, Buyer, Caller};
-use common::domain::{InvalidValue, OrderNo, UserId};
+use common::domain::{InvalidValue, OrderNo, ProductId, UserId};
 use common::http::{ApiFailure, Failure, JsonFields};
 use common::messages::OrderCreated;
 use serde_json::json;
 
 use crate::checkout::{Checkedout, CheckoutError};
-use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, PayNo};
+use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, OrderToken, PayNo};
 use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
 use crate::metrics::OrderAnswer;
 use crate::order_tx::{Outcome, Rejection};
@@ -139,6 +139,12 @@ impl ApiFailure for OrderApiError {
                 "this sale has not started yet",
             )
             .with("starts_in_ms", *ms),
+            Self::Checkout(CheckoutError::TokenInvalid) => Failure::new(
+                S::FORBIDDEN,
+                "ORDER_TOKEN_INVALID",
+                "send a fresh Order-Token from POST /api/sales/{product_id}/order-token: \
+                 each is good for one order of its buyer and product, for a short time",
+            ),
             Self::Checkout(CheckoutError::Ended) => {
                 Failure::new(S::CONFLICT, "SALE_ENDED", "this sale has ended")
             }
@@ -234,6 +240,7 @@ impl OrderApiError {
             Self::Checkout(CheckoutError::NotReady) => OrderAnswer::NotReady,
             Self::Checkout(CheckoutError::NotStarted(_)) => OrderAnswer::NotStarted,
             Self::Checkout(CheckoutError::Ended) => OrderAnswer::Ended,
+            Self::Checkout(CheckoutError::TokenInvalid) => OrderAnswer::TokenInvalid,
             Self::Refused(_) => OrderAnswer::Rejected,
             Self::RateLimited(_) => OrderAnswer::RateLimited,
             Self::Invalid(_) | Self::Checkout(CheckoutError::IdempotencyKeyReused) => {
@@ -256,44 +263,116 @@ impl OrderApiError {
     }
 }
 
-async fn place(
-    request: actix_web::HttpRequest,
-    state: &AppState,
-    buyer: Buyer,
-    body: web::Json<serde_json::Value>,
-) -> Result<(OrderAnswer, HttpResponse), OrderApiError> {
-    let address = if state.rate_limits.trust_forwarded_for {
+/// The client's address (from `X-Forwarded-For` behind a trusted gateway).
+fn client_address(request: &actix_web::HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    if state.rate_limits.trust_forwarded_for {
         request
             .connection_info()
             .realip_remote_addr()
             .and_then(parse_client_address)
     } else {
         request.peer_addr().map(|a| a.ip())
-    };
-    if let Some(address) = address {
-        state
+    }
+}
+
+/// This instance's per-address limit (checked before anything is parsed).
+fn check_address_limit(
+    state: &AppState,
+    address: Option<std::net::IpAddr>,
+) -> Result<(), OrderApiError> {
+    match address {
+        Some(address) => state
             .rate_limits
             .check_address(address)
+            .map_err(OrderApiError::RateLimited),
+        None => Ok(()),
+    }
+}
+
+/// The per-user limit, and the shared (Redis) one unless the request will be
+/// answered from memory.
+async fn check_user_limits(
+    state: &AppState,
+    address: Option<std::net::IpAddr>,
+    user: UserId,
+    from_memory: bool,
+) -> Result<(), OrderApiError> {
+    let limits = &state.rate_limits;
+    limits
+        .check_user(user.get())
+        .map_err(OrderApiError::RateLimited)?;
+    if !from_memory {
+        limits
+            .check_shared(user.get(), address)
+            .await
             .map_err(OrderApiError::RateLimited)?;
     }
+    Ok(())
+}
+
+/// `POST /api/sales/{product_id}/order-token` as a signed-in buyer → 200
+/// `{"order_token","expires_in_ms"}`: good for one `POST /api/orders` of this
+/// buyer and product (header `Order-Token`), for `orders.order_token_ttl_ms`;
+/// only while the sale is started, not ended, not sold out (answered from
+/// memory once seen) and the buyer under its limit — else the same 409/404/503
+/// an order would get.
+pub async fn order_token(
+    request: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+    buyer: Buyer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, OrderApiError> {
+    let answer = issue(&request, &state, buyer, &path).await;
+    state.metrics.order_tokens.inc(match &answer {
+        Ok(_) => OrderAnswer::Issued,
+        Err(err) => err.answer(),
+    });
+    answer
+}
+
+async fn issue(
+    request: &actix_web::HttpRequest,
+    state: &AppState,
+    buyer: Buyer,
+    raw_product: &str,
+) -> Result<HttpResponse, OrderApiError> {
+    let address = client_address(request, state);
+    check_address_limit(state, address)?;
+    let product = ProductId::parse_text(raw_product)?;
+    let from_memory = state.checkout.admission.sold_out_locally(product);
+    check_user_limits(state, address, buyer.user, from_memory).await?;
+    let token = state.checkout.issue_token(buyer.user, product).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "order_token": token.as_str(),
+        "expires_in_ms": state.checkout.order_token_ttl.as_millis() as u64,
+    })))
+}
+
+async fn place(
+    request: actix_web::HttpRequest,
+    state: &AppState,
+    buyer: Buyer,
+    body: web::Json<serde_json::Value>,
+) -> Result<(OrderAnswer, HttpResponse), OrderApiError> {
+    let address = client_address(&request, state);
+    check_address_limit(state, address)?;
     let user = acting_user(&body, buyer)?;
     let order = NewOrder::parse(&body, state.rules.max_count_per_order, user)?;
-    state
-        .rate_limits
-        .check_user(order.user_id.get())
-        .map_err(OrderApiError::RateLimited)?;
     let key = match request.headers().get("Idempotency-Key") {
         None => None,
         Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
     };
-    if !state.checkout.answers_from_memory(&order, key.as_ref()) {
-        state
-            .rate_limits
-            .check_shared(order.user_id.get(), address)
-            .await
-            .map_err(OrderApiError::RateLimited)?;
-    }
-    let (order, outcome) = match state.checkout.place(order, key).await? {
+    let from_memory = state.checkout.answers_from_memory(&order, key.as_ref());
+    check_user_limits(state, address, order.user_id, from_memory).await?;
+    let token = match request.headers().get("Order-Token") {
+        Some(raw) => Some(
+            OrderToken::parse(raw.to_str().unwrap_or_default())
+                .map_err(|_| CheckoutError::TokenInvalid)?,
+        ),
+        None if state.rules.require_order_token => return Err(CheckoutError::TokenInvalid.into()),
+        None => None,
+    };
+    let (order, outcome) = match state.checkout.place(order, key, token).await? {
         Checkedout::Replayed(order) => {
             let response = HttpResponse::Created()
                 .insert_header(("Idempotent-Replayed", "true"))

@@ -1,0 +1,180 @@
+//! The hidden order path: `POST /api/orders` needs a one-time `Order-Token`
+//! from `POST /api/sales/{id}/order-token`, good once, for its buyer and
+//! product only, for a short time; the token request refuses what an order
+//! would be refused for (not started, sold out, over the limit) without
+//! reserving anything.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use seckill_tests::app::TestApp;
+use seckill_tests::auth::{Caller, buyer_token};
+use serde_json::{Value, json};
+
+/// `POST /api/orders` as `user` with `token` (or none), without the harness's own token.
+async fn order_with(
+    app: &TestApp,
+    user: i64,
+    product: i64,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/api/orders", app.orders.base_url))
+        .bearer_auth(buyer_token(user))
+        .json(&json!({"product_id": product, "count": 1}));
+    if let Some(token) = token {
+        request = request.header("Order-Token", token);
+    }
+    let response = request.send().await.expect("order request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_needs_a_fresh_token_of_its_own_buyer_and_product() {
+    let app = TestApp::spawn().await;
+    seckill_tests::services::open_sale_with_limit(&app.orders, 1, 5, 3).await;
+    app.open_sale(2, 5).await;
+    let token = app.orders.order_token(1, 1).await.expect("a token");
+    let other_product = app.orders.order_token(1, 2).await.expect("a token");
+
+    for (user, product, sent) in [
+        (1, 1, None),
+        (1, 1, Some("not a token!")),
+        (1, 1, Some("0123456789abcdef0123456789abcdef")),
+        (2, 1, Some(token.as_str())),
+        (1, 1, Some(other_product.as_str())),
+    ] {
+        let (status, answer) = order_with(&app, user, product, sent).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{user}/{product}/{sent:?}: {answer}"
+        );
+        assert_eq!(answer["code"], "ORDER_TOKEN_INVALID", "{answer}");
+    }
+    assert_eq!(
+        app.sale_view(1).await,
+        (5, 0),
+        "nothing reserved by a refused order"
+    );
+
+    let (status, placed) = order_with(&app, 1, 1, Some(&token)).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let (status, again) = order_with(&app, 1, 1, Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a token is good once: {again}"
+    );
+    assert_eq!(again["code"], "ORDER_TOKEN_INVALID");
+    assert_eq!(app.sale_view(1).await, (4, 1));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_expires() {
+    let app = TestApp::spawn_with(|s| s.orders.order_token_ttl_ms = 300).await;
+    app.open_sale(1, 5).await;
+    let (status, issued) = app
+        .orders
+        .call_as(
+            Caller::Buyer(1),
+            Method::POST,
+            "/api/sales/1/order-token",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["expires_in_ms"], 300);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, answer) = order_with(&app, 1, 1, issued["order_token"].as_str()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(answer["code"], "ORDER_TOKEN_INVALID");
+    assert_eq!(app.sale_view(1).await, (5, 0));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
+    let app = TestApp::spawn().await;
+    app.open_sale(1, 1).await;
+    let starts_at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (status, body) = app
+        .orders
+        .call(
+            Method::PUT,
+            "/api/sales/2",
+            Some(&json!({"stock": 5, "starts_at": starts_at})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let token_for = |user: i64, product: i64| {
+        let orders = &app.orders;
+        async move {
+            orders
+                .call_as(
+                    Caller::Buyer(user),
+                    Method::POST,
+                    &format!("/api/sales/{product}/order-token"),
+                    None,
+                )
+                .await
+        }
+    };
+    let (status, answer) = token_for(1, 2).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("SALE_NOT_STARTED")),
+        "{answer}"
+    );
+    assert!(
+        answer["starts_in_ms"].as_i64().unwrap() > 3_000_000,
+        "{answer}"
+    );
+    let (status, answer) = token_for(1, 3).await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("PRODUCT_NOT_ON_SALE"))
+    );
+    let (status, answer) = app
+        .orders
+        .call_as(
+            Caller::Anonymous,
+            Method::POST,
+            "/api/sales/1/order-token",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED"))
+    );
+
+    // Buyer 1 takes the only item: it is over its limit, everyone else sold out
+    // (the second time from memory, without Redis).
+    assert_eq!(app.place_order(1, 1, 1).await.status, StatusCode::CREATED);
+    let (status, answer) = token_for(1, 1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    for user in [2, 3] {
+        let (status, answer) = token_for(user, 1).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (StatusCode::CONFLICT, Some("SOLD_OUT")),
+            "{answer}"
+        );
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("seckill_order_token_requests_total{outcome=\"sold_out\"} 3"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("order_token"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(app.sale_view(1).await, (0, 1));
+    app.stop().await;
+}
