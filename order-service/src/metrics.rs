@@ -65,7 +65,6 @@ metric_label!(
 
 pub struct OrderMetrics {
     pub orders: LabeledCounter<OrderAnswer>,
-    pub order_tokens: LabeledCounter<OrderAnswer>,
     pub check_backs: LabeledCounter<CheckBackAnswer>,
     pub closed: LabeledCounter<ClosedBy>,
     pub dead_letters: LabeledCounter<DeadLetterSource>,
@@ -80,12 +79,7 @@ impl Default for OrderMetrics {
         Self {
             orders: LabeledCounter::new(
                 "seckill_order_requests_total",
-                "POST /api/orders answers, by outcome.",
-                "outcome",
-            ),
-            order_tokens: LabeledCounter::new(
-                "seckill_order_token_requests_total",
-                "POST /api/sales/{id}/order-token answers, by outcome.",
+                "Order requests by outcome: POST /api/orders, and the order-token requests before them (refused there: their refusal; `issued`: a token handed out).",
                 "outcome",
             ),
             check_backs: LabeledCounter::new(
@@ -124,7 +118,6 @@ impl Default for OrderMetrics {
 impl OrderMetrics {
     pub fn render(&self, out: &mut Exposition) {
         self.orders.render(out);
-        self.order_tokens.render(out);
         self.check_backs.render(out);
         self.closed.render(out);
         self.dead_letters.render(out);

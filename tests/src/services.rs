@@ -138,8 +138,8 @@ impl RunningService {
     /// [`RunningService::call`] as the given caller. An order
     /// (`POST /api/orders` for a product) first asks for its one-time order
     /// token, as a buyer's client does; when that is refused, the refusal is
-    /// the answer — unless the order itself is refused for something else
-    /// first (a malformed body).
+    /// the answer. Only when the product is unknown (404) is the order sent
+    /// anyway, so a malformed body is still refused for what it is (422).
     pub async fn call_as(
         &self,
         caller: Caller,
@@ -159,6 +159,11 @@ impl RunningService {
             }
             _ => None,
         };
+        if let Some(Err(refused)) = &order_token
+            && !Self::sends_anyway(refused)
+        {
+            return refused.clone();
+        }
         let answer = self
             .send_as(
                 caller,
@@ -172,6 +177,12 @@ impl RunningService {
             Some(Err(refused)) if answer.1["code"] == "ORDER_TOKEN_INVALID" => refused,
             _ => answer,
         }
+    }
+
+    /// Sends an order after its token request was refused only when that
+    /// named an unknown product (see [`RunningService::call_as`]).
+    fn sends_anyway(refused: &(StatusCode, Value)) -> bool {
+        refused.0 == StatusCode::NOT_FOUND
     }
 
     /// `POST /api/sales/{product}/order-token` as buyer `user`: the token, or

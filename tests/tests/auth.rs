@@ -167,7 +167,8 @@ async fn a_buyer_is_refused_every_admin_operation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_buyer_orders_as_itself_and_sees_only_its_own_orders() {
     let app = TestApp::spawn().await;
-    app.open_sale(1, 5).await;
+    // A limit of 2: buyer 1's second order is refused for naming buyer 2, not for its limit.
+    seckill_tests::services::open_sale_with_limit(&app.orders, 1, 5, 2).await;
     let orders = &app.orders;
 
     // The token names the buyer: no user_id needed.

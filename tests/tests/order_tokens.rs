@@ -167,11 +167,11 @@ async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
     }
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains("seckill_order_token_requests_total{outcome=\"sold_out\"} 3"),
+        metrics.contains("seckill_order_requests_total{outcome=\"sold_out\"} 3"),
         "{}",
         metrics
             .lines()
-            .filter(|l| l.contains("order_token"))
+            .filter(|l| l.contains("order_requests"))
             .collect::<Vec<_>>()
             .join("\n")
     );
