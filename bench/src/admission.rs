@@ -96,7 +96,7 @@ pub async fn run(args: &AdmissionArgs) -> anyhow::Result<()> {
     let mut redis = gate.redis();
     let sha: String = redis::cmd("SCRIPT")
         .arg("LOAD")
-        .arg(include_str!("../../order-service/src/admission/admit.lua"))
+        .arg(order_service::admission::admit_script_source())
         .query_async(&mut redis)
         .await?;
     // The ceiling: the best of several ways to keep `concurrency` calls in
@@ -117,17 +117,20 @@ pub async fn run(args: &AdmissionArgs) -> anyhow::Result<()> {
             .args([
                 "EVALSHA",
                 &sha,
-                "4",
+                "5",
                 &keys.ready(),
                 &keys.sale(product),
                 &keys.users(product),
             ])
             .args([
                 &keys.reservations(product),
+                // No order token to check (the fifth key is then not read).
+                &keys.ready(),
                 "__rand_int__",
                 "1",
                 "tx__rand_int__",
                 "1700000000000",
+                "",
             ])
             .output()
             .await?;

@@ -11,13 +11,9 @@
 -- token is used up here, by whatever answer follows.
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-3, 0} end
-local sale = redis.call('HMGET', KEYS[2], 'stock', 'limit', 'rebuilding', 'starts_at', 'ends_at')
-if sale[3] then return {-3, 0} end
-if not sale[1] then return {-4, 0} end
-local now = tonumber(ARGV[4])
-if sale[4] and now < tonumber(sale[4]) then return {-5, tonumber(sale[4]) - now} end
-if sale[5] and now >= tonumber(sale[5]) then return {-6, 0} end
+-- (sale_gate.lua is prepended: the sale's window and state.)
+local refused, sale = sale_gate(KEYS[1], KEYS[2], tonumber(ARGV[4]))
+if refused then return refused end
 local stock = tonumber(sale[1])
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
 if ARGV[5] ~= '' then

@@ -36,6 +36,17 @@ use redis::{RedisError, Script};
 
 use crate::domain::{OrderToken, SaleWindow};
 
+/// The admission script as Redis runs it (the load tool loads it too).
+pub fn admit_script_source() -> String {
+    gated(include_str!("admit.lua"))
+}
+
+/// A script that decides on a sale, with the shared check of its state and
+/// window (`sale_gate.lua`) in front.
+fn gated(script: &str) -> String {
+    [include_str!("sale_gate.lua"), script].concat()
+}
+
 /// What an order token's key holds: whose it is, for which product.
 fn token_value(user: UserId, product: ProductId) -> String {
     format!("{}:{}", user.get(), product.get())
@@ -233,10 +244,10 @@ impl AdmissionGate {
         Self {
             redis,
             keys,
-            admit_script: Script::new(include_str!("admit.lua")),
+            admit_script: Script::new(&admit_script_source()),
             release_script: Script::new(include_str!("release.lua")),
             hold_script: Script::new(include_str!("hold.lua")),
-            issue_script: Script::new(include_str!("issue_token.lua")),
+            issue_script: Script::new(&gated(include_str!("issue_token.lua"))),
             sold_out: SoldOutFlags::default(),
             sold_out_ttl,
         }
