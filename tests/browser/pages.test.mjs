@@ -200,6 +200,18 @@ test('pay page: pay one order, cancel another, with the auto-cancel countdown sh
   await other.locator('.countdown', { hasText: 'BUYER' }).waitFor();
 });
 
+test('sign-in bar: a token from elsewhere signs in as its subject', async () => {
+  await page.goto(`${GATEWAY}/pay`);
+  if (await page.locator('#sign-out').count()) await page.click('#sign-out');
+  await page.fill('#session-token', 'not-a-token');
+  await page.click('#use-token');
+  await page.locator('#session-error', { hasText: 'Not a valid' }).waitFor();
+  await page.fill('#session-token', await tokenFor(107));
+  await page.click('#use-token');
+  await page.locator('#session-name', { hasText: 'buyer 107' }).waitFor();
+  await page.locator('#orders', { hasText: 'No orders yet' }).waitFor();
+});
+
 test('admin pages: a buyer is refused, told to sign in as an admin', async () => {
   await page.goto(`${GATEWAY}/dashboard`);
   await signIn(105);
