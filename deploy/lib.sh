@@ -170,6 +170,18 @@ ensure_chromium() {
   [[ -x /usr/bin/chromium ]] || apt_install chromium
 }
 
+# swagger-ui's assets for the gateway's /docs page: the swagger-ui-dist npm
+# package, installed into deploy/docs/node_modules (not committed). Without
+# npm the page only links the documents (a warning, not an error).
+SWAGGER_UI_DIR="$REPO_DIR/deploy/docs/node_modules/swagger-ui-dist"
+ensure_swagger_ui() {
+  [[ -f $SWAGGER_UI_DIR/swagger-ui-bundle.js ]] && return 0
+  command -v npm >/dev/null || apt_install nodejs npm || true
+  if ! (cd "$REPO_DIR/deploy/docs" && npm ci --no-audit --no-fund --loglevel=error >&2); then
+    log "warning: swagger-ui-dist could not be installed; /docs will only link the OpenAPI documents"
+  fi
+}
+
 # The HS256 secret the local services check tokens with: made once (random,
 # readable by root only) in $RUN_DIR/auth.secret; printed nowhere.
 auth_secret() {
@@ -211,6 +223,7 @@ start_gateway() {
   local name=$1 port=$2 order_port=$3 stock_port=$4
   local dir="$RUN_DIR/nginx/$name" user_line=""
   ensure_nginx
+  ensure_swagger_ui
   if port_open "$port"; then
     log "$name already answers on 127.0.0.1:$port"
     return 0
@@ -221,6 +234,7 @@ start_gateway() {
       -e "s|@LISTEN_HOST@|127.0.0.1|g" -e "s|@GATEWAY_PORT@|$port|g" \
       -e "s|@ORDER_SERVERS@|server 127.0.0.1:$order_port;|g" \
       -e "s|@STOCK_SERVERS@|server 127.0.0.1:$stock_port;|g" -e "s|@WEB_ROOT@|$REPO_DIR/web|g" \
+      -e "s|@SWAGGER_UI_DIR@|$SWAGGER_UI_DIR|g" \
       -e "s|@ERROR_LOG@|$LOG_DIR/$name-error.log|; s|@ACCESS_LOG@|$LOG_DIR/$name-access.log|" \
       "$REPO_DIR/deploy/nginx/gateway.conf" >"$dir/nginx.conf"
   log "starting the $name (nginx) on 127.0.0.1:$port"

@@ -14,6 +14,7 @@
 //! - [`mq`]: the RocketMQ client runtime, sized for synchronous listeners, and topic set-up.
 //! - [`redis_link`]: the shared Redis connection, following the master through Sentinel.
 //! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
+//! - [`openapi`]: what both services' OpenAPI documents share (error body, probes, bearer scheme).
 //! - [`ledger`]: the stock invariant (opened = DB stock + sold, nothing oversold).
 //! - [`shutdown`]: the stop signal both services wait on.
 
@@ -26,6 +27,7 @@ pub mod ledger;
 pub mod messages;
 pub mod metrics;
 pub mod mq;
+pub mod openapi;
 pub mod redis_link;
 pub mod settings;
 pub mod shutdown;

@@ -170,6 +170,7 @@ render_gateway_template() {
   sed -e "s|@RUN_DIR@/nginx|/tmp/nginx|g" -e "s|@RUN_DIR@|/tmp|g" -e "s|@USER_LINE@||" \
       -e "s|@LISTEN_HOST@|0.0.0.0|g" -e "s|@GATEWAY_PORT@|8081|g" \
       -e "s|@WEB_ROOT@|/usr/share/seckill/web|g" \
+      -e "s|@SWAGGER_UI_DIR@|/usr/share/seckill/swagger-ui|g" \
       -e "s|@ERROR_LOG@|/dev/stderr|; s|@ACCESS_LOG@|/dev/stdout|" \
       "$REPO_DIR/deploy/nginx/gateway.conf" >"$1"
   if grep -o '@[A-Z_]*@' "$1" | grep -Ev '^@(ORDER|STOCK)_SERVERS@$' >&2; then
@@ -197,6 +198,14 @@ build_images() {
   ctx=$(stage gateway)
   render_gateway_template "$ctx/gateway.conf.in"
   cp -a "$REPO_DIR/web" "$ctx/web"
+  # swagger-ui for /docs, when it could be installed here (else the page
+  # only links the documents).
+  ensure_swagger_ui
+  mkdir -p "$ctx/swagger-ui"
+  local asset
+  for asset in swagger-ui.css swagger-ui-bundle.js swagger-ui-standalone-preset.js; do
+    [[ -f $SWAGGER_UI_DIR/$asset ]] && cp "$SWAGGER_UI_DIR/$asset" "$ctx/swagger-ui/"
+  done
   build_image seckill/gateway:latest "$ctx"
 }
 

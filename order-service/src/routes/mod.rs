@@ -2,11 +2,13 @@
 //! for the signed-in buyer (`Buyer`/`Caller` extractors), opening sales and
 //! everything under `/api/admin` for admins (`Admin`); `/healthz`,
 //! `/readyz`, `/metrics` (scraped directly, not through the gateway), the
-//! sales list and a sale's view are public.
+//! sales list, a sale's view and the OpenAPI document
+//! (`/api-docs/openapi.json`, see [`openapi`]) are public.
 
 pub mod auth;
 pub mod batch;
 pub mod dashboard;
+pub mod openapi;
 pub mod orders;
 pub mod sales;
 
@@ -15,6 +17,7 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/api-docs/openapi.json", web::get().to(openapi::serve))
         .route("/api/orders", web::post().to(orders::place_order))
         .route("/api/orders", web::get().to(orders::list_orders))
         .route(

@@ -1,8 +1,10 @@
-//! HTTP routes of stock-service. A product's stock, `/healthz`, `/readyz`
-//! and `/metrics` (scraped directly) are public; setting stock, the applied
+//! HTTP routes of stock-service. A product's stock, `/healthz`, `/readyz`,
+//! `/metrics` (scraped directly) and the OpenAPI document
+//! (`/api-docs/openapi.json`, see [`openapi`]) are public; setting stock, the applied
 //! query and the stats are for admins (order-service calls them with its
 //! own service token).
 
+pub mod openapi;
 pub mod stock;
 
 use actix_web::web;
@@ -10,6 +12,7 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(common::http::healthz))
         .route("/readyz", web::get().to(common::deps::readyz))
+        .route("/api-docs/openapi.json", web::get().to(openapi::serve))
         .route("/metrics", web::get().to(stock::metrics))
         .route("/api/admin/metrics", web::get().to(stock::admin_metrics))
         .route("/api/stock/stats", web::get().to(stock::stats))
