@@ -11,7 +11,10 @@ if [[ ${1:-} == --cluster ]]; then
 fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 stop_gateway gateway
-for name in order-service stock-service broker namesrv; do
+for name in order-service stock-service; do
+  stop_daemon "$DAEMON_PREFIX$name"
+done
+for name in broker namesrv; do
   stop_daemon "$name"
 done
 log "stopped (MariaDB and Redis left running)"

@@ -17,11 +17,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCHEMATHESIS_VERSION="4.32.5"
 examples="${SECKILL_FUZZ_EXAMPLES:-50}"
-order_port="${SECKILL_FUZZ_ORDER_PORT:-28091}"
-stock_port="${SECKILL_FUZZ_STOCK_PORT:-28092}"
+STACK_NAMES="fuzz_$(date +%s)" DAEMON_PREFIX=fuzz- PROFILE=debug
+ORDER_PORT="${SECKILL_FUZZ_ORDER_PORT:-28091}" order_port=$ORDER_PORT
+STOCK_PORT="${SECKILL_FUZZ_STOCK_PORT:-28092}" stock_port=$STOCK_PORT
 order_url="http://127.0.0.1:$order_port"
 stock_url="http://127.0.0.1:$stock_port"
-run="fuzz_$(date +%s)"
 out="$RUN_DIR/fuzz"
 venv="$RUN_DIR/fuzz-venv"
 started=$SECONDS
@@ -38,7 +38,7 @@ st="$venv/bin/schemathesis"
 cleanup() {
   stop_daemon fuzz-order-service
   stop_daemon fuzz-stock-service
-  mysql_tcp -e "DROP DATABASE IF EXISTS seckill_${run}_order; DROP DATABASE IF EXISTS seckill_${run}_stock" || true
+  drop_stack_databases
 }
 stop_daemon fuzz-order-service
 stop_daemon fuzz-stock-service
@@ -47,19 +47,9 @@ for port in "$order_port" "$stock_port"; do
 done
 trap cleanup EXIT
 
-export APP_MQ__ORDER_TOPIC="seckill_${run}_order_events" APP_MQ__STOCK_TOPIC="seckill_${run}_stock_events"
 export APP_LOG__LEVEL=info
-APP_DATABASE__NAME="seckill_${run}_stock" APP_CONSUMER__GROUP="seckill_${run}_stock" \
-  APP_CONSUMER__EVENTS_PRODUCER_GROUP="seckill_${run}_stock_events" \
-  start_service fuzz-stock-service "$stock_port" "$REPO_DIR/target/debug/stock-service"
-APP_DATABASE__NAME="seckill_${run}_order" APP_ORDERS__PRODUCER_GROUP="seckill_${run}_tx" \
-  APP_REDIS__KEY_PREFIX="seckill_$run" \
-  APP_LIFECYCLE__EVENTS_GROUP="seckill_${run}_events" \
-  APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP="seckill_${run}_timeouts" \
-  APP_DEAD_LETTERS__GROUP="seckill_${run}_dead_letters" \
-  APP_DEAD_LETTERS__WATCHED_GROUPS="seckill_${run}_stock,seckill_${run}_events" \
-  APP_ADMISSION__STOCK_SERVICE_URL="$stock_url" APP_AUTH__DEV_TOKENS=true \
-  start_service fuzz-order-service "$order_port" "$REPO_DIR/target/debug/order-service"
+start_part stock-service
+start_part order-service
 
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 token_for() { # USER_ID ADMIN
@@ -131,7 +121,7 @@ for s in json.load(sys.stdin)["sales"]:
   stock=$(curl -fsS -H "Authorization: Bearer $admin_token" "$stock_url/api/stock/stats" | python3 -c '
 import json, sys
 print(json.dumps(json.load(sys.stdin), sort_keys=True))')
-  orders=$(mysql_tcp -N -e "SELECT COUNT(*), COALESCE(SUM(pay_count), 0) FROM seckill_${run}_order.orders")
+  orders=$(mysql_tcp -N -e "SELECT COUNT(*), COALESCE(SUM(pay_count), 0) FROM seckill_${STACK_NAMES}_order.orders")
   printf 'sales:\n%s\nstock: %s\n%s\n%s\norders: %s\n' "$sales" "$stock" \
     "$(curl -fsS "$stock_url/api/stock/1")" "$(curl -fsS "$stock_url/api/stock/2")" "$orders"
 }

@@ -217,6 +217,50 @@ start_service() {
   done
 }
 
+# The stack's own names: SECKILL_NAMES (e.g. "browser_1733") gives a stack
+# beside the default one its own databases, Redis prefix, topics and groups
+# (seckill_<names>_*); SECKILL_DAEMON_PREFIX names its processes (pid and log
+# files); SECKILL_PROFILE picks the build (release or debug). Unset: the
+# default stack of deploy/up.sh (release).
+STACK_NAMES="${SECKILL_NAMES:-}"
+DAEMON_PREFIX="${SECKILL_DAEMON_PREFIX:-}"
+PROFILE="${SECKILL_PROFILE:-release}"
+
+# start_part PART: starts this stack's stock-service or order-service (see
+# STACK_NAMES; ports ORDER_PORT and STOCK_PORT) unless it answers already.
+# order-service trusts X-Forwarded-For (the gateway sets it) and mints dev
+# tokens (the pages' sign-in).
+start_part() {
+  local part=$1 s="seckill_${STACK_NAMES}" port
+  local vars=()
+  if [[ -n $STACK_NAMES ]]; then
+    vars+=("APP_MQ__ORDER_TOPIC=${s}_order_events" "APP_MQ__STOCK_TOPIC=${s}_stock_events")
+    case $part in
+      stock-service) vars+=("APP_DATABASE__NAME=${s}_stock" "APP_CONSUMER__GROUP=${s}_stock"
+                            "APP_CONSUMER__EVENTS_PRODUCER_GROUP=${s}_stock_events") ;;
+      order-service) vars+=("APP_DATABASE__NAME=${s}_order" "APP_ORDERS__PRODUCER_GROUP=${s}_tx"
+                            "APP_REDIS__KEY_PREFIX=$s" "APP_LIFECYCLE__EVENTS_GROUP=${s}_events"
+                            "APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP=${s}_timeouts"
+                            "APP_DEAD_LETTERS__GROUP=${s}_dead_letters"
+                            "APP_DEAD_LETTERS__WATCHED_GROUPS=${s}_stock,${s}_events") ;;
+    esac
+  fi
+  case $part in
+    stock-service) port=$STOCK_PORT ;;
+    order-service) port=$ORDER_PORT
+                   vars+=("APP_ADMISSION__STOCK_SERVICE_URL=http://127.0.0.1:$STOCK_PORT"
+                          APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true APP_AUTH__DEV_TOKENS=true) ;;
+    *) die "start_part: unknown part $part" ;;
+  esac
+  (export "${vars[@]}" && start_service "$DAEMON_PREFIX$part" "$port" "$REPO_DIR/target/$PROFILE/$part")
+}
+
+# drop_stack_databases: this stack's databases (only a stack with its own names).
+drop_stack_databases() {
+  [[ -n $STACK_NAMES ]] || return 0
+  mysql_tcp -e "DROP DATABASE IF EXISTS seckill_${STACK_NAMES}_order; DROP DATABASE IF EXISTS seckill_${STACK_NAMES}_stock" || true
+}
+
 # start_gateway NAME GATEWAY_PORT ORDER_PORT STOCK_PORT: nginx serving web/ and
 # routing /api/... to the services (config: deploy/nginx/gateway.conf).
 start_gateway() {

@@ -18,13 +18,12 @@ ensure_infra
 log "building the services (release)"
 (cd "$REPO_DIR" && cargo build --release --locked -p order-service -p stock-service)
 
-start_service stock-service "$STOCK_PORT" "$REPO_DIR/target/release/stock-service"
+start_part stock-service
 # Behind the gateway: the client address comes from X-Forwarded-For, which
 # the gateway sets (and never passes through from the client).
 # Dev tokens on: the pages' sign-in mints a buyer's or an admin's token
 # (off by default, and in the container deployment).
-APP_RATE_LIMIT__TRUST_FORWARDED_FOR=true APP_AUTH__DEV_TOKENS=true \
-  start_service order-service "$ORDER_PORT" "$REPO_DIR/target/release/order-service"
+start_part order-service
 start_gateway gateway "$GATEWAY_PORT" "$ORDER_PORT" "$STOCK_PORT"
 
 cat <<MSG

@@ -215,9 +215,25 @@ impl Checkout {
                     order_tx::settle(&self.db, order.tx_no.as_str()).await
                 {
                     self.give_back(order).await;
+                    // Nothing was placed and the answer says "retry": the
+                    // retry's token must still be good (found by the chaos
+                    // suite: retries after BROKER_UNAVAILABLE were 403).
+                    if let Some(token) = token {
+                        self.restore_token(order, token).await;
+                    }
                 }
                 Err(err.into())
             }
+        }
+    }
+
+    async fn restore_token(&self, order: &OrderCreated, token: &OrderToken) {
+        if let Err(err) = self
+            .admission
+            .restore_token(token, order.user_id, order.product_id, self.order_token_ttl)
+            .await
+        {
+            tracing::warn!(%err, tx_no = %order.tx_no, "order token not restored; the retry needs a new one");
         }
     }
 

@@ -327,7 +327,9 @@ fn rocketmq_bin() -> String {
 /// A port `p` with `p`, `p + 33`, `p + 35` and `p + 36` free on loopback.
 fn free_base_port() -> u16 {
     let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
-    let seed = std::process::id() as u16;
+    // Test processes started together have neighbouring pids: 40 ports
+    // apart, their port sets (base..=base + 36) cannot overlap.
+    let seed = (std::process::id() % 500) as u16 * 40;
     (0..2000u16)
         .map(|i| 20_000 + (seed.wrapping_add(i.wrapping_mul(37)) % 20_000))
         .find(|&p| [p, p + 33, p + 35, p + 36].into_iter().all(free))

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use seckill_tests::app::TestApp;
 use seckill_tests::broker::PrivateBroker;
-use seckill_tests::services::{RunningService, open_sale, place_order};
+use seckill_tests::services::{
+    RunningService, open_sale, place_order, place_order_with_key, sale_view,
+};
 use seckill_tests::{db, eventually};
 
 async fn readyz(service: &RunningService) -> StatusCode {
@@ -139,4 +141,45 @@ async fn a_broker_restart_loses_no_committed_order_and_readiness_waits_for_the_p
     );
 
     Arc::into_inner(app).expect("buyers done").stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_after_the_broker_was_away_is_placed_with_the_same_order_token() {
+    // Arrange: a sale on a broker of this test's own, which is then killed.
+    let mut broker = PrivateBroker::start().await;
+    let app = TestApp::builder().broker(&broker).spawn().await;
+    let orders = &app.orders;
+    open_sale(orders, 1, 10).await;
+    broker.kill_broker();
+
+    // Act 1: an order with a key (and its one-time token) while the broker is away.
+    let (status, body, _) = place_order_with_key(orders, 7, 1, 1, "retry-after-503").await;
+
+    // Assert 1: refused with a 503 that invites a retry; the reservation is back.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        sale_view(orders, 1).await,
+        (10, 0),
+        "reservation given back"
+    );
+
+    // Act 2: the broker returns; the client retries the same request (same
+    // key, same order token), as the 503 told it to.
+    broker.restart_broker().await;
+    eventually("ready again", Duration::from_secs(90), || async move {
+        (readyz(orders).await == StatusCode::OK).then_some(())
+    })
+    .await;
+    let (status, body, replayed) = place_order_with_key(orders, 7, 1, 1, "retry-after-503").await;
+
+    // Assert 2: placed (the chaos suite found it refused 403 ORDER_TOKEN_INVALID:
+    // the first attempt had used the token up).
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        !replayed,
+        "nothing was placed before: a new order, not a replay"
+    );
+    assert_eq!(sale_view(orders, 1).await, (9, 1));
+
+    app.stop().await;
 }

@@ -345,6 +345,28 @@ impl AdmissionGate {
         Ok(Issued::Refused(refused))
     }
 
+    /// Makes `token` good again for `user` and `product`, for `ttl`, after
+    /// the order it was used up by placed nothing (the broker failed and the
+    /// reservation went back): the client's retry, which the `503` invites,
+    /// carries the same token. Never overwrites a token that is there.
+    #[tracing::instrument(skip(self, token))]
+    pub async fn restore_token(
+        &self,
+        token: &OrderToken,
+        user: UserId,
+        product: ProductId,
+        ttl: Duration,
+    ) -> Result<(), RedisError> {
+        redis::cmd("SET")
+            .arg(self.keys.order_token(token))
+            .arg(token_value(user, product))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg("NX")
+            .query_async::<()>(&mut self.redis.clone())
+            .await
+    }
+
     /// Gives back the reservation of `tx_no` (at most once, however often called).
     /// Call only once the transaction is known to be rolled back.
     #[tracing::instrument(skip(self))]

@@ -1,0 +1,153 @@
+//! The chaos suite. Each scenario runs a flash sale of its own product with
+//! buyers who also pay and cancel (seeded, so a failure can be replayed with
+//! `--seed`), injects one fault mid-sale, heals it, waits for the system to
+//! be quiet and checks every invariant, printing a PASS/FAIL line for each
+//! and a summary line. It talks to the stack only as a client would (HTTP
+//! with signed tokens) and reads its two databases; faults go through
+//! `deploy/part.sh` (processes) or SQL (the failing commit).
+//!
+//! `client` makes the calls, `workload` runs the buyers, `scenarios` injects
+//! and heals the faults, `checks` judges the result, `stack` knows the parts.
+
+pub mod checks;
+pub mod client;
+pub mod scenarios;
+pub mod stack;
+pub mod workload;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::scenarios::Scenario;
+use crate::stack::Stack;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Scenarios to run, by name (see --list); several may be given.
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// The fast scenarios (the README's test command runs these).
+    #[arg(long, conflicts_with = "all")]
+    pub fast: bool,
+    /// Every scenario.
+    #[arg(long)]
+    pub all: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Seed of the buyers' choices and timings (printed; default: the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The repository whose `deploy/part.sh` controls the stack (the stack is
+    /// the one its environment names: SECKILL_RUN_DIR, SECKILL_*_PORT, …).
+    #[arg(long, default_value = ".")]
+    pub repo: std::path::PathBuf,
+    /// Buyers per scenario.
+    #[arg(long, default_value_t = 400)]
+    pub buyers: u64,
+    /// Items per sale (fewer than buyers: the sale sells out).
+    #[arg(long, default_value_t = 250)]
+    pub stock: i64,
+    /// How long the buyers keep arriving, in seconds.
+    #[arg(long, default_value_t = 12)]
+    pub sale_secs: u64,
+    /// Buyers served at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Longest wait for the system to be quiet after the fault healed, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub quiet_secs: u64,
+}
+
+/// Runs the chosen scenarios; `Ok(false)` when any invariant failed.
+pub async fn run(args: Args) -> anyhow::Result<bool> {
+    if args.list {
+        for scenario in Scenario::ALL {
+            println!(
+                "{:<20} {:<5} {}",
+                scenario.name(),
+                if scenario.fast() { "fast" } else { "slow" },
+                scenario.describe()
+            );
+        }
+        return Ok(true);
+    }
+    let chosen = choose(&args)?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let stack = Stack::describe(&args.repo).await?;
+    println!(
+        "[chaos] seed {seed} (replay: --seed {seed}); {} scenario(s) against {}",
+        chosen.len(),
+        stack.order_url
+    );
+    let started = Instant::now();
+    let mut results = Vec::new();
+    for (index, scenario) in chosen.iter().enumerate() {
+        let plan = workload::Plan {
+            product: fresh_product(index),
+            stock: args.stock,
+            buyers: args.buyers,
+            sale: Duration::from_secs(args.sale_secs),
+            concurrency: args.concurrency,
+            seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            quiet_limit: Duration::from_secs(args.quiet_secs),
+        };
+        let outcome = scenarios::run(&stack, *scenario, &plan).await?;
+        results.push((*scenario, outcome));
+    }
+    println!();
+    let mut all_passed = true;
+    for (scenario, outcome) in &results {
+        all_passed &= outcome.passed();
+        println!(
+            "[chaos] {:<4} {:<20} {} of {} checks passed, quiet {:.1} s after healing, {:.0} s in all",
+            if outcome.passed() { "PASS" } else { "FAIL" },
+            scenario.name(),
+            outcome.checks.iter().filter(|c| c.pass).count(),
+            outcome.checks.len(),
+            outcome.quiet_after.as_secs_f64(),
+            outcome.took.as_secs_f64()
+        );
+    }
+    println!(
+        "[chaos] summary: {} of {} scenarios passed in {:.0} s (seed {seed})",
+        results.iter().filter(|(_, o)| o.passed()).count(),
+        results.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(all_passed)
+}
+
+fn choose(args: &Args) -> anyhow::Result<Vec<Scenario>> {
+    if args.all {
+        return Ok(Scenario::ALL.to_vec());
+    }
+    if args.fast {
+        return Ok(Scenario::ALL.into_iter().filter(|s| s.fast()).collect());
+    }
+    anyhow::ensure!(
+        !args.scenarios.is_empty(),
+        "name scenarios with --scenario, or use --fast or --all (--list shows them)"
+    );
+    args.scenarios
+        .iter()
+        .map(|name| {
+            Scenario::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| anyhow::anyhow!("no scenario named {name:?} (see --list)"))
+        })
+        .collect()
+}
+
+/// A product id no earlier run used: the sale's stock and orders are its own.
+fn fresh_product(index: usize) -> i64 {
+    let secs = chrono::Utc::now().timestamp() % 10_000_000;
+    8_000_000_000 + secs * 100 + index as i64
+}

@@ -1,0 +1,243 @@
+//! The faults: what each scenario breaks mid-sale, for how long, and how it
+//! is healed; and the run of one scenario (sale, fault, heal, verdict).
+
+use std::time::{Duration, Instant};
+
+use sea_orm::ConnectionTrait;
+
+use crate::checks::{self, Check, Evidence, Window};
+use crate::client::Client;
+use crate::stack::{Action, Part, Stack};
+use crate::workload::{self, Plan, Retries};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    KillOrderService,
+    KillStockService,
+    KillBroker,
+    RestartMariaDb,
+    RestartRedis,
+    HungConsumer,
+    RetryStorm,
+    FailingCommit,
+}
+
+impl Scenario {
+    pub const ALL: [Self; 8] = [
+        Self::KillOrderService,
+        Self::KillStockService,
+        Self::KillBroker,
+        Self::RestartMariaDb,
+        Self::RestartRedis,
+        Self::HungConsumer,
+        Self::RetryStorm,
+        Self::FailingCommit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KillOrderService => "kill-order-service",
+            Self::KillStockService => "kill-stock-service",
+            Self::KillBroker => "kill-broker",
+            Self::RestartMariaDb => "restart-mariadb",
+            Self::RestartRedis => "restart-redis",
+            Self::HungConsumer => "hung-consumer",
+            Self::RetryStorm => "retry-storm",
+            Self::FailingCommit => "failing-commit",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::KillOrderService => {
+                "SIGKILL order-service with transactions in flight, restart it"
+            }
+            Self::KillStockService => "SIGKILL stock-service mid-sale, restart it",
+            Self::KillBroker => "SIGKILL the broker mid-sale, restart it on its store",
+            Self::RestartMariaDb => "stop MariaDB mid-sale for 3 s, start it",
+            Self::RestartRedis => "stop Redis (it keeps nothing) mid-sale, start it empty",
+            Self::HungConsumer => "SIGSTOP stock-service for 15 s, SIGCONT",
+            Self::RetryStorm => {
+                "no fault: every order with an Idempotency-Key, 300 ms client timeouts, \
+                 up to 3 more tries racing the first"
+            }
+            Self::FailingCommit => {
+                "the order DB refuses every third buyer's order insert (a trigger) after \
+                 its half message was sent, for 40% of the sale"
+            }
+        }
+    }
+
+    /// Run by the README's test command (`--fast`).
+    pub fn fast(self) -> bool {
+        !matches!(self, Self::RestartMariaDb)
+    }
+
+    fn retries(self) -> Retries {
+        match self {
+            Self::RetryStorm => Retries::Storm,
+            _ => Retries::Patient,
+        }
+    }
+
+    /// Breaks the part; returns once it is broken.
+    async fn inject(self, stack: &Stack, plan: &Plan) -> anyhow::Result<()> {
+        match self {
+            Self::KillOrderService => stack.part(Action::Kill, Part::OrderService).await,
+            Self::KillStockService => stack.part(Action::Kill, Part::StockService).await,
+            Self::KillBroker => stack.part(Action::Kill, Part::Broker).await,
+            Self::RestartMariaDb => stack.part(Action::Stop, Part::MariaDb).await,
+            Self::RestartRedis => stack.part(Action::Stop, Part::Redis).await,
+            Self::HungConsumer => stack.part(Action::Pause, Part::StockService).await,
+            Self::RetryStorm => Ok(()),
+            Self::FailingCommit => {
+                let db = checks::connect(&stack.order_db).await?;
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {} BEFORE INSERT ON orders FOR EACH ROW \
+                     IF NEW.product_id = {} AND MOD(NEW.user_id, 3) = 0 THEN \
+                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'chaos: this commit fails'; \
+                     END IF",
+                    trigger_name(plan),
+                    plan.product
+                ))
+                .await?;
+                println!("[chaos]   trigger {} refuses inserts", trigger_name(plan));
+                Ok(())
+            }
+        }
+    }
+
+    /// How long the fault lasts before it is healed.
+    fn hold(self, plan: &Plan) -> Duration {
+        match self {
+            Self::KillOrderService => Duration::from_secs(1),
+            Self::KillStockService | Self::KillBroker => Duration::from_secs(2),
+            Self::RestartMariaDb => Duration::from_secs(3),
+            Self::RestartRedis => Duration::from_millis(500),
+            Self::HungConsumer => Duration::from_secs(15),
+            Self::RetryStorm => Duration::ZERO,
+            Self::FailingCommit => plan.sale.mul_f64(0.4),
+        }
+    }
+
+    async fn heal(self, stack: &Stack, plan: &Plan) -> anyhow::Result<()> {
+        match self {
+            Self::KillOrderService => stack.part(Action::Start, Part::OrderService).await,
+            Self::KillStockService => stack.part(Action::Start, Part::StockService).await,
+            Self::KillBroker => stack.part(Action::Start, Part::Broker).await,
+            Self::RestartMariaDb => stack.part(Action::Start, Part::MariaDb).await,
+            Self::RestartRedis => stack.part(Action::Start, Part::Redis).await,
+            Self::HungConsumer => stack.part(Action::Resume, Part::StockService).await,
+            Self::RetryStorm => Ok(()),
+            Self::FailingCommit => {
+                let db = checks::connect(&stack.order_db).await?;
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {}", trigger_name(plan)))
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn trigger_name(plan: &Plan) -> String {
+    format!("chaos_fail_commit_{}", plan.product)
+}
+
+/// One scenario's result.
+#[derive(Debug)]
+pub struct Outcome {
+    pub checks: Vec<Check>,
+    pub quiet_after: Duration,
+    pub took: Duration,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.pass)
+    }
+}
+
+/// After the services are ready again, 5xx answers still count as inside the
+/// fault window for this long (requests sent before healing finish late).
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Opens a sale, runs its buyers, injects the fault after 30% of the sale,
+/// heals it, and judges.
+pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    println!(
+        "\n[chaos] {} (product {}, {} items, {} buyers over {:?}): {}",
+        scenario.name(),
+        plan.product,
+        plan.stock,
+        plan.buyers,
+        plan.sale,
+        scenario.describe()
+    );
+    stack.wait_ready(Duration::from_secs(120)).await?;
+    let client = Client::new(&stack.order_url, &stack.secret, Duration::from_secs(5))?;
+    workload::open_sale(&client, plan).await?;
+    let dead_letters_before = checks::reconcile(&client, plan.product)
+        .await
+        .map_or(0, |(_, n)| n);
+
+    let buyers = {
+        let (client, plan) = (client.clone(), plan.clone());
+        tokio::spawn(async move { workload::run(&client, &plan, scenario.retries()).await })
+    };
+    tokio::time::sleep(plan.sale.mul_f64(0.3)).await;
+    let from = Instant::now();
+    let healed = async {
+        scenario.inject(stack, plan).await?;
+        tokio::time::sleep(scenario.hold(plan)).await;
+        scenario.heal(stack, plan).await?;
+        stack.wait_ready(Duration::from_secs(180)).await
+    }
+    .await;
+    let healed_at = Instant::now();
+    let window = match scenario {
+        // The storm is not a fault of the system: no 5xx at all.
+        Scenario::RetryStorm => Window { from, to: from },
+        _ => Window {
+            from,
+            to: healed_at + GRACE,
+        },
+    };
+    let journal = buyers.await??;
+    healed?;
+    println!(
+        "[chaos]   healed and ready {:.1} s after the fault; last buyer done {:.1} s after healing; answers: {:?}",
+        (healed_at - from).as_secs_f64(),
+        healed_at.elapsed().as_secs_f64(),
+        journal.answers
+    );
+
+    let order_db = checks::connect(&stack.order_db).await?;
+    let stock_db = checks::connect(&stack.stock_db).await?;
+    let (checks, quiet_after) = checks::judge(&Evidence {
+        client: &client,
+        order_db: &order_db,
+        stock_db: &stock_db,
+        plan,
+        journal: &journal,
+        window,
+        dead_letters_before,
+        healed_at,
+    })
+    .await?;
+    for check in &checks {
+        println!(
+            "[chaos]   {} {}: {}",
+            if check.pass { "PASS" } else { "FAIL" },
+            check.name,
+            check.detail
+        );
+    }
+    let _ = order_db.close().await;
+    let _ = stock_db.close().await;
+    Ok(Outcome {
+        checks,
+        quiet_after,
+        took: started.elapsed(),
+    })
+}
