@@ -1,7 +1,10 @@
 //! What order-service counts as it happens: order requests by outcome,
 //! check-backs by answer, transactional sends in flight, orders closed by
 //! reason, dead letters recorded. `/metrics` adds per-product gauges read at
-//! scrape time (see [`crate::dashboard`]).
+//! scrape time (see [`crate::dashboard`]). The JSON form names the instance
+//! (an id new at each start), so a reader taking rates from the deltas of two
+//! reads never subtracts one replica's counters (or a restarted one's) from
+//! another's.
 
 use common::metric_label;
 use common::metrics::{DynamicCounter, Exposition, Gauge, LabeledCounter};
@@ -64,6 +67,8 @@ metric_label!(
 );
 
 pub struct OrderMetrics {
+    /// This process's counters: an id drawn at start.
+    pub instance: String,
     pub orders: LabeledCounter<OrderAnswer>,
     pub check_backs: LabeledCounter<CheckBackAnswer>,
     pub closed: LabeledCounter<ClosedBy>,
@@ -77,6 +82,7 @@ pub struct OrderMetrics {
 impl Default for OrderMetrics {
     fn default() -> Self {
         Self {
+            instance: uuid::Uuid::new_v4().simple().to_string(),
             orders: LabeledCounter::new(
                 "seckill_order_requests_total",
                 "Order requests by outcome: POST /api/orders, and the order-token requests before them (refused there: their refusal; `issued`: a token handed out).",
@@ -128,6 +134,7 @@ impl OrderMetrics {
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "instance": self.instance,
             "order_requests": self.orders.to_json(),
             "check_backs": self.check_backs.to_json(),
             "closed": self.closed.to_json(),
@@ -136,5 +143,21 @@ impl OrderMetrics {
             "transactions_in_flight": self.in_flight.get(),
             "transactions_by_broker": self.by_broker.to_json(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_instance_names_its_counters_with_its_own_id() {
+        let (one, other) = (OrderMetrics::default(), OrderMetrics::default());
+        one.orders.inc(OrderAnswer::Created);
+        let json = one.to_json();
+        assert_eq!(json["instance"], one.instance.as_str());
+        assert_eq!(json["order_requests"]["created"], 1);
+        assert_eq!(one.instance.len(), 32);
+        assert_ne!(one.instance, other.instance);
     }
 }

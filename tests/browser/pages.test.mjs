@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 
 const GATEWAY = process.env.GATEWAY_URL ?? 'http://127.0.0.1:8081';
@@ -13,6 +14,7 @@ const DOCS = process.env.DOCS_SCREENSHOT_DIR;
 const PRODUCT = 1 + (Date.now() % 1_000_000_000);
 const SOLD_OUT_PRODUCT = PRODUCT + 1;
 const TIMED_PRODUCT = PRODUCT + 2;
+const CHART_PRODUCT = PRODUCT + 3;
 
 let browser;
 let page;
@@ -235,6 +237,71 @@ test('dashboard: a cancelled order puts its item back in stock, live', async () 
   await row.locator('.redis-stock', { hasText: /^4$/ }).waitFor();
   await row.locator('.verdict', { hasText: 'ok' }).waitFor();
   await page.locator('#verdict', { hasText: 'consistent' }).waitFor();
+});
+
+/**
+ * Waits until a dashboard chart's line shows `want` (charts.js puts each
+ * line's figures on its path: data-points, data-last, data-max): at least
+ * `points` points, a last value of `last`, a highest value of at least `max`
+ * (or above 0 with max: 0 and above true). Fails with what the line showed.
+ */
+async function lineShows(chart, series, want, timeout = 30_000) {
+  const selector = `#chart-${chart} path.line[data-series="${series}"]`;
+  try {
+    await page.waitForFunction(({ selector, want }) => {
+      const line = document.querySelector(selector)?.dataset;
+      if (!line) return false;
+      return (want.points === undefined || Number(line.points) >= want.points)
+        && (want.last === undefined || line.last === String(want.last))
+        && (want.max === undefined || (want.above ? Number(line.max) > want.max : Number(line.max) >= want.max));
+    }, { selector, want }, { timeout, polling: 200 });
+  } catch {
+    const shown = await page.locator(selector).evaluate((el) => ({ ...el.dataset })).catch(() => 'no such line');
+    assert.fail(`${chart} chart, line ${series}: wanted ${JSON.stringify(want)}, shows ${JSON.stringify(shown)}`);
+  }
+}
+
+test('dashboard charts: a small sale is drawn live as answers/s, committed orders/s, stock left and backlog', async () => {
+  const opened = await api('PUT', `/api/sales/${CHART_PRODUCT}`, { stock: 30, per_user_limit: 1 }, await tokenFor(1, true));
+  assert.equal(opened.status, 200, JSON.stringify(opened.data));
+  await page.goto(`${GATEWAY}/dashboard`);
+  await signIn(1, true);
+  // Rates are deltas between the page's readings: a few readings before the sale.
+  await lineShows('stock', CHART_PRODUCT, { last: 30, points: 2 });
+  await lineShows('committed', 'committed', { last: 0, points: 3 });
+
+  // 58 buyers for 30 items, in waves a second apart that grow and then
+  // shrink; two buyers try again while stock is left (over their limit of 1).
+  const answers = [];
+  let buyer = 300;
+  for (const [wave, size] of [4, 6, 8, 10, 12, 10, 8].entries()) {
+    const buyers = Array.from({ length: size }, () => (buyer += 1));
+    answers.push(...await Promise.all(buyers.map((b) => order(b, CHART_PRODUCT))));
+    if (wave === 0 || wave === 2) answers.push(await order(buyers[0], CHART_PRODUCT));
+    await sleep(1000);
+  }
+  const answered = (code) => answers.filter((a) => (code === 201 ? a.status === 201 : a.data?.code === code)).length;
+  assert.deepEqual([answered(201), answered('SOLD_OUT'), answered('LIMIT_EXCEEDED')], [30, 28, 2],
+    JSON.stringify(answers.map((a) => a.data?.code ?? a.status)));
+
+  // Each answer got its own line, above 0 while the sale ran.
+  for (const answer of ['created', 'issued', 'sold_out', 'limit_exceeded']) {
+    await lineShows('requests', answer, { max: 0, above: true });
+  }
+  assert.equal(await page.locator('#chart-requests path.line[data-series="rate_limited"]').count(), 0,
+    'an answer nobody got is not drawn');
+  // Orders were committed at a rate above 0, which falls back to 0 once the sale is over.
+  await lineShows('committed', 'committed', { max: 0, above: true });
+  await lineShows('committed', 'committed', { last: 0 });
+  // The product's stock line goes from 30 to 0 and its backlog drains to 0.
+  await lineShows('stock', CHART_PRODUCT, { last: 0, max: 30 });
+  await lineShows('backlog', CHART_PRODUCT, { last: 0 });
+  await page.locator(`#chart-stock li[data-series="${CHART_PRODUCT}"] .value`, { hasText: /^0 left$/ }).waitFor();
+  await lineShows('check-backs', 'commit', { points: 2 });
+  await page.locator(`tr[data-product="${CHART_PRODUCT}"] .verdict`, { hasText: 'ok' }).waitFor();
+  await page.locator('#verdict', { hasText: 'consistent' }).waitFor();
+  // A few quiet readings after the sale, for the picture.
+  await lineShows('stock', CHART_PRODUCT, { points: 22 });
   await shot('dashboard');
 });
 
