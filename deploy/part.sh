@@ -3,7 +3,8 @@
 #   deploy/part.sh ACTION PART
 #   ACTION  kill (SIGKILL) | stop (gracefully) | start | pause (SIGSTOP) |
 #           resume (SIGCONT) | pid
-#   deploy/part.sh describe   (the stack's addresses and names, KEY=VALUE)
+#   deploy/part.sh describe   (the stack's addresses and names, KEY=VALUE;
+#                              empty: the services' built-in default)
 #   PART    order-service | stock-service | broker | namesrv | mariadb | redis
 # The stack is the one the environment names (SECKILL_RUN_DIR, SECKILL_*_PORT,
 # SECKILL_NAMES, SECKILL_DAEMON_PREFIX, SECKILL_PROFILE; see deploy/lib.sh):
@@ -22,6 +23,9 @@ stock_url=http://127.0.0.1:$STOCK_PORT
 order_db=mysql://root@127.0.0.1:$MYSQL_PORT/${db}_order
 stock_db=mysql://root@127.0.0.1:$MYSQL_PORT/${db}_stock
 secret_file=$RUN_DIR/auth.secret
+namesrv=127.0.0.1:$NAMESRV_PORT
+order_topic=${STACK_NAMES:+seckill_${STACK_NAMES}_order_events}
+stock_group=${STACK_NAMES:+seckill_${STACK_NAMES}_stock}
 EOF
   exit 0
 fi

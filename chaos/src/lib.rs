@@ -97,6 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             concurrency: args.concurrency,
             seed: seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
             quiet_limit: Duration::from_secs(args.quiet_secs),
+            opened_at_ms: chrono::Utc::now().timestamp_millis() as u64,
         };
         let outcome = scenarios::run(&stack, *scenario, &plan).await?;
         results.push((*scenario, outcome));

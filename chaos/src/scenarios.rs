@@ -20,10 +20,11 @@ pub enum Scenario {
     HungConsumer,
     RetryStorm,
     FailingCommit,
+    ReplayTopic,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::KillOrderService,
         Self::KillStockService,
         Self::KillBroker,
@@ -32,6 +33,7 @@ impl Scenario {
         Self::HungConsumer,
         Self::RetryStorm,
         Self::FailingCommit,
+        Self::ReplayTopic,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +46,7 @@ impl Scenario {
             Self::HungConsumer => "hung-consumer",
             Self::RetryStorm => "retry-storm",
             Self::FailingCommit => "failing-commit",
+            Self::ReplayTopic => "replay-topic",
         }
     }
 
@@ -65,6 +68,11 @@ impl Scenario {
                 "the order DB refuses every third buyer's order insert (a trigger) after \
                  its half message was sent, for 40% of the sale"
             }
+            Self::ReplayTopic => {
+                "duplicate delivery forced: stock-service stopped, its consumer group's \
+                 offsets reset to the sale's start (broker admin API), started: everything \
+                 since is delivered again"
+            }
         }
     }
 
@@ -83,6 +91,7 @@ impl Scenario {
     /// Breaks the part; returns once it is broken.
     async fn inject(self, stack: &Stack, plan: &Plan) -> anyhow::Result<()> {
         match self {
+            Self::ReplayTopic => stack.part(Action::Stop, Part::StockService).await,
             Self::KillOrderService => stack.part(Action::Kill, Part::OrderService).await,
             Self::KillStockService => stack.part(Action::Kill, Part::StockService).await,
             Self::KillBroker => stack.part(Action::Kill, Part::Broker).await,
@@ -117,11 +126,22 @@ impl Scenario {
             Self::HungConsumer => Duration::from_secs(15),
             Self::RetryStorm => Duration::ZERO,
             Self::FailingCommit => plan.sale.mul_f64(0.4),
+            Self::ReplayTopic => Duration::from_secs(1),
         }
     }
 
     async fn heal(self, stack: &Stack, plan: &Plan) -> anyhow::Result<()> {
         match self {
+            Self::ReplayTopic => {
+                // Boxed: the admin client's future is too deep to inline here.
+                let moved = Box::pin(crate::stack::replay(stack, plan.opened_at_ms)).await?;
+                println!(
+                    "[chaos]   {moved} queues of {} moved back to the sale's start",
+                    stack.order_topic
+                );
+                anyhow::ensure!(moved > 0, "the reset moved no queue");
+                stack.part(Action::Start, Part::StockService).await
+            }
             Self::KillOrderService => stack.part(Action::Start, Part::OrderService).await,
             Self::KillStockService => stack.part(Action::Start, Part::StockService).await,
             Self::KillBroker => stack.part(Action::Start, Part::Broker).await,
@@ -180,6 +200,7 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
     let dead_letters_before = checks::reconcile(&client, plan.product)
         .await
         .map_or(0, |(_, n)| n);
+    let stock_client = Client::new(&stack.stock_url, &stack.secret, Duration::from_secs(5))?;
 
     let buyers = {
         let (client, plan) = (client.clone(), plan.clone());
@@ -189,9 +210,17 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
     let from = Instant::now();
     let healed = async {
         scenario.inject(stack, plan).await?;
+        // What a replay must deliver again at least: all applied before it.
+        let applied_before = match scenario {
+            Scenario::ReplayTopic => {
+                Some(applied(&checks::connect(&stack.stock_db).await?, plan).await?)
+            }
+            _ => None,
+        };
         tokio::time::sleep(scenario.hold(plan)).await;
         scenario.heal(stack, plan).await?;
-        stack.wait_ready(Duration::from_secs(180)).await
+        stack.wait_ready(Duration::from_secs(180)).await?;
+        anyhow::Ok(applied_before)
     }
     .await;
     let healed_at = Instant::now();
@@ -204,7 +233,7 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
         },
     };
     let journal = buyers.await??;
-    healed?;
+    let applied_before = healed?;
     println!(
         "[chaos]   healed and ready {:.1} s after the fault; last buyer done {:.1} s after healing; answers: {:?}",
         (healed_at - from).as_secs_f64(),
@@ -214,7 +243,7 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
 
     let order_db = checks::connect(&stack.order_db).await?;
     let stock_db = checks::connect(&stack.stock_db).await?;
-    let (checks, quiet_after) = checks::judge(&Evidence {
+    let (mut checks, quiet_after) = checks::judge(&Evidence {
         client: &client,
         order_db: &order_db,
         stock_db: &stock_db,
@@ -225,6 +254,9 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
         healed_at,
     })
     .await?;
+    if let Some(applied_before) = applied_before {
+        checks.push(replayed(&stock_client, applied_before).await);
+    }
     for check in &checks {
         println!(
             "[chaos]   {} {}: {}",
@@ -240,4 +272,47 @@ pub async fn run(stack: &Stack, scenario: Scenario, plan: &Plan) -> anyhow::Resu
         quiet_after,
         took: started.elapsed(),
     })
+}
+
+/// stock-service's count of messages it found applied already.
+async fn dedupe_hits(stock: &Client) -> Option<i64> {
+    stock
+        .admin(reqwest::Method::GET, "/api/stock/stats", None)
+        .await
+        .body()["dedupe_hits"]
+        .as_i64()
+}
+
+/// Messages of the plan's sale stock-service has applied.
+async fn applied(stock_db: &sea_orm::DatabaseConnection, plan: &Plan) -> anyhow::Result<i64> {
+    Ok(common::db::scalar(
+        stock_db,
+        "SELECT COUNT(*) FROM tx_log WHERE product_id = ?",
+        [plan.product.into()],
+    )
+    .await?)
+}
+
+/// The replay happened: the restarted stock-service (its count starts at 0)
+/// found at least every message applied before the reset applied already.
+async fn replayed(stock: &Client, applied_before: i64) -> Check {
+    // The consumer catches up with the replayed part in its own time.
+    let started = Instant::now();
+    let mut seen_again = None;
+    while started.elapsed() < Duration::from_secs(90) {
+        seen_again = dedupe_hits(stock).await;
+        if seen_again.is_some_and(|n| n >= applied_before) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Check {
+        name: "the sale was delivered again",
+        pass: seen_again.is_some_and(|n| n >= applied_before),
+        detail: format!(
+            "{seen_again:?} messages found applied already (dedupe hits) within {:.1} s; \
+             {applied_before} were applied before the reset",
+            started.elapsed().as_secs_f64()
+        ),
+    }
 }

@@ -61,6 +61,10 @@ pub struct Stack {
     pub stock_db: String,
     /// The HS256 secret the services check tokens with (never printed).
     pub secret: String,
+    pub namesrv: String,
+    /// The order topic and stock-service's consumer group.
+    pub order_topic: String,
+    pub stock_group: String,
 }
 
 impl Stack {
@@ -92,6 +96,13 @@ impl Stack {
             order_db: field("order_db")?,
             stock_db: field("stock_db")?,
             secret,
+            namesrv: field("namesrv")?,
+            order_topic: Some(field("order_topic")?)
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| common::messages::ORDER_TOPIC.to_owned()),
+            stock_group: Some(field("stock_group")?)
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| common::messages::STOCK_CONSUMER_GROUP.to_owned()),
         })
     }
 
@@ -130,6 +141,37 @@ impl Stack {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// Moves `group`'s offsets on `topic` back to `since_ms` with the broker's
+/// admin API (server-side reset: the running consumer is told its offset
+/// moved and is sent every message since then again). How many queues moved.
+pub async fn replay(stack: &Stack, since_ms: u64) -> anyhow::Result<usize> {
+    use rocketmq_client_rust::{DefaultMQAdminExt, OffsetAdmin};
+    let settings = common::settings::MqSettings {
+        namesrv_addr: stack.namesrv.clone(),
+        ..Default::default()
+    };
+    let runtime = common::mq::MqRuntime::start("seckill-chaos", &settings)?;
+    let mut admin = DefaultMQAdminExt::with_admin_ext_group_and_timeout(
+        runtime.client(),
+        format!("seckill_chaos_admin_{}", std::process::id()),
+        Duration::from_secs(5),
+    );
+    admin.set_namesrv_addr(stack.namesrv.as_str());
+    admin.start().await?;
+    let moved = OffsetAdmin::reset_offset_by_timestamp(
+        &admin,
+        None,
+        stack.order_topic.as_str().into(),
+        stack.stock_group.as_str().into(),
+        since_ms,
+        true,
+    )
+    .await;
+    admin.shutdown().await;
+    runtime.shutdown().await;
+    Ok(moved?.len())
 }
 
 async fn part_sh(repo: &Path, args: &[&str]) -> anyhow::Result<String> {

@@ -28,6 +28,8 @@ pub struct Plan {
     pub concurrency: usize,
     pub seed: u64,
     pub quiet_limit: Duration,
+    /// When the sale was opened (ms since the epoch).
+    pub opened_at_ms: u64,
 }
 
 /// How buyers retry.
@@ -208,7 +210,12 @@ impl Buyer {
             })
             .await;
         let token = token.body()["order_token"].as_str()?.to_owned();
-        let key = format!("chaos-{}-{}-{}", self.product, self.user, self.rng.next_u64());
+        let key = format!(
+            "chaos-{}-{}-{}",
+            self.product,
+            self.user,
+            self.rng.next_u64()
+        );
         let body = json!({"product_id": self.product, "count": 1});
         let answers = match self.retries {
             Retries::Patient => {
