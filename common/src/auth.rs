@@ -11,7 +11,7 @@
 //! the service's own key: dev tokens, the CLI, the batch runner's buyers and
 //! order-service's calls to stock-service.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::{Ready, ready};
 use std::time::Duration;
@@ -154,10 +154,11 @@ struct CheckingKey {
 /// Checks bearer tokens; built once at start-up from [`AuthSettings`].
 pub struct Verifier {
     keys: Vec<CheckingKey>,
+    /// The checks of each algorithm a key has, made once (not per request).
+    validations: HashMap<Algorithm, Validation>,
     issuer: String,
     audience: String,
     admin_role: String,
-    leeway: u64,
 }
 
 impl fmt::Debug for Verifier {
@@ -259,12 +260,24 @@ impl Verifier {
         if keys.is_empty() {
             return Err(AuthConfigError::NoKey);
         }
+        let validations = keys
+            .iter()
+            .map(|k| {
+                let mut validation = Validation::new(k.algorithm);
+                validation.set_issuer(&[&settings.issuer]);
+                validation.set_audience(&[&settings.audience]);
+                validation.leeway = settings.leeway_secs;
+                validation.required_spec_claims =
+                    HashSet::from(["exp", "sub", "iss", "aud"].map(String::from));
+                (k.algorithm, validation)
+            })
+            .collect();
         Ok(Self {
             keys,
+            validations,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             admin_role: settings.admin_role.clone(),
-            leeway: settings.leeway_secs,
         })
     }
 
@@ -282,13 +295,10 @@ impl Verifier {
         });
         let mut reason = "no configured key checks this token's algorithm";
         for candidate in candidates {
-            let mut validation = Validation::new(candidate.algorithm);
-            validation.set_issuer(&[&self.issuer]);
-            validation.set_audience(&[&self.audience]);
-            validation.leeway = self.leeway;
-            validation.required_spec_claims =
-                HashSet::from(["exp", "sub", "iss", "aud"].map(String::from));
-            match jsonwebtoken::decode::<CheckedClaims>(token, &candidate.key, &validation) {
+            let Some(validation) = self.validations.get(&candidate.algorithm) else {
+                continue;
+            };
+            match jsonwebtoken::decode::<CheckedClaims>(token, &candidate.key, validation) {
                 Ok(data) => {
                     let admin = data.claims.roles.contains(&self.admin_role);
                     return Ok(Caller {

@@ -340,8 +340,13 @@ async fn issue(
     let address = client_address(request, state);
     check_address_limit(state, address)?;
     let product = ProductId::parse_text(raw_product)?;
-    let from_memory = state.checkout.admission.sold_out_locally(product);
-    check_user_limits(state, address, buyer.user, from_memory).await?;
+    // A product seen sold out is answered before the per-user limit: the
+    // flood's answer costs less than counting it (each buyer would add a
+    // bucket), and "sold out" is true whatever the buyer's rate.
+    if state.checkout.admission.sold_out_locally(product) {
+        return Err(CheckoutError::SoldOut.into());
+    }
+    check_user_limits(state, address, buyer.user, false).await?;
     let token = state.checkout.issue_token(buyer.user, product).await?;
     Ok(HttpResponse::Ok().json(json!({
         "order_token": token.as_str(),
