@@ -5,6 +5,7 @@
 //! sales list, a sale's view and the OpenAPI document
 //! (`/api-docs/openapi.json`, see [`openapi`]) are public.
 
+pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod dashboard;
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(sales::rebuild),
         )
         .route("/api/admin/reconcile", web::get().to(sales::reconcile))
+        .route("/api/admin/audit", web::get().to(audit::audit))
         .route("/api/admin/reconcile/repair", web::post().to(sales::repair))
         .route(
             "/api/admin/dead-letters/{msg_id}/resolve",
