@@ -148,6 +148,7 @@ impl StockClient {
     /// The messages stock-service applied (its `tx_log`) at or after `since`,
     /// of one product or all, page by page in tx_no order, at most
     /// `max_rows`; `true` with them when there were more.
+    #[tracing::instrument(skip(self))]
     pub async fn applied_rows(
         &self,
         since: Option<chrono::DateTime<chrono::Utc>>,

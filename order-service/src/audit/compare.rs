@@ -13,7 +13,7 @@ use common::stock_log::{AppliedRow, MessageKind};
 use super::broker::{GroupLag, TopicMessage, UndecidedHalf, copies_by_tx};
 use super::report::{Difference, Finding, OrderDbSays, ProductAudit};
 use crate::store::TxOutcome;
-use crate::store::audit::{Fact, Known};
+use crate::store::audit::{Committed, Fact, Known};
 
 /// Consumers commit their offsets every few seconds: a message consumed a
 /// moment ago still counts as waiting until then.
@@ -25,7 +25,7 @@ pub struct Observed<'a> {
     pub facts: &'a [Fact],
     /// The order DB's COMMITTED `tx_log` rows in the window (empty for a
     /// one-product audit: `tx_log` has no product).
-    pub committed: &'a [(String, DateTime<Utc>)],
+    pub committed: &'a [Committed],
     pub messages: &'a [TopicMessage],
     pub applied: &'a [AppliedRow],
     pub undecided: &'a [UndecidedHalf],
@@ -51,7 +51,7 @@ pub struct Observed<'a> {
 /// that are not among the window's facts: the order DB is asked about each.
 pub fn strays(
     facts: &[Fact],
-    committed: &[(String, DateTime<Utc>)],
+    committed: &[Committed],
     messages: &[TopicMessage],
     applied: &[AppliedRow],
     undecided: &[UndecidedHalf],

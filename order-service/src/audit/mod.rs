@@ -201,10 +201,15 @@ impl Auditor {
                 "more than {max} orders in the window: only the oldest were compared"
             ));
         }
-        let committed = match product {
+        let (committed, committed_truncated) = match product {
             None => facts::committed_since(&self.db, scope.since, max).await?,
-            Some(_) => Vec::new(),
+            Some(_) => (Vec::new(), false),
         };
+        if committed_truncated {
+            incomplete.push(format!(
+                "more than {max} committed transactions in the window: only the oldest were matched to orders"
+            ));
+        }
         let (applied, stock_truncated) = self
             .stock
             .applied_rows(scope.since, scope.product, max)

@@ -29,6 +29,7 @@ pub struct Fact {
 /// The creations and cancellations recorded at or after `since`, of one
 /// product or all, oldest first; at most `limit` of each kind, and `true`
 /// when there were more.
+#[tracing::instrument(skip(db))]
 pub async fn facts(
     db: &DatabaseConnection,
     since: Option<DateTime<Utc>>,
@@ -95,32 +96,42 @@ fn fact_of(row: &QueryResult, kind: MessageKind) -> Result<Fact, DbErr> {
     })
 }
 
-/// The tx_nos `tx_log` holds as COMMITTED from `since` on (at most `limit`),
-/// with their commit time: each must be an order's creation or cancellation.
+/// A COMMITTED `tx_log` row: its tx_no and when.
+pub type Committed = (String, DateTime<Utc>);
+
+/// The tx_nos `tx_log` holds as COMMITTED from `since` on, with their
+/// commit time (each must be an order's creation or cancellation): at most
+/// `limit`, and `true` when there were more.
+#[tracing::instrument(skip(db))]
 pub async fn committed_since(
     db: &DatabaseConnection,
     since: Option<DateTime<Utc>>,
     limit: u64,
-) -> Result<Vec<(String, DateTime<Utc>)>, DbErr> {
+) -> Result<(Vec<Committed>, bool), DbErr> {
     let since = since.unwrap_or(DateTime::UNIX_EPOCH).naive_utc();
-    db.query_all_raw(stmt(
-        "SELECT tx_no, create_time FROM tx_log WHERE outcome = 'COMMITTED' AND create_time >= ? \
-         ORDER BY create_time LIMIT ?",
-        [since.into(), limit.into()],
-    ))
-    .await?
-    .iter()
-    .map(|row| {
-        Ok((
-            row.try_get("", "tx_no")?,
-            row.try_get::<NaiveDateTime>("", "create_time")?.and_utc(),
+    let mut committed = db
+        .query_all_raw(stmt(
+            "SELECT tx_no, create_time FROM tx_log WHERE outcome = 'COMMITTED' AND create_time >= ? \
+             ORDER BY create_time LIMIT ?",
+            [since.into(), (limit + 1).into()],
         ))
-    })
-    .collect()
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "tx_no")?,
+                row.try_get::<NaiveDateTime>("", "create_time")?.and_utc(),
+            ))
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    let truncated = committed.len() as u64 > limit;
+    committed.truncate(limit as usize);
+    Ok((committed, truncated))
 }
 
 /// What the order DB knows of each of `tx_nos`, whatever its time: the
 /// `tx_log` outcome and the order it created or cancelled (absent: unknown).
+#[tracing::instrument(skip_all, fields(asked = tx_nos.len()))]
 pub async fn look_up(
     db: &DatabaseConnection,
     tx_nos: &[String],
@@ -174,6 +185,7 @@ pub struct Known {
 }
 
 /// The creation and cancellation tx_nos of each of `order_nos` that exists.
+#[tracing::instrument(skip_all, fields(asked = order_nos.len()))]
 pub async fn transactions_of_orders(
     db: &DatabaseConnection,
     order_nos: &[String],
