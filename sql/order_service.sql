@@ -112,3 +112,8 @@ ALTER TABLE sales ADD COLUMN IF NOT EXISTS sale_price_cents BIGINT NULL;
 ALTER TABLE sales ADD COLUMN IF NOT EXISTS starts_at DATETIME(3) NULL;
 ALTER TABLE sales ADD COLUMN IF NOT EXISTS ends_at DATETIME(3) NULL;
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS unit_price_cents BIGINT NULL;
+
+-- Finding an order by its cancellation's tx_no (the consistency auditor asks
+-- which order a message or an applied row of stock-service belongs to; the
+-- redelivery pass confirms cancellations by it).
+CREATE INDEX IF NOT EXISTS idx_orders_cancel_tx_no ON orders (cancel_tx_no);

@@ -16,6 +16,7 @@
 //! - [`http`]: the JSON error body, JSON extractor errors and the health/readiness probes.
 //! - [`openapi`]: what both services' OpenAPI documents share (error body, probes, bearer scheme).
 //! - [`ledger`]: the stock invariant (opened = DB stock + sold, nothing oversold).
+//! - [`stock_log`]: stock-service's `tx_log` outcomes and rows, as the auditor reads them.
 //! - [`shutdown`]: the stop signal both services wait on.
 
 pub mod auth;
@@ -31,4 +32,5 @@ pub mod openapi;
 pub mod redis_link;
 pub mod settings;
 pub mod shutdown;
+pub mod stock_log;
 pub mod telemetry;

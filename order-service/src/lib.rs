@@ -23,7 +23,10 @@
 //!
 //! [`dead_letters`] records stuck messages (DLQs, discarded transactions);
 //! [`redelivery`] sends again any committed message stock-service has not
-//! applied in time (lost or discarded by the broker) and settles dead letters.
+//! applied in time (lost or discarded by the broker) and settles dead letters;
+//! [`audit`] checks that every committed creation and cancellation is in the
+//! broker's order topic and applied once by stock-service, reading the broker
+//! itself (half messages and consumer lag too), with reconciliation inside.
 //!
 //! [`sales`] opens sales (stock via [`stock_client`], the `sales` row, Redis)
 //! and rebuilds the admission state ([`admission::rebuild`], per sale) when
@@ -33,13 +36,14 @@
 //!
 //! Layers, one way: [`routes`] (and [`state`], what the handlers share) →
 //! services ([`checkout`], [`sales`], [`lifecycle`], [`batch`], [`dashboard`],
-//! [`redelivery`], [`events`]) → [`store`] (the only SQL against `orders`,
+//! [`redelivery`], [`events`], [`audit`]) → [`store`] (the only SQL against `orders`,
 //! `sales`, `tx_log`) / [`admission`] / [`order_tx`] /
 //! [`stock_client`]. [`startup`] wires it together and stops it (background
 //! jobs get a shutdown signal and are awaited); [`settings`] holds its
 //! configuration.
 
 pub mod admission;
+pub mod audit;
 pub mod batch;
 pub mod checkout;
 pub mod cli;

@@ -19,6 +19,24 @@ pub struct Settings {
     pub lifecycle: LifecycleSettings,
     pub dead_letters: DeadLetterSettings,
     pub redelivery: RedeliverySettings,
+    pub audit: AuditSettings,
+}
+
+/// The consistency auditor (see `audit`). It judges a committed fact only
+/// once it is older than `redelivery.after_secs` (younger ones are in
+/// flight), and reports the lag of the consumer groups in
+/// `dead_letters.watched_groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Consumer group the auditor reads the broker with (never a service's
+    /// own group: it would join that group).
+    pub group: String,
+    /// Most messages one audit reads from the broker, and most rows it reads
+    /// from each database; past it the audit says it is incomplete.
+    pub max_messages: u64,
+    /// How long one audit may take before it gives up.
+    pub timeout_secs: u64,
 }
 
 /// The safety net for committed messages that never reached stock-service
@@ -171,6 +189,11 @@ impl Default for Settings {
                 after_secs: 30,
                 interval_ms: 5_000,
                 producer_group: "seckill_order_redelivery_producer".into(),
+            },
+            audit: AuditSettings {
+                group: "seckill_auditor".into(),
+                max_messages: 200_000,
+                timeout_secs: 120,
             },
         }
     }

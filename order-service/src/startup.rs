@@ -13,6 +13,7 @@ use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 
 use crate::admission::{AdmissionGate, Keys, follow_restocks, rebuild};
+use crate::audit::Auditor;
 use crate::batch::Batches;
 use crate::checkout::Checkout;
 use crate::dead_letters::DeadLetterWatch;
@@ -207,8 +208,9 @@ impl Services {
     }
 
     /// What the HTTP handlers share; `port` is the one bound (for the batch
-    /// runner, which orders through this instance).
-    fn app_state(&self, settings: &Settings, port: u16) -> AppState {
+    /// runner, which orders through this instance); the auditor reads the
+    /// broker with clients on `mq`.
+    fn app_state(&self, settings: &Settings, port: u16, mq: &MqRuntime) -> AppState {
         let sales = Arc::new(Sales::new(
             Arc::clone(&self.admission),
             self.db.clone(),
@@ -242,6 +244,13 @@ impl Services {
                 format!("http://{host}:{port}"),
                 Arc::clone(&self.signer),
             ),
+            auditor: Arc::new(Auditor::new(
+                settings,
+                self.db.clone(),
+                Arc::clone(&self.stock),
+                Arc::clone(&sales),
+                mq.client(),
+            )),
             sales,
             rules: settings.orders.clone(),
             admission_settings: settings.admission.clone(),
@@ -270,7 +279,7 @@ impl Application {
         let services = Services::start(&settings, &deps, &mq).await?;
         let (stop_background, background) = services.spawn_background(&settings)?;
         let (tcp, port) = common::http::bind(&settings.http.host, settings.http.port)?;
-        let state = web::Data::new(services.app_state(&settings, port));
+        let state = web::Data::new(services.app_state(&settings, port, &mq));
         let verifier = web::Data::from(Arc::clone(&services.verifier));
         let deps = web::Data::new(deps);
         let server = common::http::start_server(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseConnection;
 
+use crate::audit::Auditor;
 use crate::batch::Batches;
 use crate::checkout::Checkout;
 use crate::domain::Order;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<OrderMetrics>,
     pub batches: Batches,
+    pub auditor: Arc<Auditor>,
     pub rules: OrderRules,
     pub admission_settings: AdmissionSettings,
     pub rate_limits: Arc<RateLimits>,

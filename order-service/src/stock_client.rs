@@ -1,5 +1,6 @@
-//! stock-service's HTTP API as order-service uses it: setting a sale's stock
-//! and reading a product's stock with how many order messages it has applied.
+//! stock-service's HTTP API as order-service uses it: setting a sale's stock,
+//! reading a product's stock with how many order messages it has applied,
+//! and paging through the applied messages themselves (for the auditor).
 //! Several replicas may be named (`http://a:8092;http://b:8092`): a call that
 //! cannot reach one goes to the next, and the one that answered is tried first
 //! next time. Every call here is safe to repeat. Each call carries a
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use common::auth::Signer;
 use common::domain::ProductId;
+use common::stock_log::{AppliedPage, AppliedRow, PAGE_MAX};
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,49 @@ impl StockClient {
             applied.extend(Self::read::<Applied>(response).await?.applied);
         }
         Ok(applied)
+    }
+
+    /// The messages stock-service applied (its `tx_log`) at or after `since`,
+    /// of one product or all, page by page in tx_no order, at most
+    /// `max_rows`; `true` with them when there were more.
+    #[tracing::instrument(skip(self))]
+    pub async fn applied_rows(
+        &self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        product: Option<ProductId>,
+        max_rows: u64,
+    ) -> Result<(Vec<AppliedRow>, bool), StockClientError> {
+        let mut rows = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query: Vec<(&str, String)> = vec![("limit", PAGE_MAX.to_string())];
+            if let Some(since) = since {
+                query.push(("since", since.to_rfc3339()));
+            }
+            if let Some(product) = product {
+                query.push(("product_id", product.to_string()));
+            }
+            if let Some(after) = &after {
+                query.push(("after", after.clone()));
+            }
+            let response = self
+                .send(|base| {
+                    self.http
+                        .get(format!("{base}/api/stock/tx-log"))
+                        .query(&query)
+                })
+                .await?;
+            let page: AppliedPage = Self::read(response).await?;
+            rows.extend(page.rows);
+            if rows.len() as u64 > max_rows {
+                rows.truncate(max_rows as usize);
+                return Ok((rows, true));
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok((rows, false)),
+            }
+        }
     }
 
     /// Every product's stock level, in one call (for reconciliation).

@@ -1,6 +1,7 @@
 //! The order database: the local transaction that records an order, the
 //! check-back's claim on a tx_no, and order look-ups. Plain functions over a
-//! connection, so tests can drive them directly.
+//! connection, so tests can drive them directly; [`audit`] holds what the
+//! consistency auditor reads.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use common::db::{is_duplicate_key, stmt};
@@ -11,6 +12,8 @@ use sea_orm::{
 
 use crate::domain::{ClosedReason, Order, OrderStatus, SaleRecord, SaleTerms, SaleWindow};
 
+pub mod audit;
+
 /// The final outcome of one distributed transaction, as `tx_log` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxOutcome {
@@ -19,6 +22,13 @@ pub enum TxOutcome {
 }
 
 impl TxOutcome {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Self::Committed => "COMMITTED",
+            Self::RolledBack => "ROLLED_BACK",
+        }
+    }
+
     fn from_db(raw: &str) -> Result<Self, DbErr> {
         match raw {
             "COMMITTED" => Ok(Self::Committed),

@@ -1,50 +1,22 @@
 //! The stock database: applying an order's creation and its cancellation
-//! exactly once each, in either order, and reading/setting stock.
+//! exactly once each, in either order, reading/setting stock, and paging
+//! `tx_log` for order-service's consistency auditor.
 
 use common::db::{is_duplicate_key, stmt};
 use common::domain::ProductId;
 use common::messages::{OrderCancelled, OrderCreated};
+use common::stock_log::AppliedRow;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
 use serde::Serialize;
 
-/// What `tx_log` records for one message (its `outcome` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A creation whose stock was deducted.
-    Deducted,
-    /// A creation the stock could not cover: nothing deducted.
-    Insufficient,
-    /// A creation whose cancellation came first: it will deduct nothing.
-    Voided,
-    /// A cancellation that gave its creation's stock back.
-    Restored,
-    /// A cancellation with nothing to give back (insufficient or voided creation).
-    NothingToRestore,
-}
+/// What `tx_log` records for one message: written once, in `common`, because
+/// order-service's auditor reads it too.
+pub use common::stock_log::Outcome;
 
-impl Outcome {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Self::Deducted => "DEDUCTED",
-            Self::Insufficient => "INSUFFICIENT",
-            Self::Voided => "VOIDED",
-            Self::Restored => "RESTORED",
-            Self::NothingToRestore => "NOTHING_TO_RESTORE",
-        }
-    }
-
-    pub fn from_db(raw: &str) -> Result<Self, DbErr> {
-        [
-            Self::Deducted,
-            Self::Insufficient,
-            Self::Voided,
-            Self::Restored,
-            Self::NothingToRestore,
-        ]
-        .into_iter()
-        .find(|o| o.as_db() == raw)
+/// An outcome read back from the `outcome` column.
+fn outcome_from_db(raw: &str) -> Result<Outcome, DbErr> {
+    Outcome::from_db(raw)
         .ok_or_else(|| DbErr::Custom(format!("unexpected stock tx_log outcome {raw:?}")))
-    }
 }
 
 /// What applying one order message did.
@@ -209,7 +181,7 @@ pub async fn apply_cancel(
     let creation = if voided {
         Outcome::Voided
     } else {
-        Outcome::from_db(
+        outcome_from_db(
             &txn.query_one_raw(stmt(
                 "SELECT outcome FROM tx_log WHERE tx_no = ? FOR UPDATE",
                 [cancel.order_tx_no.as_str().into()],
@@ -248,7 +220,7 @@ async fn outcome_of(db: &DatabaseConnection, tx_no: &str) -> Result<Option<Outco
         [tx_no.into()],
     ))
     .await?
-    .map(|row| Outcome::from_db(&row.try_get::<String>("", "outcome")?))
+    .map(|row| outcome_from_db(&row.try_get::<String>("", "outcome")?))
     .transpose()
 }
 
@@ -340,5 +312,56 @@ pub async fn applied_among(
     .await?
     .iter()
     .map(|row| row.try_get::<String>("", "tx_no"))
+    .collect()
+}
+
+/// One page of `tx_log` in `tx_no` order, after `after` (exclusive), applied
+/// at or after `since`, of one product or all: what the consistency auditor
+/// compares with the order database and the broker.
+#[tracing::instrument(skip(db))]
+pub async fn applied_page(
+    db: &DatabaseConnection,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    product: Option<ProductId>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<AppliedRow>, DbErr> {
+    let mut conditions = vec!["1 = 1"];
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(since) = since {
+        conditions.push("create_time >= ?");
+        values.push(since.naive_utc().into());
+    }
+    if let Some(product) = product {
+        conditions.push("product_id = ?");
+        values.push(product.get().into());
+    }
+    if let Some(after) = after {
+        conditions.push("tx_no > ?");
+        values.push(after.into());
+    }
+    values.push(i64::from(limit).into());
+    db.query_all_raw(stmt(
+        &format!(
+            "SELECT tx_no, order_no, product_id, count, outcome, create_time FROM tx_log \
+             WHERE {} ORDER BY tx_no LIMIT ?",
+            conditions.join(" AND ")
+        ),
+        values,
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(AppliedRow {
+            tx_no: row.try_get("", "tx_no")?,
+            order_no: row.try_get("", "order_no")?,
+            product_id: row.try_get("", "product_id")?,
+            count: i64::from(row.try_get::<i32>("", "count")?),
+            outcome: outcome_from_db(&row.try_get::<String>("", "outcome")?)?,
+            applied_at: row
+                .try_get::<chrono::NaiveDateTime>("", "create_time")?
+                .and_utc(),
+        })
+    })
     .collect()
 }

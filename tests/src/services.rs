@@ -29,6 +29,7 @@ pub fn order_settings(env: &TestEnv, stock_url: &str) -> order_service::settings
     settings.lifecycle.timeout_producer_group = format!("{}_timeouts", env.producer_group);
     settings.dead_letters.group = format!("{}_dead_letters", env.producer_group);
     settings.redelivery.producer_group = format!("{}_redelivery", env.producer_group);
+    settings.audit.group = format!("{}_audit", env.producer_group);
     settings.dead_letters.watched_groups = vec![
         env.consumer_group.clone(),
         settings.lifecycle.events_group.clone(),
@@ -459,40 +460,13 @@ impl OrderServiceProcess {
     pub async fn start(env: &TestEnv, stock: &RunningService) -> Self {
         let binary = built_binary("order-service");
         let port = free_port();
-        // The same names as an in-process instance of this test.
-        let settings = order_settings(env, &stock.base_url);
         let log = std::fs::File::create(
             std::env::temp_dir().join(format!("order-service-{}.log", env.id)),
         )
         .expect("log file");
         let child = Command::new(&binary)
+            .envs(settings_env(env, stock))
             .env("APP_HTTP__PORT", port.to_string())
-            .env("APP_DATABASE__NAME", &env.order_db)
-            .env("APP_MQ__NAMESRV_ADDR", &env.namesrv_addr)
-            .env("APP_MQ__BROKER_ADDR", &env.broker_addr)
-            .env("APP_MQ__ORDER_TOPIC", &env.topic)
-            .env("APP_ORDERS__PRODUCER_GROUP", &env.producer_group)
-            .env("APP_MQ__STOCK_TOPIC", &env.stock_topic)
-            .env(
-                "APP_LIFECYCLE__EVENTS_GROUP",
-                &settings.lifecycle.events_group,
-            )
-            .env(
-                "APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP",
-                &settings.lifecycle.timeout_producer_group,
-            )
-            .env("APP_DEAD_LETTERS__GROUP", &settings.dead_letters.group)
-            .env(
-                "APP_REDELIVERY__PRODUCER_GROUP",
-                &settings.redelivery.producer_group,
-            )
-            .env(
-                "APP_DEAD_LETTERS__WATCHED_GROUPS",
-                settings.dead_letters.watched_groups.join(","),
-            )
-            .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
-            .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
-            .env("APP_AUTH__HS256_SECRET", crate::auth::secret())
             .env("APP_AUTH__DEV_TOKENS", "true")
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
@@ -529,6 +503,68 @@ impl OrderServiceProcess {
     }
 }
 
+/// The `APP_...` variables that give an `order-service` process the same
+/// settings as an in-process instance of this test (its databases, Redis
+/// prefix, topics, groups, stock-service and key).
+fn settings_env(env: &TestEnv, stock: &RunningService) -> Vec<(&'static str, String)> {
+    let settings = order_settings(env, &stock.base_url);
+    vec![
+        ("APP_DATABASE__NAME", env.order_db.clone()),
+        ("APP_MQ__NAMESRV_ADDR", env.namesrv_addr.clone()),
+        ("APP_MQ__BROKER_ADDR", env.broker_addr.clone()),
+        ("APP_MQ__ORDER_TOPIC", env.topic.clone()),
+        ("APP_MQ__STOCK_TOPIC", env.stock_topic.clone()),
+        ("APP_ORDERS__PRODUCER_GROUP", env.producer_group.clone()),
+        (
+            "APP_LIFECYCLE__EVENTS_GROUP",
+            settings.lifecycle.events_group.clone(),
+        ),
+        (
+            "APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP",
+            settings.lifecycle.timeout_producer_group,
+        ),
+        ("APP_DEAD_LETTERS__GROUP", settings.dead_letters.group),
+        (
+            "APP_REDELIVERY__PRODUCER_GROUP",
+            settings.redelivery.producer_group,
+        ),
+        (
+            "APP_DEAD_LETTERS__WATCHED_GROUPS",
+            settings.dead_letters.watched_groups.join(","),
+        ),
+        ("APP_AUDIT__GROUP", settings.audit.group),
+        ("APP_REDIS__KEY_PREFIX", env.redis_prefix.clone()),
+        ("APP_ADMISSION__STOCK_SERVICE_URL", stock.base_url.clone()),
+        ("APP_AUTH__HS256_SECRET", crate::auth::secret()),
+    ]
+}
+
+/// Runs `order-service <args>` (an admin subcommand) for `env`, with the
+/// test's settings and `extra` `APP_...` variables; returns exit code and
+/// stdout (and stderr after it).
+pub fn order_service_command_with(
+    env: &TestEnv,
+    stock: &RunningService,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (i32, String) {
+    let output = Command::new(built_binary("order-service"))
+        .args(args)
+        .envs(settings_env(env, stock))
+        .env("APP_LOG__LEVEL", "warn")
+        .envs(extra.iter().copied())
+        .output()
+        .expect("run order-service");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
 /// Runs `order-service <args>` (an admin subcommand) for `env`; returns exit code and stdout.
 pub fn order_service_command(
     env: &TestEnv,
@@ -537,10 +573,7 @@ pub fn order_service_command(
 ) -> (i32, String) {
     let output = Command::new(built_binary("order-service"))
         .args(args)
-        .env("APP_DATABASE__NAME", &env.order_db)
-        .env("APP_REDIS__KEY_PREFIX", &env.redis_prefix)
-        .env("APP_ADMISSION__STOCK_SERVICE_URL", &stock.base_url)
-        .env("APP_AUTH__HS256_SECRET", crate::auth::secret())
+        .envs(settings_env(env, stock))
         .env("APP_LOG__LEVEL", "warn")
         .output()
         .expect("run order-service");

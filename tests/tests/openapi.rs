@@ -34,6 +34,7 @@ const ORDER_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/admin/reconcile"),
     ("post", "/api/admin/reconcile/repair"),
     ("post", "/api/admin/dead-letters/{msg_id}/resolve"),
+    ("get", "/api/admin/audit"),
 ];
 
 /// What stock-service's `routes::configure` registers.
@@ -45,6 +46,7 @@ const STOCK_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/admin/metrics"),
     ("get", "/api/stock/stats"),
     ("post", "/api/stock/applied"),
+    ("get", "/api/stock/tx-log"),
     ("get", "/api/stock/{product_id}"),
     ("put", "/api/stock/{product_id}"),
 ];

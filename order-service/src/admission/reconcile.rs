@@ -1,13 +1,16 @@
-//! Reconciliation, the seed of the consistency auditor: per product on sale,
-//! Redis's admission state against the stock DB (through stock-service) and
-//! the order DB. Once the pipeline is quiet (every committed order applied),
-//! Redis stock must equal the DB stock and Redis's reservations must be
-//! exactly the NEW/PAID orders. Repair = [`super::rebuild::rebuild`].
+//! Reconciliation, part of the consistency auditor ([`crate::audit`]): per
+//! product on sale, Redis's admission state against the stock DB (through
+//! stock-service) and the order DB. Once the pipeline is quiet (every
+//! committed order applied), Redis stock must equal the DB stock and Redis's
+//! reservations must be exactly the NEW/PAID orders (the ones that are not
+//! are named). Repair = [`super::rebuild::rebuild`].
 //!
 //! It is never `consistent` while a product is not quiet, a committed message
 //! older than `redelivery.after_secs` is not applied (each is named), a sale is
 //! closed or blocked in Redis, or a dead letter is unresolved (each with the
 //! verdict of [`crate::redelivery`]: rolled back, already delivered, resent…).
+
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
@@ -17,6 +20,9 @@ use super::SaleState;
 use super::rebuild::RebuildError;
 use crate::stock_client::StockClient;
 use crate::store::{self, Confirmed, ProductFigure, count_for_product};
+
+/// Reservations and orders named per product at most.
+const NAMED: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct ProductReport {
@@ -38,6 +44,10 @@ pub struct ProductReport {
     /// Committed messages stock-service has not applied after the redelivery
     /// delay (they are being sent again): `creation <tx_no> (order <order_no>)`.
     pub unapplied: Vec<String>,
+    /// Reservations (by tx_no) with no NEW/PAID order behind them, and NEW/PAID
+    /// orders (by tx_no) with no reservation: at most [`NAMED`] of each.
+    pub stale_reservations: Vec<String>,
+    pub unreserved_orders: Vec<String>,
     pub differences: Vec<String>,
 }
 
@@ -82,15 +92,38 @@ pub async fn reconcile(
         let paid_without_stock = count_for_product(db, ProductFigure::PaidWithoutStock, id).await?;
         let level = levels.get(&id).copied();
         let mut redis = gate.redis();
-        let (redis_stock, reservations): (Option<i64>, Vec<String>) = redis::pipe()
+        let (redis_stock, reservations): (Option<i64>, HashMap<String, String>) = redis::pipe()
             .hget(gate.keys().sale(product), "stock")
-            .hvals(gate.keys().reservations(product))
+            .hgetall(gate.keys().reservations(product))
             .query_async(&mut redis)
             .await?;
         let redis_reserved_items = reservations
-            .iter()
+            .values()
             .filter_map(|r| super::Reservation::parse(r).map(|r| r.count))
             .sum();
+        let held: HashSet<String> = store::holdings(db, id)
+            .await?
+            .into_iter()
+            .map(|h| h.tx_no)
+            .collect();
+        let named = |mut tx_nos: Vec<String>| {
+            tx_nos.sort();
+            tx_nos.truncate(NAMED);
+            tx_nos
+        };
+        let stale_reservations = named(
+            reservations
+                .keys()
+                .filter(|tx| !held.contains(*tx))
+                .cloned()
+                .collect(),
+        );
+        let unreserved_orders = named(
+            held.iter()
+                .filter(|tx| !reservations.contains_key(*tx))
+                .cloned()
+                .collect(),
+        );
         let admission = match gate.sale_state(product).await? {
             SaleState::Open => "open".to_owned(),
             SaleState::Rebuilding => "rebuilding".to_owned(),
@@ -114,6 +147,8 @@ pub async fn reconcile(
             quiet,
             admission,
             unapplied,
+            stale_reservations,
+            unreserved_orders,
             differences: Vec::new(),
         });
     }
@@ -276,6 +311,18 @@ fn differences_of(
                 p.redis_reserved_orders, p.held_orders
             ));
         }
+        if !p.stale_reservations.is_empty() {
+            differences.push(format!(
+                "stale reservation(s) in Redis with no NEW/PAID order: {}",
+                p.stale_reservations.join(", ")
+            ));
+        }
+        if !p.unreserved_orders.is_empty() {
+            differences.push(format!(
+                "NEW/PAID order(s) with no reservation in Redis: {}",
+                p.unreserved_orders.join(", ")
+            ));
+        }
         if p.redis_reserved_items != p.held_items {
             differences.push(format!(
                 "Redis reserves {} items, orders hold {}",
@@ -305,6 +352,8 @@ mod tests {
             quiet: true,
             admission: "open".into(),
             unapplied: vec![],
+            stale_reservations: vec![],
+            unreserved_orders: vec![],
             differences: vec![],
         }
     }

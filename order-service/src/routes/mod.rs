@@ -5,6 +5,7 @@
 //! sales list, a sale's view and the OpenAPI document
 //! (`/api-docs/openapi.json`, see [`openapi`]) are public.
 
+pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod dashboard;
@@ -57,7 +58,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api/admin/dead-letters/{msg_id}/resolve",
         web::post().to(sales::resolve_dead_letter),
-    );
+    )
+    .route("/api/admin/audit", web::get().to(audit::audit));
 }
 
 /// `GET /readyz`: the database, Redis and broker probes; the broker check

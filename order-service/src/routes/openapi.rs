@@ -312,6 +312,90 @@ pub struct Resolved {
 #[derive(ToSchema)]
 pub struct Report(std::collections::BTreeMap<String, Value>);
 
+/// The kind of an audit difference.
+#[derive(ToSchema)]
+pub enum DifferenceKind {
+    #[schema(rename = "MISSING_MESSAGE")]
+    MissingMessage,
+    #[schema(rename = "NOT_APPLIED")]
+    NotApplied,
+    #[schema(rename = "APPLIED_DIFFERENTLY")]
+    AppliedDifferently,
+    #[schema(rename = "DUPLICATE_APPLICATION")]
+    DuplicateApplication,
+    #[schema(rename = "ORPHAN_APPLICATION")]
+    OrphanApplication,
+    #[schema(rename = "UNKNOWN_MESSAGE")]
+    UnknownMessage,
+    #[schema(rename = "COMMIT_WITHOUT_ORDER")]
+    CommitWithoutOrder,
+    #[schema(rename = "ORDER_WITHOUT_COMMIT")]
+    OrderWithoutCommit,
+    #[schema(rename = "UNDECIDED_HALF_MESSAGE")]
+    UndecidedHalfMessage,
+    #[schema(rename = "CONSUMER_LAG")]
+    ConsumerLag,
+    #[schema(rename = "RECONCILE")]
+    Reconcile,
+    #[schema(rename = "DEAD_LETTERS")]
+    DeadLetters,
+}
+
+/// One difference: its kind, a sentence, and the kind's own fields
+/// (`tx_no`, `order_no`, `message`, `outcome`, `copies`, `age_secs`, …).
+#[derive(ToSchema)]
+pub struct AuditFinding {
+    kind: DifferenceKind,
+    summary: String,
+    tx_no: Option<String>,
+    order_no: Option<String>,
+    /// `CREATION` or `CANCELLATION`.
+    message: Option<String>,
+}
+
+/// One product's figures and differences.
+#[derive(ToSchema)]
+pub struct AuditProduct {
+    product_id: i64,
+    committed_creations: i64,
+    committed_cancellations: i64,
+    /// Committed facts younger than `settle_secs`: not judged yet.
+    in_flight: i64,
+    /// Judged facts with a message in the order topic.
+    in_broker: i64,
+    /// Facts with more than one message (order-service resends: not a difference).
+    sent_more_than_once: i64,
+    /// Judged facts stock-service applied.
+    applied: i64,
+    undecided_in_flight: i64,
+    findings: Vec<AuditFinding>,
+}
+
+/// The consistency audit: is every committed creation and cancellation in
+/// the order topic and applied once by stock-service, with no half message
+/// left undecided, no consumer group behind, Redis in step and no dead letter?
+#[derive(ToSchema)]
+pub struct AuditAnswer {
+    generated_at: DateTime<Utc>,
+    product_id: Option<i64>,
+    since: Option<DateTime<Utc>>,
+    /// Facts younger than this are in flight (`redelivery.after_secs`).
+    settle_secs: i64,
+    /// Complete and without a difference.
+    clean: bool,
+    /// Everything in the window was read (`audit.max_messages` not reached).
+    complete: bool,
+    incomplete_because: Vec<String>,
+    differences: i64,
+    products: Vec<AuditProduct>,
+    /// Differences of no one product (consumer lag, dead letters, commits without order).
+    overall: Vec<AuditFinding>,
+    /// The order topic's queues and what was read, half messages in flight, lag per group.
+    broker: Report,
+    /// The reconciliation (Redis against both databases, dead letters).
+    reconcile: Report,
+}
+
 // ---------------------------------------------------------------- operations
 
 #[utoipa::path(get, path = "/healthz", tag = "probes",
@@ -544,6 +628,22 @@ fn rebuild() {}
     ))]
 fn reconcile() {}
 
+#[utoipa::path(get, path = "/api/admin/audit", tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("product_id" = Option<i64>, Query, description = "Only this product (default: every product)", minimum = 1),
+        ("since" = Option<String>, Query, description = "Only facts committed from then on: an RFC 3339 time or a span back from now (`90s`, `15m`, `2h`, `7d`); default: everything the broker still holds, up to `audit.max_messages`"),
+    ),
+    responses(
+        (status = 200, description = "The audit, whatever it found (`clean`: complete and no difference)", body = AuditAnswer),
+        (status = 401, description = "`UNAUTHENTICATED`", body = ErrorSchema),
+        (status = 403, description = "`FORBIDDEN`: not an admin", body = ErrorSchema),
+        (status = 409, description = "`AUDIT_RUNNING`: another audit runs on this instance", body = ErrorSchema),
+        (status = 422, description = "`INVALID_FIELD` (`product_id`, `since`, `query`: an unknown parameter)", body = ErrorSchema),
+        (status = 503, description = "`BROKER_UNAVAILABLE` (name server or broker not answering), `STOCK_SERVICE_UNAVAILABLE`, `DATABASE_UNAVAILABLE`, `ADMISSION_UNAVAILABLE`, `RECONCILE_UNAVAILABLE`, `AUDIT_TIMED_OUT` (`audit.timeout_secs`: narrow the audit); all but the last with `Retry-After`", body = ErrorSchema),
+    ))]
+fn audit() {}
+
 #[utoipa::path(post, path = "/api/admin/reconcile/repair", tag = "admin",
     security(("bearer" = [])),
     responses(
@@ -575,7 +675,7 @@ fn resolve_dead_letter() {}
         place_order, list_orders, get_order, pay_order, cancel_order, order_token,
         dev_token, list_sales, get_sale, open_sale,
         admin_metrics, dashboard, start_batch, get_batch,
-        rebuild, reconcile, repair, resolve_dead_letter,
+        rebuild, reconcile, audit, repair, resolve_dead_letter,
     ),
     components(schemas(ErrorSchema)),
     modifiers(&BearerAuth),

@@ -1,7 +1,7 @@
 //! HTTP routes of stock-service. A product's stock, `/healthz`, `/readyz`,
 //! `/metrics` (scraped directly) and the OpenAPI document
 //! (`/api-docs/openapi.json`, see [`openapi`]) are public; setting stock, the applied
-//! query and the stats are for admins (order-service calls them with its
+//! query, the tx-log pages and the stats are for admins (order-service calls them with its
 //! own service token).
 
 pub mod openapi;
@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(stock::metrics))
         .route("/api/admin/metrics", web::get().to(stock::admin_metrics))
         .route("/api/stock/stats", web::get().to(stock::stats))
+        .route("/api/stock/tx-log", web::get().to(stock::tx_log))
         .service(
             web::resource("/api/stock/applied")
                 .app_data(common::http::json_config(stock::APPLIED_BODY_MAX))

@@ -42,6 +42,41 @@ pub struct Stock {
     applied_orders: i64,
 }
 
+/// `DEDUCTED`, `INSUFFICIENT`, `VOIDED` (creations), `RESTORED`,
+/// `NOTHING_TO_RESTORE` (cancellations).
+#[derive(ToSchema)]
+pub enum Outcome {
+    #[schema(rename = "DEDUCTED")]
+    Deducted,
+    #[schema(rename = "INSUFFICIENT")]
+    Insufficient,
+    #[schema(rename = "VOIDED")]
+    Voided,
+    #[schema(rename = "RESTORED")]
+    Restored,
+    #[schema(rename = "NOTHING_TO_RESTORE")]
+    NothingToRestore,
+}
+
+/// One applied order message (a row of stock-service's `tx_log`).
+#[derive(ToSchema)]
+pub struct AppliedRow {
+    tx_no: String,
+    order_no: String,
+    product_id: i64,
+    count: i64,
+    outcome: Outcome,
+    applied_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One page of the applied messages, in `tx_no` order.
+#[derive(ToSchema)]
+pub struct AppliedPage {
+    rows: Vec<AppliedRow>,
+    /// Pass as `after` for the next page; `null` on the last one.
+    next_after: Option<String>,
+}
+
 /// The stock figures as JSON, for the dashboard.
 #[derive(ToSchema)]
 pub struct StockStats(std::collections::BTreeMap<String, Value>);
@@ -103,6 +138,23 @@ fn stats() {}
     ))]
 fn applied() {}
 
+#[utoipa::path(get, path = "/api/stock/tx-log", tag = "stock",
+    security(("bearer" = [])),
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339: only rows applied at or after it"),
+        ("product_id" = Option<i64>, Query, description = "Only this product's rows", minimum = 1),
+        ("after" = Option<String>, Query, description = "A page's `next_after`: continue after this tx_no"),
+        ("limit" = Option<i64>, Query, description = "Rows per page (default 1,000)", minimum = 1, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "One page of the applied order messages, in tx_no order (for order-service's consistency auditor)", body = AppliedPage),
+        (status = 401, description = "`UNAUTHENTICATED`", body = ErrorSchema),
+        (status = 403, description = "`FORBIDDEN`: not an admin", body = ErrorSchema),
+        (status = 422, description = "`INVALID_FIELD` (`since`, `product_id`, `after`, `limit`, `query`: an unknown parameter)", body = ErrorSchema),
+        (status = 503, description = "`DATABASE_UNAVAILABLE`", body = ErrorSchema),
+    ))]
+fn tx_log() {}
+
 #[utoipa::path(get, path = "/api/stock/{product_id}", tag = "stock",
     params(("product_id" = i64, Path, minimum = 1)),
     responses(
@@ -131,7 +183,7 @@ fn set_stock() {}
 #[derive(OpenApi)]
 #[openapi(
     info(title = "seckill stock-service", description = "Stock of the products on sale, applied exactly once from the order messages. Errors answer `{\"code\", \"message\", \"field\"?}`."),
-    paths(healthz, readyz, openapi_document, metrics, admin_metrics, stats, applied, get_stock, set_stock),
+    paths(healthz, readyz, openapi_document, metrics, admin_metrics, stats, applied, tx_log, get_stock, set_stock),
     components(schemas(ErrorSchema)),
     modifiers(&BearerAuth),
 )]

@@ -1,4 +1,6 @@
-//! `GET /api/stock/{product_id}` and the admin `PUT /api/stock/{product_id}`.
+//! `GET /api/stock/{product_id}`, the admin `PUT /api/stock/{product_id}`,
+//! the applied query, the stats, and the admin `GET /api/stock/tx-log` the
+//! consistency auditor pages through.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -144,4 +146,61 @@ pub async fn set_stock(
         })?;
     let stock = store::set_stock(&deps.db, product_id, total_count).await?;
     Ok(HttpResponse::Ok().json(stock))
+}
+
+/// `GET /api/stock/tx-log?since=&product_id=&after=&limit=` (admins): one
+/// page of the applied messages, in `tx_no` order — `since` (RFC 3339) keeps
+/// rows applied at or after it, `after` continues from a page's `next_after`,
+/// `limit` is 1 to 1,000 (default 1,000).
+pub async fn tx_log(
+    _admin: Admin,
+    deps: web::Data<Dependencies>,
+    query: web::Query<std::collections::HashMap<String, String>>,
+) -> Result<HttpResponse, StockApiError> {
+    use common::stock_log::{AppliedPage, PAGE_MAX};
+    let invalid = |field: &'static str, reason: String| InvalidValue { field, reason };
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !["since", "product_id", "after", "limit"].contains(&k.as_str()))
+    {
+        return Err(invalid("query", format!("unknown parameter {unknown:?}")).into());
+    }
+    let since = query
+        .get("since")
+        .map(|raw| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .map(|t| t.to_utc())
+                .map_err(|e| {
+                    invalid(
+                        "since",
+                        format!("must be an RFC 3339 time, got {raw:?}: {e}"),
+                    )
+                })
+        })
+        .transpose()?;
+    let product = query
+        .get("product_id")
+        .map(|raw| ProductId::parse_text(raw))
+        .transpose()?;
+    let after = query
+        .get("after")
+        .map(|raw| {
+            common::domain::TxNo::parse(raw)
+                .map(|t| t.as_str().to_owned())
+                .map_err(|_| invalid("after", format!("not a tx_no: {raw:?}")))
+        })
+        .transpose()?;
+    let limit = match query.get("limit") {
+        None => PAGE_MAX,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=PAGE_MAX).contains(n))
+            .ok_or_else(|| invalid("limit", format!("must be 1 to {PAGE_MAX}, got {raw:?}")))?,
+    };
+    let rows = store::applied_page(&deps.db, since, product, after.as_deref(), limit).await?;
+    let next_after = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| r.tx_no.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(AppliedPage { rows, next_after }))
 }
