@@ -185,6 +185,18 @@ impl StockApp {
     /// order-service in-process; `configure` adjusts its settings first.
     pub async fn spawn_orders_with(self, configure: impl FnOnce(&mut OrderSettings)) -> TestApp {
         let orders = spawn_order_service_on(&self.env, &self.stock, configure).await;
+        // The instance marks its admission state ready in the background right
+        // after start; a test begins once it has (a test that started earlier
+        // was told 503 SALE_NOT_READY now and then).
+        crate::eventually(
+            "the admission state ready",
+            std::time::Duration::from_secs(30),
+            || async {
+                let (status, report) = orders.call(Method::GET, "/api/admin/reconcile", None).await;
+                (status == StatusCode::OK && report["ready"] == true).then_some(())
+            },
+        )
+        .await;
         let Self { env, stock } = self;
         TestApp { env, stock, orders }
     }
