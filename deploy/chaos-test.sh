@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The chaos suite (seckill-chaos; default: its fast scenarios) against a stack
+# The chaos suite (seckill-chaos; default: every scenario, --all) against a stack
 # of its own: a RocketMQ name server and broker on their own ports with their
 # own store (under .run/chaos), and order-service and stock-service (debug
 # builds unless SECKILL_PROFILE=release) with their own databases, Redis
@@ -8,7 +8,7 @@
 # (and, with --all, MariaDB), so nothing else should use them meanwhile.
 # Stops its stack and drops its databases at the end. Called by
 # deploy/test.sh (which builds the binaries first).
-#   deploy/chaos-test.sh [seckill-chaos options: --all, --scenario NAME, --seed N]
+#   deploy/chaos-test.sh [seckill-chaos options: --all, --scenario NAME, --seed N, --list]
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SECKILL_RUN_DIR="$REPO/.run/chaos"
 export SECKILL_NAMESRV_PORT="${SECKILL_CHAOS_NAMESRV_PORT:-19876}"
@@ -45,6 +45,6 @@ ensure_infra
 export APP_LOG__LEVEL=info
 start_part stock-service
 start_part order-service
-(( $# )) || set -- --fast
+(( $# )) || set -- --all
 log "the chaos suite: seckill-chaos $*"
 "$REPO_DIR/target/$PROFILE/seckill-chaos" --repo "$REPO_DIR" "$@"

@@ -28,10 +28,7 @@ pub struct Args {
     /// Scenarios to run, by name (see --list); several may be given.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// The fast scenarios (the README's test command runs these).
-    #[arg(long, conflicts_with = "all")]
-    pub fast: bool,
-    /// Every scenario.
+    /// Every scenario (the README's test command runs them all).
     #[arg(long)]
     pub all: bool,
     /// List the scenarios and exit.
@@ -65,13 +62,13 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<bool> {
     if args.list {
         for scenario in Scenario::ALL {
-            println!(
-                "{:<20} {:<5} {}",
-                scenario.name(),
-                if scenario.fast() { "fast" } else { "slow" },
-                scenario.describe()
-            );
+            println!("{:<20} {}", scenario.name(), scenario.describe());
         }
+        println!(
+            "{:<20} NOT BUILT: {}",
+            "slow-broker-link",
+            scenarios::NOT_BUILT
+        );
         return Ok(true);
     }
     let chosen = choose(&args)?;
@@ -129,12 +126,9 @@ fn choose(args: &Args) -> anyhow::Result<Vec<Scenario>> {
     if args.all {
         return Ok(Scenario::ALL.to_vec());
     }
-    if args.fast {
-        return Ok(Scenario::ALL.into_iter().filter(|s| s.fast()).collect());
-    }
     anyhow::ensure!(
         !args.scenarios.is_empty(),
-        "name scenarios with --scenario, or use --fast or --all (--list shows them)"
+        "name scenarios with --scenario, or use --all (--list shows them)"
     );
     args.scenarios
         .iter()

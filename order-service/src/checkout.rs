@@ -201,6 +201,10 @@ impl Checkout {
         match self.publisher.place(order, key).await {
             Ok(Outcome::Rejected(why)) => {
                 self.give_back(order).await;
+                // "Retrying may succeed" (a 503): the retry keeps its token.
+                if let (Rejection::Unavailable(_), Some(token)) = (&why, token) {
+                    self.restore_token(order, token).await;
+                }
                 Ok(Outcome::Rejected(why))
             }
             Ok(Outcome::Committed) => {
