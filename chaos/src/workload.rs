@@ -181,9 +181,9 @@ impl Buyer {
         };
         let choice = self.rng.percent();
         if choice < 40 {
-            self.pay(client, journal, &order_no).await;
+            self.settle(client, journal, &order_no, "pay").await;
         } else if choice < 60 {
-            self.cancel(client, journal, &order_no).await;
+            self.settle(client, journal, &order_no, "cancel").await;
         }
         if self.rng.percent() < 10 {
             // Over the limit of one: must be refused.
@@ -265,46 +265,30 @@ impl Buyer {
         placed
     }
 
-    async fn pay(&self, client: &Client, journal: &Mutex<Journal>, order_no: &str) {
+    /// Pays (`"pay"`) or cancels (`"cancel"`) the order, retrying patiently;
+    /// an acknowledged (200) one goes in the journal.
+    async fn settle(&self, client: &Client, journal: &Mutex<Journal>, order_no: &str, step: &str) {
         let user = self.user;
-        let path = format!("/api/orders/{order_no}/pay");
-        let body = json!({"pay_no": format!("pay-{order_no}"), "amount_cents": PRICE_CENTS});
+        let path = format!("/api/orders/{order_no}/{step}");
+        let body = (step == "pay")
+            .then(|| json!({"pay_no": format!("pay-{order_no}"), "amount_cents": PRICE_CENTS}));
         let answer = self
-            .patiently(client, journal, "pay", |c| {
+            .patiently(client, journal, step, |c| {
                 let (path, body) = (path.clone(), body.clone());
                 async move {
-                    c.call(Who::Buyer(user), Method::POST, &path, Some(&body), &[])
+                    c.call(Who::Buyer(user), Method::POST, &path, body.as_ref(), &[])
                         .await
                 }
             })
             .await;
         if answer.is(200) {
-            journal
-                .lock()
-                .expect("journal")
-                .paid
-                .push(order_no.to_owned());
-        }
-    }
-
-    async fn cancel(&self, client: &Client, journal: &Mutex<Journal>, order_no: &str) {
-        let user = self.user;
-        let path = format!("/api/orders/{order_no}/cancel");
-        let answer = self
-            .patiently(client, journal, "cancel", |c| {
-                let path = path.clone();
-                async move {
-                    c.call(Who::Buyer(user), Method::POST, &path, None, &[])
-                        .await
-                }
-            })
-            .await;
-        if answer.is(200) {
-            journal
-                .lock()
-                .expect("journal")
-                .cancelled
-                .push(order_no.to_owned());
+            let mut journal = journal.lock().expect("journal");
+            let acknowledged = if step == "pay" {
+                &mut journal.paid
+            } else {
+                &mut journal.cancelled
+            };
+            acknowledged.push(order_no.to_owned());
         }
     }
 

@@ -540,21 +540,31 @@ fn settings_env(env: &TestEnv, stock: &RunningService) -> Vec<(&'static str, Str
 }
 
 /// Runs `order-service <args>` (an admin subcommand) for `env`, with the
-/// test's settings and `extra` `APP_...` variables; returns exit code and
-/// stdout (and stderr after it).
+/// test's settings and `extra` `APP_...` variables.
+fn run_order_service(
+    env: &TestEnv,
+    stock: &RunningService,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> std::process::Output {
+    Command::new(built_binary("order-service"))
+        .args(args)
+        .envs(settings_env(env, stock))
+        .env("APP_LOG__LEVEL", "warn")
+        .envs(extra.iter().copied())
+        .output()
+        .expect("run order-service")
+}
+
+/// [`order_service_command`] with `extra` `APP_...` variables; returns exit
+/// code and stdout (and stderr after it).
 pub fn order_service_command_with(
     env: &TestEnv,
     stock: &RunningService,
     args: &[&str],
     extra: &[(&str, &str)],
 ) -> (i32, String) {
-    let output = Command::new(built_binary("order-service"))
-        .args(args)
-        .envs(settings_env(env, stock))
-        .env("APP_LOG__LEVEL", "warn")
-        .envs(extra.iter().copied())
-        .output()
-        .expect("run order-service");
+    let output = run_order_service(env, stock, args, extra);
     (
         output.status.code().unwrap_or(-1),
         format!(
@@ -571,12 +581,7 @@ pub fn order_service_command(
     stock: &RunningService,
     args: &[&str],
 ) -> (i32, String) {
-    let output = Command::new(built_binary("order-service"))
-        .args(args)
-        .envs(settings_env(env, stock))
-        .env("APP_LOG__LEVEL", "warn")
-        .output()
-        .expect("run order-service");
+    let output = run_order_service(env, stock, args, &[]);
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
