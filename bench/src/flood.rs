@@ -17,8 +17,22 @@ pub struct FloodArgs {
     pub requests: usize,
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Who sends the flood: this tool's own HTTP client (`reqwest`, shares
+    /// the cores and can saturate first) or `wrk` (2 threads,
+    /// `bench/wrk/flood.lua`; install it with `apt-get install wrk`).
+    #[arg(long, value_enum, default_value = "reqwest")]
+    pub client: Client,
+    /// With `--client wrk`: seconds per run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
     #[command(flatten)]
     pub auth: crate::tokens::AuthArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    Reqwest,
+    Wrk,
 }
 
 /// Serves the trivial handler on `port` until killed (the baseline process).
@@ -81,6 +95,12 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    if args.client == Client::Wrk {
+        let result = wrk_runs(args, &tokens, product, &trivial_url);
+        trivial_server.kill()?;
+        trivial_server.wait()?;
+        return result;
+    }
     eprintln!(
         "[bench] sold-out flood: {} requests, concurrency {}",
         args.requests, args.concurrency
@@ -147,6 +167,82 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         order_service.answers.get("SOLD_OUT") == Some(&args.requests),
         "every request should have been answered SOLD_OUT"
+    );
+    Ok(())
+}
+
+/// The flood driven by `wrk` (two threads, `args.concurrency` connections,
+/// `args.seconds` each): the trivial handler, order-service, the trivial
+/// handler again (the better baseline counts). Every answer must be a 409:
+/// wrk counts them as "Non-2xx" responses.
+fn wrk_runs(
+    args: &FloodArgs,
+    tokens: &crate::tokens::Tokens,
+    product: i64,
+    trivial_url: &str,
+) -> anyhow::Result<()> {
+    let file = std::env::temp_dir().join(format!("seckill-wrk-tokens-{}", std::process::id()));
+    std::fs::write(&file, tokens.buyers(2, args.requests).join("\n"))?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/wrk/flood.lua");
+    let run = |url: &str| -> anyhow::Result<(f64, u64, u64)> {
+        eprintln!(
+            "[bench] wrk -t2 -c{} -d{}s {url}",
+            args.concurrency, args.seconds
+        );
+        let output = std::process::Command::new("wrk")
+            .args(["-t2", &format!("-c{}", args.concurrency)])
+            .args([
+                &format!("-d{}s", args.seconds),
+                "--latency",
+                "-s",
+                script,
+                url,
+            ])
+            .env("SECKILL_WRK_TOKENS", &file)
+            .output()
+            .map_err(|e| anyhow::anyhow!("running wrk ({e}): apt-get install wrk"))?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        anyhow::ensure!(output.status.success(), "wrk failed: {text}");
+        let number = |prefix: &str| {
+            text.lines()
+                .find_map(|line| line.trim().strip_prefix(prefix))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+        };
+        let rate = number("Requests/sec:").ok_or_else(|| anyhow::anyhow!("wrk said: {text}"))?;
+        let total = text
+            .lines()
+            .find_map(|line| {
+                line.trim()
+                    .split_once(" requests in ")
+                    .map(|(n, _)| n.to_owned())
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let refused = number("Non-2xx or 3xx responses:").unwrap_or(0.0) as u64;
+        eprintln!("{text}");
+        Ok((rate, total, refused))
+    };
+    let order_url = format!("{}/api/sales/{product}/order-token", args.order_url);
+    let (first, ..) = run(trivial_url)?;
+    let (ours, total, refused) = run(&order_url)?;
+    let (again, ..) = run(trivial_url)?;
+    let _ = std::fs::remove_file(&file);
+    let baseline = first.max(again);
+    println!();
+    println!(
+        "order-service, sold-out product (wrk): {ours:.0} req/s ({total} requests, {refused} answered 409)"
+    );
+    println!(
+        "trivial actix-web handler (wrk):       {baseline:.0} req/s (runs: {first:.0}, {again:.0})"
+    );
+    println!(
+        "ratio sold-out flood / trivial handler: {:.2}",
+        ours / baseline
+    );
+    anyhow::ensure!(
+        total > 0 && refused == total,
+        "every request should have been answered 409 SOLD_OUT ({refused} of {total})"
     );
     Ok(())
 }
