@@ -241,7 +241,7 @@ start_part() {
       order-service) vars+=("APP_DATABASE__NAME=${s}_order" "APP_ORDERS__PRODUCER_GROUP=${s}_tx"
                             "APP_REDIS__KEY_PREFIX=$s" "APP_LIFECYCLE__EVENTS_GROUP=${s}_events"
                             "APP_LIFECYCLE__TIMEOUT_PRODUCER_GROUP=${s}_timeouts"
-                            "APP_DEAD_LETTERS__GROUP=${s}_dead_letters"
+                            "APP_DEAD_LETTERS__GROUP=${s}_dead_letters" "APP_AUDIT__GROUP=${s}_auditor"
                             "APP_DEAD_LETTERS__WATCHED_GROUPS=${s}_stock,${s}_events") ;;
     esac
   fi

@@ -15,6 +15,7 @@ const PRODUCT = 1 + (Date.now() % 1_000_000_000);
 const SOLD_OUT_PRODUCT = PRODUCT + 1;
 const TIMED_PRODUCT = PRODUCT + 2;
 const CHART_PRODUCT = PRODUCT + 3;
+const PANELS_PRODUCT = PRODUCT + 4;
 
 let browser;
 let page;
@@ -300,7 +301,48 @@ test('dashboard charts: a small sale is drawn live as answers/s, committed order
   await lineShows('check-backs', 'commit', { points: 2 });
   await page.locator(`tr[data-product="${CHART_PRODUCT}"] .verdict`, { hasText: 'ok' }).waitFor();
   await page.locator('#verdict', { hasText: 'consistent' }).waitFor();
-  // A few quiet readings after the sale, for the picture.
+});
+
+/** The sum of the broker panel's "Stored" column (max − min offset of each queue). */
+async function storedInQueues() {
+  return page.locator('#broker-queues tr').evaluateAll((trs) => trs.reduce((n, tr) => n + Number(tr.cells[4]?.textContent || 0), 0));
+}
+
+test('dashboard panels: the broker\'s view shows the topic\'s queues and the stock group\'s lag; the auditor finds a small sale clean', async () => {
+  // Still on the dashboard of the test before (its charts stay for the picture).
+  const opened = await api('PUT', `/api/sales/${PANELS_PRODUCT}`, { stock: 10, per_user_limit: 1 }, await tokenFor(1, true));
+  assert.equal(opened.status, 200, JSON.stringify(opened.data));
+  const topic = page.locator('#broker-topic', { hasText: /_order_events$/ });
+  await topic.waitFor();
+  const before = await storedInQueues();
+  assert.ok((await page.locator('#broker-queues tr').count()) >= 1, 'a row per queue');
+
+  // A small sale: 4 buyers, one of whom cancels.
+  const placed = await Promise.all([501, 502, 503, 504].map((b) => order(b, PANELS_PRODUCT)));
+  assert.deepEqual(placed.map((p) => p.status), [201, 201, 201, 201], JSON.stringify(placed.map((p) => p.data)));
+  const cancelled = await api('POST', `/api/orders/${placed[3].data.order_no}/cancel`, {}, await tokenFor(504));
+  assert.equal(cancelled.status, 200, JSON.stringify(cancelled.data));
+
+  // The broker's view: the five messages are in the topic's queues; the
+  // stock group has caught up with the topic; no half message is left.
+  await page.waitForFunction((want) => {
+    const stored = [...document.querySelectorAll('#broker-queues tr')].reduce((n, tr) => n + Number(tr.cells[4]?.textContent || 0), 0);
+    return stored >= want;
+  }, before + 5, { polling: 250, timeout: 20_000 }).catch(async () => assert.fail(`stored ${await storedInQueues()}, wanted ${before + 5}`));
+  const orderTopic = await topic.textContent();
+  const stockLag = page.locator('#broker-lags tr', { hasText: orderTopic }).filter({ has: page.locator('td:first-child', { hasText: /_stock$/ }) });
+  await stockLag.locator('td:nth-child(3)', { hasText: /^0$/ }).waitFor({ timeout: 30_000 });
+  await page.locator('#halves', { hasText: /^0$/ }).waitFor({ timeout: 30_000 });
+  assert.match(await page.locator('#broker-state').textContent(), /^Read .* in \d+ ms\.$/);
+
+  // The auditor's verdict (every 15 s), once the sale's facts settled and
+  // were judged: clean, with when it ran and how long it took.
+  await page.locator('#audit-state', { hasText: /\(0 in flight,/ }).waitFor({ timeout: 90_000 });
+  assert.equal(await page.locator('#audit-verdict').textContent(), 'clean', await page.locator('#audit-differences').textContent());
+  assert.match(await page.locator('#audit-state').textContent(), /^Ran .*, took \d+ ms: \d+ committed facts/);
+  assert.equal(await page.locator('#audit-differences li').count(), 0);
+  await page.locator('#verdict', { hasText: 'consistent' }).waitFor();
+  // A few quiet readings after the sales, for the picture.
   await lineShows('stock', CHART_PRODUCT, { points: 22 });
   await shot('dashboard');
 });

@@ -35,6 +35,7 @@ const ORDER_ROUTES: &[(&str, &str)] = &[
     ("post", "/api/admin/reconcile/repair"),
     ("post", "/api/admin/dead-letters/{msg_id}/resolve"),
     ("get", "/api/admin/audit"),
+    ("get", "/api/admin/broker"),
 ];
 
 /// What stock-service's `routes::configure` registers.

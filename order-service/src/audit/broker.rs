@@ -3,6 +3,11 @@
 //! carries), the transactional half messages of the order topic still
 //! undecided, and each watched consumer group's lag.
 //!
+//! Two depths ([`Depth`]): [`read`] (the audit) pulls every message of the
+//! order topic; [`glance`] (the dashboard's broker panel, polled every few
+//! seconds) reads only the queues' offsets, the lags and the half messages
+//! past the broker's checker checkpoint, summed up ([`BrokerGlance`]).
+//!
 //! Read-only: the pull consumer has a group of its own (`audit.group`) and
 //! commits no offset (the classic pull sends commitOffset=false). One audit
 //! starts an admin client and a pull consumer on the service's client
@@ -61,6 +66,8 @@ pub enum BrokerReadError {
     Unreachable(String),
     #[error("no broker carries the topic {0}")]
     NoRoute(String),
+    #[error("the broker did not answer within {0:?}")]
+    TimedOut(Duration),
     #[error("the broker ({step}): {source}")]
     Client {
         step: &'static str,
@@ -113,8 +120,10 @@ pub struct QueueRange {
     pub queue_id: i32,
     pub min_offset: i64,
     pub max_offset: i64,
-    /// Where the read started (`min_offset`, or the first offset at `since`).
-    pub read_from: i64,
+    /// Where the read started (`min_offset`, or the first offset at `since`);
+    /// absent at [`Depth::Glance`], which reads no message of the topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,11 +181,93 @@ pub struct BrokerView {
     pub lag_errors: Vec<String>,
 }
 
-/// Reads the broker for `scope` with clients on `runtime`.
-#[tracing::instrument(skip_all, fields(topic = %scope.order_topic))]
+/// How much of the broker one read covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Every message of the order topic in the window (the audit).
+    Full,
+    /// The order topic's queue offsets only; halves and lags as in `Full`.
+    Glance,
+}
+
+/// What the dashboard's broker panel shows: the order topic's queues, each
+/// watched group's lag, and the undecided half messages summed up.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerGlance {
+    pub read_at: DateTime<Utc>,
+    /// How long the read took.
+    pub took_ms: u64,
+    pub order_topic: String,
+    pub queues: Vec<QueueRange>,
+    pub lags: Vec<GroupLag>,
+    /// Watched groups whose lag could not be read, and why.
+    pub lag_errors: Vec<String>,
+    pub undecided_halves: HalfSummary,
+}
+
+/// The undecided half messages of the order topic, summed up.
+#[derive(Debug, Clone, Serialize)]
+pub struct HalfSummary {
+    pub count: usize,
+    /// When the oldest of them was first sent, and its age at `read_at`.
+    pub oldest_born_at: Option<DateTime<Utc>>,
+    pub oldest_age_secs: Option<i64>,
+    /// Most check-backs the broker sent for one of them.
+    pub most_checks: u32,
+    /// Half and op messages read to find them.
+    pub read: u64,
+    /// The read stopped at its budget: `count` is a lower bound.
+    pub truncated: bool,
+}
+
+impl HalfSummary {
+    fn of(halves: &HalfScan, now: DateTime<Utc>) -> Self {
+        let oldest = halves.undecided.iter().map(|h| h.born_at).min();
+        Self {
+            count: halves.undecided.len(),
+            oldest_born_at: oldest,
+            oldest_age_secs: oldest.map(|at| (now - at).num_seconds().max(0)),
+            most_checks: halves.undecided.iter().map(|h| h.checks).max().unwrap_or(0),
+            read: halves.read,
+            truncated: halves.truncated,
+        }
+    }
+}
+
+/// Reads the broker for `scope` with clients on `runtime`: every message of
+/// the order topic in the window, its undecided half messages and the lags.
 pub async fn read(
     runtime: Arc<ClientRuntime>,
     scope: &BrokerScope,
+) -> Result<BrokerView, BrokerReadError> {
+    session(runtime, scope, Depth::Full).await
+}
+
+/// The broker's figures without reading the order topic's messages; at most
+/// `scope.max_messages` half and op messages are read.
+pub async fn glance(
+    runtime: Arc<ClientRuntime>,
+    scope: &BrokerScope,
+) -> Result<BrokerGlance, BrokerReadError> {
+    let started = std::time::Instant::now();
+    let view = session(runtime, scope, Depth::Glance).await?;
+    let now = Utc::now();
+    Ok(BrokerGlance {
+        read_at: now,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        order_topic: scope.order_topic.clone(),
+        queues: view.topic.queues,
+        undecided_halves: HalfSummary::of(&view.halves, now),
+        lags: view.lags,
+        lag_errors: view.lag_errors,
+    })
+}
+
+#[tracing::instrument(skip_all, fields(topic = %scope.order_topic, ?depth))]
+async fn session(
+    runtime: Arc<ClientRuntime>,
+    scope: &BrokerScope,
+    depth: Depth,
 ) -> Result<BrokerView, BrokerReadError> {
     let namesrvs = common::settings::split_addrs(&scope.namesrv_addr);
     if !common::mq::reachable(&namesrvs)
@@ -223,7 +314,7 @@ pub async fn read(
                 scope,
                 budget: scope.max_messages,
             };
-            let read = Box::pin(reader.read_all()).await;
+            let read = Box::pin(reader.read_all(depth)).await;
             if let Err(err) = Box::pin(consumer.shutdown()).await {
                 tracing::warn!(%err, "auditor's pull consumer shutdown");
             }
@@ -247,9 +338,12 @@ struct Reader<'a> {
 type Master = (CheetahString, CheetahString);
 
 impl Reader<'_> {
-    async fn read_all(&mut self) -> Result<BrokerView, BrokerReadError> {
+    async fn read_all(&mut self, depth: Depth) -> Result<BrokerView, BrokerReadError> {
         let masters = self.masters(&self.scope.order_topic).await?;
-        let topic = self.scan_topic(&masters).await?;
+        let topic = match depth {
+            Depth::Full => self.scan_topic(&masters).await?,
+            Depth::Glance => self.topic_queues(&masters).await?,
+        };
         let mut halves = HalfScan::default();
         for master in &masters {
             self.scan_halves(master, &mut halves).await?;
@@ -335,6 +429,23 @@ impl Reader<'_> {
         Ok(i64::try_from(found).unwrap_or(i64::MAX).max(min))
     }
 
+    /// The order topic's queues and their offsets, no message read.
+    async fn topic_queues(&self, masters: &[Master]) -> Result<TopicScan, BrokerReadError> {
+        let mut scan = TopicScan::default();
+        for master in masters {
+            for (mq, min, max) in self.ranges(master, &self.scope.order_topic).await? {
+                scan.queues.push(QueueRange {
+                    broker: master.0.to_string(),
+                    queue_id: mq.queue_id(),
+                    min_offset: min,
+                    max_offset: max,
+                    read_from: None,
+                });
+            }
+        }
+        Ok(scan)
+    }
+
     async fn scan_topic(&mut self, masters: &[Master]) -> Result<TopicScan, BrokerReadError> {
         let mut scan = TopicScan::default();
         for master in masters {
@@ -355,7 +466,7 @@ impl Reader<'_> {
                     queue_id: mq.queue_id(),
                     min_offset: min,
                     max_offset: max,
-                    read_from: from,
+                    read_from: Some(from),
                 });
             }
         }

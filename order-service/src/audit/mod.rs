@@ -24,6 +24,10 @@
 //! each database (past it the audit says it is incomplete, never clean);
 //! `audit.timeout_secs` caps the whole audit; one audit runs at a time per
 //! instance. [`compare`] judges what was read; [`report`] shows it.
+//!
+//! [`Auditor::broker_glance`] is the light read for the dashboard's broker
+//! panel (`GET /api/admin/broker`): offsets, lags and undecided half messages
+//! without the topic's messages, shared by the callers of one second.
 
 pub mod broker;
 mod compare;
@@ -31,14 +35,14 @@ pub mod report;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::domain::{InvalidValue, ProductId};
 use rocketmq_client_rust::ClientRuntime;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use self::broker::{BrokerReadError, BrokerScope};
+use self::broker::{BrokerGlance, BrokerReadError, BrokerScope};
 use self::compare::Observed;
 use self::report::{AuditReport, BrokerFigures, Difference, ProductAudit};
 use crate::admission::rebuild::RebuildError;
@@ -147,7 +151,20 @@ pub struct Auditor {
     /// One audit at a time: its pull group is one per instance, and two
     /// audits at once would only double the load for the same answer.
     running: tokio::sync::Mutex<()>,
+    /// The glances' scope: a pull group of their own (an audit may run at
+    /// the same time) and a small budget of half messages.
+    glance_scope: BrokerScope,
+    /// The last glance: callers within [`GLANCE_FRESH`] of it (several
+    /// dashboards open) share it, and one glance reads at a time.
+    last_glance: tokio::sync::Mutex<Option<(Instant, Arc<BrokerGlance>)>>,
 }
+
+/// A glance younger than this is answered again rather than read anew.
+const GLANCE_FRESH: Duration = Duration::from_secs(1);
+/// Most half and op messages one glance reads.
+const GLANCE_BUDGET: u64 = 2_000;
+/// How long one glance may take.
+const GLANCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Auditor {
     pub fn new(
@@ -157,23 +174,51 @@ impl Auditor {
         sales: Arc<Sales>,
         mq: Arc<ClientRuntime>,
     ) -> Self {
+        let broker = BrokerScope {
+            namesrv_addr: settings.mq.namesrv_addr.clone(),
+            order_topic: settings.mq.order_topic.clone(),
+            group: settings.audit.group.clone(),
+            lag_groups: settings.dead_letters.watched_groups.clone(),
+            since: None,
+            max_messages: settings.audit.max_messages,
+        };
         Self {
             db,
             stock,
             sales,
             mq,
-            broker: BrokerScope {
-                namesrv_addr: settings.mq.namesrv_addr.clone(),
-                order_topic: settings.mq.order_topic.clone(),
-                group: settings.audit.group.clone(),
-                lag_groups: settings.dead_letters.watched_groups.clone(),
-                since: None,
-                max_messages: settings.audit.max_messages,
+            glance_scope: BrokerScope {
+                group: format!("{}_glance", broker.group),
+                max_messages: broker.max_messages.min(GLANCE_BUDGET),
+                ..broker.clone()
             },
+            broker,
             settings: settings.audit.clone(),
             settle: settings.redelivery.after(),
             running: tokio::sync::Mutex::new(()),
+            last_glance: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The broker's figures for the dashboard ([`broker::glance`]): read at
+    /// most once per [`GLANCE_FRESH`], whoever asks.
+    #[tracing::instrument(skip(self))]
+    pub async fn broker_glance(&self) -> Result<Arc<BrokerGlance>, BrokerReadError> {
+        let mut last = self.last_glance.lock().await;
+        if let Some((at, glance)) = last.as_ref()
+            && at.elapsed() < GLANCE_FRESH
+        {
+            return Ok(Arc::clone(glance));
+        }
+        let glance = tokio::time::timeout(
+            GLANCE_TIMEOUT,
+            broker::glance(Arc::clone(&self.mq), &self.glance_scope),
+        )
+        .await
+        .map_err(|_| BrokerReadError::TimedOut(GLANCE_TIMEOUT))??;
+        let glance = Arc::new(glance);
+        *last = Some((Instant::now(), Arc::clone(&glance)));
+        Ok(glance)
     }
 
     /// Audits `scope`; [`AuditError::Busy`] while another audit runs here.

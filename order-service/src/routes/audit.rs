@@ -3,6 +3,10 @@
 //! it found nothing), 422 naming a bad parameter, 409 while another audit
 //! runs on this instance, 503 with a code naming the place that could not be
 //! read (`BROKER_UNAVAILABLE` for the broker).
+//!
+//! `GET /api/admin/broker` (admins): the broker's figures for the dashboard
+//! ([`crate::audit::Auditor::broker_glance`]) — 200, or 503
+//! `BROKER_UNAVAILABLE` like the audit.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -86,4 +90,16 @@ pub async fn audit(
         chrono::Utc::now(),
     )?;
     Ok(HttpResponse::Ok().json(state.auditor.audit(scope).await?))
+}
+
+pub async fn broker(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AuditApiError> {
+    let glance = state
+        .auditor
+        .broker_glance()
+        .await
+        .map_err(AuditError::from)?;
+    Ok(HttpResponse::Ok().json(&*glance))
 }

@@ -59,7 +59,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         "/api/admin/dead-letters/{msg_id}/resolve",
         web::post().to(sales::resolve_dead_letter),
     )
-    .route("/api/admin/audit", web::get().to(audit::audit));
+    .route("/api/admin/audit", web::get().to(audit::audit))
+    .route("/api/admin/broker", web::get().to(audit::broker));
 }
 
 /// `GET /readyz`: the database, Redis and broker probes; the broker check

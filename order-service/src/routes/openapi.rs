@@ -396,6 +396,53 @@ pub struct AuditAnswer {
     reconcile: Report,
 }
 
+/// One queue of the order topic on one broker.
+#[derive(ToSchema)]
+pub struct BrokerQueue {
+    broker: String,
+    queue_id: i32,
+    min_offset: i64,
+    max_offset: i64,
+}
+
+/// How far behind one consumer group is on one topic.
+#[derive(ToSchema)]
+pub struct BrokerGroupLag {
+    group: String,
+    topic: String,
+    /// Messages stored and not yet consumed (by the group's committed offsets).
+    waiting: i64,
+    oldest_waiting_since: Option<DateTime<Utc>>,
+}
+
+/// The order topic's transactional half messages nobody decided yet.
+#[derive(ToSchema)]
+pub struct UndecidedHalves {
+    count: i64,
+    oldest_born_at: Option<DateTime<Utc>>,
+    oldest_age_secs: Option<i64>,
+    /// Most check-backs the broker sent for one of them.
+    most_checks: i64,
+    /// Half and op messages read to find them.
+    read: i64,
+    /// The read stopped at its budget: `count` is a lower bound.
+    truncated: bool,
+}
+
+/// The broker's own figures (admin API), without reading the topic's messages.
+#[derive(ToSchema)]
+pub struct BrokerAnswer {
+    read_at: DateTime<Utc>,
+    took_ms: i64,
+    order_topic: String,
+    queues: Vec<BrokerQueue>,
+    /// Per watched group (`dead_letters.watched_groups`) and topic.
+    lags: Vec<BrokerGroupLag>,
+    /// Watched groups whose lag could not be read, and why.
+    lag_errors: Vec<String>,
+    undecided_halves: UndecidedHalves,
+}
+
 // ---------------------------------------------------------------- operations
 
 #[utoipa::path(get, path = "/healthz", tag = "probes",
@@ -644,6 +691,16 @@ fn reconcile() {}
     ))]
 fn audit() {}
 
+#[utoipa::path(get, path = "/api/admin/broker", tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The broker's view for the dashboard: the order topic's queues (min/max offsets), each watched group's lag, the undecided half messages; read at most once a second per instance", body = BrokerAnswer),
+        (status = 401, description = "`UNAUTHENTICATED`", body = ErrorSchema),
+        (status = 403, description = "`FORBIDDEN`: not an admin", body = ErrorSchema),
+        (status = 503, description = "`BROKER_UNAVAILABLE` (name server or broker not answering, or no answer within 10 s), with `Retry-After`", body = ErrorSchema),
+    ))]
+fn broker() {}
+
 #[utoipa::path(post, path = "/api/admin/reconcile/repair", tag = "admin",
     security(("bearer" = [])),
     responses(
@@ -675,7 +732,7 @@ fn resolve_dead_letter() {}
         place_order, list_orders, get_order, pay_order, cancel_order, order_token,
         dev_token, list_sales, get_sale, open_sale,
         admin_metrics, dashboard, start_batch, get_batch,
-        rebuild, reconcile, audit, repair, resolve_dead_letter,
+        rebuild, reconcile, audit, broker, repair, resolve_dead_letter,
     ),
     components(schemas(ErrorSchema)),
     modifiers(&BearerAuth),
