@@ -113,6 +113,15 @@ impl Facts {
         })
     }
 
+    /// The sale's stock invariant, as `common::ledger` states it.
+    fn ledger(&self, opened: i64) -> common::ledger::StockLedger {
+        common::ledger::StockLedger {
+            opened,
+            db_stock: self.db_stock,
+            sold: self.held(),
+        }
+    }
+
     fn held(&self) -> i64 {
         self.orders
             .iter()
@@ -197,7 +206,7 @@ pub async fn judge(evidence: &Evidence<'_>) -> anyhow::Result<(Vec<Check>, Durat
                         && p["quiet"] == true
                 });
                 quiet = facts.committed() == facts.applied.len()
-                    && plan.stock == facts.db_stock + facts.held()
+                    && facts.ledger(plan.stock).accounted()
                     && agrees;
                 last = format!(
                     "committed {} applied {}, stock {} = DB {} + held {}?, reconcile {}",
@@ -241,6 +250,7 @@ pub async fn judge(evidence: &Evidence<'_>) -> anyhow::Result<(Vec<Check>, Durat
 fn invariants(facts: &Facts, evidence: &Evidence<'_>, report: Option<&(Value, i64)>) -> Vec<Check> {
     let (plan, journal) = (evidence.plan, evidence.journal);
     let held = facts.held();
+    let ledger = facts.ledger(plan.stock);
     let by_no: HashMap<&str, &Order> = facts
         .orders
         .iter()
@@ -249,12 +259,12 @@ fn invariants(facts: &Facts, evidence: &Evidence<'_>, report: Option<&(Value, i6
     let mut checks = vec![
         Check::new(
             "no oversell",
-            held <= plan.stock && facts.db_stock >= 0,
+            ledger.oversold() == 0 && facts.db_stock >= 0,
             format!("{held} held of {}, DB stock {}", plan.stock, facts.db_stock),
         ),
         Check::new(
             "stock = DB + NEW/PAID",
-            plan.stock == facts.db_stock + held,
+            ledger.accounted(),
             format!("{} = {} + {held}", plan.stock, facts.db_stock),
         ),
     ];

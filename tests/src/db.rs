@@ -69,3 +69,58 @@ pub async fn text(
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
     .map(|row| row.try_get_by_index::<String>(0).unwrap())
 }
+
+/// A committed order whose message was never sent: its local transaction
+/// (tx_log COMMITTED and the NEW order, both `age_secs` old) written into
+/// the order database `db_name` as order-service writes it.
+pub async fn insert_committed_order(
+    db_name: &str,
+    user: i64,
+    product: i64,
+    age_secs: u32,
+) -> common::messages::OrderCreated {
+    let order = crate::order_message(user, product, 1);
+    let order_db = connect(db_name).await;
+    exec(
+        &order_db,
+        &format!(
+            "INSERT INTO tx_log (tx_no, outcome, create_time) \
+             VALUES ('{}', 'COMMITTED', NOW(3) - INTERVAL {age_secs} SECOND)",
+            order.tx_no
+        ),
+    )
+    .await;
+    exec(
+        &order_db,
+        &format!(
+            "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time) \
+             VALUES ('{}', '{}', {user}, {product}, 1, 'NEW', NOW(3) - INTERVAL {age_secs} SECOND)",
+            order.order_no, order.tx_no
+        ),
+    )
+    .await;
+    let _ = order_db.close().await;
+    order
+}
+
+/// A row of stock-service's tx_log in the database `db_name`, written
+/// straight (as a fault would leave it).
+pub async fn insert_stock_row(
+    db_name: &str,
+    tx_no: &str,
+    order_no: &str,
+    product: i64,
+    count: i64,
+    outcome: &str,
+) {
+    let stock_db = connect(db_name).await;
+    exec(
+        &stock_db,
+        &format!(
+            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
+             VALUES ('{tx_no}', '{order_no}', {product}, {count}, '{outcome}')"
+        ),
+    )
+    .await;
+    let _ = stock_db.close().await;
+}

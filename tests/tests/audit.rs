@@ -195,26 +195,7 @@ async fn a_committed_order_without_a_message_is_named_missing() {
     // Arrange: a committed order written straight into the order DB, as if
     // its message had never reached the broker.
     let (app, _) = settled_sale().await;
-    let lost = order_message(9, 1, 1);
-    let order_db = db::connect(&app.env.order_db).await;
-    db::exec(
-        &order_db,
-        &format!(
-            "INSERT INTO tx_log (tx_no, outcome, create_time) \
-             VALUES ('{}', 'COMMITTED', NOW(3) - INTERVAL 10 SECOND)",
-            lost.tx_no
-        ),
-    )
-    .await;
-    db::exec(
-        &order_db,
-        &format!(
-            "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time) \
-             VALUES ('{}', '{}', 9, 1, 1, 'NEW', NOW(3) - INTERVAL 10 SECOND)",
-            lost.order_no, lost.tx_no
-        ),
-    )
-    .await;
+    let lost = db::insert_committed_order(&app.env.order_db, 9, 1, 10).await;
 
     // Act
     let report = audit(&app, "").await;
@@ -247,15 +228,16 @@ async fn a_second_deduction_of_one_order_is_named_a_duplicate() {
     let (app, placed) = settled_sale().await;
     let (order_no, tx_no) = &placed[0];
     let extra = TxNo::generate();
-    let stock_db = db::connect(&app.env.stock_db).await;
-    db::exec(
-        &stock_db,
-        &format!(
-            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
-             VALUES ('{extra}', '{order_no}', 1, 1, 'DEDUCTED')"
-        ),
+    db::insert_stock_row(
+        &app.env.stock_db,
+        extra.as_str(),
+        order_no,
+        1,
+        1,
+        "DEDUCTED",
     )
     .await;
+    let stock_db = db::connect(&app.env.stock_db).await;
     db::exec(
         &stock_db,
         "UPDATE stock SET total_count = total_count - 1 WHERE product_id = 1",
@@ -294,13 +276,13 @@ async fn a_deduction_nobody_committed_is_named_an_orphan() {
     // order the order DB never had.
     let (app, _) = settled_sale().await;
     let (orphan, order_no) = (TxNo::generate(), OrderNo::generate());
-    let stock_db = db::connect(&app.env.stock_db).await;
-    db::exec(
-        &stock_db,
-        &format!(
-            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
-             VALUES ('{orphan}', '{order_no}', 1, 2, 'DEDUCTED')"
-        ),
+    db::insert_stock_row(
+        &app.env.stock_db,
+        orphan.as_str(),
+        order_no.as_str(),
+        1,
+        2,
+        "DEDUCTED",
     )
     .await;
 

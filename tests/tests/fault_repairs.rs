@@ -17,32 +17,6 @@ use seckill_tests::broker::UndecidedProducer;
 use seckill_tests::services::place_order_with_key;
 use seckill_tests::{TestEnv, db, eventually, order_message};
 
-/// A committed order whose message never reached the broker's consumers:
-/// its local transaction (tx_log COMMITTED + the NEW order) written as
-/// order-service writes it, and nothing sent.
-async fn committed_order_without_message(env: &TestEnv, user: i64, product: i64) -> String {
-    let order = order_message(user, product, 1);
-    let order_db = db::connect(&env.order_db).await;
-    db::exec(
-        &order_db,
-        &format!(
-            "INSERT INTO tx_log (tx_no, outcome) VALUES ('{}', 'COMMITTED')",
-            order.tx_no
-        ),
-    )
-    .await;
-    db::exec(
-        &order_db,
-        &format!(
-            "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time) \
-             VALUES ('{}', '{}', {user}, {product}, 1, 'NEW', NOW(3) - INTERVAL 1 MINUTE)",
-            order.order_no, order.tx_no
-        ),
-    )
-    .await;
-    order.tx_no.to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     // Arrange: two sales; product 1 has a committed order stock-service never
@@ -55,7 +29,11 @@ async fn a_lost_committed_order_blocks_only_its_own_sale_and_is_sent_again() {
     app.open_sale(1, 10).await;
     app.open_sale(2, 10).await;
     assert_eq!(app.place_order(1, 1, 1).await.status, StatusCode::CREATED);
-    let lost = committed_order_without_message(&app.env, 2, 1).await;
+    // (A committed order whose message never reached the broker's consumers.)
+    let lost = db::insert_committed_order(&app.env.order_db, 2, 1, 60)
+        .await
+        .tx_no
+        .to_string();
 
     // Reconciliation names it and never says consistent meanwhile.
     let report = eventually("the lost order named", Duration::from_secs(30), || {
