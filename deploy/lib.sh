@@ -82,7 +82,9 @@ ensure_mariadb() {
     if ! port_open "$MYSQL_PORT"; then
       log "starting MariaDB"
       mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-      start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+      # By its pid file: a mariadbd of a container (the cluster's databases)
+      # is another process of the same name and must not count as running.
+      start-stop-daemon --start --oknodo --background --pidfile "$MARIADB_PID_FILE" --exec /usr/sbin/mariadbd
       wait_for_port "$MYSQL_PORT" MariaDB 60
     fi
     # A fresh Debian install lets root in through the socket only: also allow
@@ -95,6 +97,9 @@ ensure_mariadb() {
   mysql_tcp -e 'SELECT 1' >/dev/null || die "MariaDB on 127.0.0.1:$MYSQL_PORT refuses root with an empty password"
   log "MariaDB ready on 127.0.0.1:$MYSQL_PORT"
 }
+
+# Where the machine's mariadbd writes its pid (Debian's default).
+MARIADB_PID_FILE=/run/mysqld/mysqld.pid
 
 mysql_tcp() { mysql -h127.0.0.1 -P"$MYSQL_PORT" -uroot --protocol=TCP "$@"; }
 

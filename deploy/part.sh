@@ -36,7 +36,7 @@ pid_of() {
   case $part in
     order-service | stock-service) file="$PID_DIR/$DAEMON_PREFIX$part.pid" ;;
     broker | namesrv) file="$PID_DIR/$part.pid" ;;
-    mariadb) pidof mariadbd 2>/dev/null | awk '{print $1}'; return ;;
+    mariadb) file=$MARIADB_PID_FILE ;; # not pidof: containers run mariadbd too
     redis) redis-cli -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' |
              awk -F: '$1 == "process_id" {print $2}'; return ;;
     *) die "unknown part $part" ;;
@@ -70,8 +70,11 @@ stop() {
     broker | namesrv) stop_daemon "$part" ;;
     mariadb)
       log "stopping MariaDB"
+      local pid
+      pid=$(pid_of)
       mysqladmin -h127.0.0.1 -P"$MYSQL_PORT" -uroot --protocol=TCP shutdown
-      while port_open "$MYSQL_PORT"; do sleep 0.05; done ;;
+      # The port closes before the process has finished: wait for both.
+      while port_open "$MYSQL_PORT" || { [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }; do sleep 0.05; done ;;
     redis)
       log "stopping Redis (it keeps nothing)"
       redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
