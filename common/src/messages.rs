@@ -22,6 +22,8 @@ pub const ORDER_TOPIC: &str = "seckill_order_events";
 pub const STOCK_TOPIC: &str = "seckill_stock_events";
 /// Tag of [`OrderCreated`] on [`ORDER_TOPIC`].
 pub const TAG_ORDER_CREATED: &str = "OrderCreated";
+/// Tag of [`OrderBatch`] on [`ORDER_TOPIC`]: the orders one group commit recorded.
+pub const TAG_ORDER_BATCH: &str = "OrderBatch";
 /// Tag of [`OrderCancelled`] on [`ORDER_TOPIC`].
 pub const TAG_ORDER_CANCELLED: &str = "OrderCancelled";
 /// Tag of [`OrderTimeout`] on [`ORDER_TOPIC`].
@@ -53,6 +55,31 @@ pub struct OrderCreated {
     pub product_id: ProductId,
     pub count: Quantity,
     pub created_at: DateTime<Utc>,
+}
+
+/// The orders one local transaction of order-service committed together
+/// (group commit): one transactional message for all of them. `batch_tx_no`
+/// is the distributed transaction's own id (order-service's check-back
+/// decides on it); each order keeps its own `tx_no`, on which stock-service
+/// dedupes exactly as for a single [`OrderCreated`], so a redelivered batch,
+/// or an order seen before in another message, has one effect per order.
+/// Orders are listed in admission order, which is the order stock is handed
+/// out in when it does not cover them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderBatch {
+    pub schema_version: u16,
+    pub batch_tx_no: TxNo,
+    pub orders: Vec<OrderCreated>,
+}
+
+impl OrderBatch {
+    pub fn new(batch_tx_no: TxNo, orders: Vec<OrderCreated>) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            batch_tx_no,
+            orders,
+        }
+    }
 }
 
 /// Why an order was cancelled.
@@ -154,6 +181,7 @@ macro_rules! envelope {
 }
 envelope!(
     OrderCreated,
+    OrderBatch,
     OrderCancelled,
     OrderTimeout,
     StockInsufficient
@@ -290,6 +318,20 @@ mod tests {
             Err(DecodeError::Malformed { .. })
         ));
         assert!(matches!(OrderCreated::decode(b""), Err(DecodeError::Empty)));
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_its_v1_wire_format_decodes() {
+        let batch = OrderBatch::new(TxNo::generate(), vec![sample(), sample()]);
+        assert_eq!(OrderBatch::decode(&batch.encode()).unwrap(), batch);
+        let v1 = br#"{"schema_version":1,"batch_tx_no":"txb1","orders":[
+            {"schema_version":1,"tx_no":"tx1","order_no":"o1","user_id":7,"product_id":42,
+             "count":1,"created_at":"2026-11-23T10:00:00Z"}]}"#;
+        let decoded = OrderBatch::decode(v1).unwrap();
+        assert_eq!(decoded.batch_tx_no.as_str(), "txb1");
+        assert_eq!(decoded.orders[0].product_id.get(), 42);
+        // A single-order body is not a batch: refused, not misread as an empty one.
+        assert!(OrderBatch::decode(&sample().encode()).is_err());
     }
 
     #[test]
