@@ -200,6 +200,26 @@ token!(
     "tx_no",
     "tx"
 );
+impl TxNo {
+    /// A fresh id for a group commit's own transaction (`OrderBatch`):
+    /// `txg` + UUID v7, never the shape of an order's or a cancellation's
+    /// (`tx` + hex), so `tx_log` readers can tell the two apart.
+    pub fn generate_batch() -> Self {
+        Self(format!(
+            "{BATCH_TX_PREFIX}{}",
+            uuid::Uuid::now_v7().simple()
+        ))
+    }
+
+    /// Whether this names a group commit rather than one order or cancellation.
+    pub fn is_batch(raw: &str) -> bool {
+        raw.starts_with(BATCH_TX_PREFIX)
+    }
+}
+
+/// The prefix of a group commit's tx_no (see [`TxNo::generate_batch`]).
+pub const BATCH_TX_PREFIX: &str = "txg";
+
 token!(
     /// The business id of an order, shown to the buyer.
     OrderNo,
@@ -254,6 +274,10 @@ mod tests {
     fn generated_tokens_are_unique_and_parse_back() {
         let a = TxNo::generate();
         let b = TxNo::generate();
+        assert!(!TxNo::is_batch(a.as_str()));
+        let batch = TxNo::generate_batch();
+        assert!(TxNo::is_batch(batch.as_str()));
+        assert_eq!(TxNo::parse(batch.as_str()).unwrap(), batch);
         assert_ne!(a, b);
         assert_eq!(TxNo::parse(a.as_str()).unwrap(), a);
         assert!(OrderNo::parse("o 1").is_err());

@@ -58,7 +58,11 @@ impl<L: Label> LabeledCounter<L> {
     }
 
     pub fn inc(&self, value: L) {
-        self.counts[value.index()].fetch_add(1, Ordering::Relaxed);
+        self.add(value, 1);
+    }
+
+    pub fn add(&self, value: L, n: u64) {
+        self.counts[value.index()].fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn get(&self, value: L) -> u64 {

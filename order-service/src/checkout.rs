@@ -1,6 +1,7 @@
 //! The order path as one call: (replay an earlier attempt with the same
 //! Idempotency-Key, or) admit in Redis, then send the transactional message
-//! whose local transaction records the order; a committed order's payment
+//! whose local transaction records the order (with the orders admitted at the
+//! same moment: [`GroupCommit`]); a committed order's payment
 //! timeout is scheduled. Before that, a buyer gets a one-time order token
 //! ([`Checkout::issue_token`]), which admission uses up. Whenever the order ends up not
 //! placed, its reservation goes back (at most once, keyed by tx_no) and its
@@ -16,7 +17,7 @@ use sea_orm::DatabaseConnection;
 use crate::admission::{Admission, AdmissionGate, Issued};
 use crate::domain::{IdempotencyKey, NewOrder, Order, OrderToken};
 use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
-use crate::order_tx::{self, OrderPublisher, Outcome, PublishError, Rejection};
+use crate::order_tx::{self, GroupCommit, Outcome, PublishError, Rejection};
 use crate::store::{self, TxOutcome};
 use crate::timeouts::TimeoutScheduler;
 
@@ -62,7 +63,8 @@ pub enum Checkedout {
 
 pub struct Checkout {
     pub admission: Arc<AdmissionGate>,
-    pub publisher: Arc<OrderPublisher>,
+    /// Records admitted orders together (see [`GroupCommit`]).
+    pub group_commit: Arc<GroupCommit>,
     pub timeouts: Arc<TimeoutScheduler>,
     pub idempotency: IdempotencyClaims,
     pub db: DatabaseConnection,
@@ -198,7 +200,7 @@ impl Checkout {
             Admission::TokenInvalid => return Err(CheckoutError::TokenInvalid),
         }
         let key = key.map(|k| k.as_str().to_owned());
-        match self.publisher.place(order, key).await {
+        match self.group_commit.place(order, key).await {
             Ok(Outcome::Rejected(why)) => {
                 self.give_back(order).await;
                 // "Retrying may succeed" (a 503): the retry keeps its token.

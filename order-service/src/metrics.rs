@@ -66,6 +66,18 @@ metric_label!(
     }
 );
 
+metric_label!(
+    /// What the group commit sent: single-order messages, batch messages, the
+    /// orders committed in batches, and orders a batch's local transaction
+    /// refused (the rest went again without them).
+    pub enum GroupSend {
+        Single = "single",
+        Batch = "batch",
+        BatchedOrders = "batched_orders",
+        Refused = "refused",
+    }
+);
+
 pub struct OrderMetrics {
     /// This process's counters: an id drawn at start.
     pub instance: String,
@@ -74,6 +86,7 @@ pub struct OrderMetrics {
     pub closed: LabeledCounter<ClosedBy>,
     pub dead_letters: LabeledCounter<DeadLetterSource>,
     pub redelivered: LabeledCounter<Resent>,
+    pub group_commit: LabeledCounter<GroupSend>,
     pub in_flight: Gauge,
     /// Transactional sends by the broker (name) that stored the half message.
     pub by_broker: DynamicCounter,
@@ -108,6 +121,11 @@ impl Default for OrderMetrics {
                 "Committed messages stock-service had not applied in time, sent again, by kind.",
                 "kind",
             ),
+            group_commit: LabeledCounter::new(
+                "seckill_group_commit_total",
+                "Transactional order messages sent alone (single) or as batches, orders committed in batches, orders a batch refused.",
+                "sent",
+            ),
             in_flight: Gauge::new(
                 "seckill_transactions_in_flight",
                 "Transactional sends (orders, cancellations) waiting for their outcome.",
@@ -128,6 +146,7 @@ impl OrderMetrics {
         self.closed.render(out);
         self.dead_letters.render(out);
         self.redelivered.render(out);
+        self.group_commit.render(out);
         self.in_flight.render(out);
         self.by_broker.render(out);
     }
@@ -140,6 +159,7 @@ impl OrderMetrics {
             "closed": self.closed.to_json(),
             "dead_letters_recorded": self.dead_letters.to_json(),
             "redelivered": self.redelivered.to_json(),
+            "group_commit": self.group_commit.to_json(),
             "transactions_in_flight": self.in_flight.get(),
             "transactions_by_broker": self.by_broker.to_json(),
         })

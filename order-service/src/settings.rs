@@ -14,6 +14,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub auth: AuthSettings,
     pub orders: OrderRules,
+    pub group_commit: GroupCommitSettings,
     pub admission: AdmissionSettings,
     pub rate_limit: RateLimitSettings,
     pub lifecycle: LifecycleSettings,
@@ -126,6 +127,17 @@ pub struct AdmissionSettings {
     pub rebuild_quiet_timeout_secs: u64,
 }
 
+/// Group commit (see `order_tx::group`): orders admitted together are
+/// recorded by one local transaction and one transactional message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCommitSettings {
+    /// Most orders in one batch; 1 sends every order alone.
+    pub max_batch: usize,
+    /// Transactional sends (batches or single orders) in flight at once.
+    pub in_flight: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRules {
@@ -155,6 +167,10 @@ impl Default for Settings {
                 producer_group: common::messages::ORDER_TX_PRODUCER_GROUP.into(),
                 require_order_token: true,
                 order_token_ttl_ms: 60_000,
+            },
+            group_commit: GroupCommitSettings {
+                max_batch: 64,
+                in_flight: 4,
             },
             admission: AdmissionSettings {
                 stock_service_url: "http://127.0.0.1:8092".into(),

@@ -21,7 +21,7 @@ use crate::events::EventConsumer;
 use crate::idempotency::IdempotencyClaims;
 use crate::lifecycle::{Lifecycle, keep_sweeping};
 use crate::metrics::OrderMetrics;
-use crate::order_tx::{OrderPublisher, OrderTxListener, keep_connected};
+use crate::order_tx::{GroupCommit, OrderPublisher, OrderTxListener, keep_connected};
 use crate::rate_limit::RateLimits;
 use crate::redelivery::{Redelivery, keep_redelivering};
 use crate::sales::Sales;
@@ -70,6 +70,7 @@ struct Services {
     admission: Arc<AdmissionGate>,
     metrics: Arc<OrderMetrics>,
     publisher: Arc<OrderPublisher>,
+    group_commit: Arc<GroupCommit>,
     timeouts: Arc<TimeoutScheduler>,
     lifecycle: Arc<Lifecycle>,
     events: EventConsumer,
@@ -114,6 +115,11 @@ impl Services {
                 .await
                 .map_err(|e| anyhow::anyhow!("starting the transactional producer: {e}"))?,
         );
+        let group_commit = Arc::new(GroupCommit::start(
+            Arc::clone(&publisher),
+            &settings.group_commit,
+            Arc::clone(&metrics),
+        ));
         let timeouts = Arc::new(
             TimeoutScheduler::start(mq, settings)
                 .await
@@ -156,6 +162,7 @@ impl Services {
             admission,
             metrics,
             publisher,
+            group_commit,
             timeouts,
             lifecycle,
             events,
@@ -231,7 +238,7 @@ impl Services {
                     Duration::from_secs(10),
                 ),
                 admission: Arc::clone(&self.admission),
-                publisher: Arc::clone(&self.publisher),
+                group_commit: Arc::clone(&self.group_commit),
                 timeouts: Arc::clone(&self.timeouts),
                 db: self.db.clone(),
                 order_token_ttl: Duration::from_millis(settings.orders.order_token_ttl_ms),

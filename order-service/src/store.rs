@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use common::db::{is_duplicate_key, stmt};
-use common::messages::{OrderCancelled, OrderCreated};
+use common::messages::{OrderBatch, OrderCancelled, OrderCreated};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, FromQueryResult, TransactionTrait, Value,
 };
@@ -74,6 +74,18 @@ pub async fn record_order(
     idempotency_key: Option<&str>,
 ) -> Result<(), RecordError> {
     let txn = begin_claimed(db, order.tx_no.as_str()).await?;
+    insert_order(&txn, order, idempotency_key).await?;
+    txn.commit().await.map_err(RecordError::CommitUncertain)?;
+    tracing::info!("order recorded");
+    Ok(())
+}
+
+/// The `NEW` order row of `order`, its unit price copied from its sale.
+async fn insert_order(
+    txn: &impl ConnectionTrait,
+    order: &OrderCreated,
+    idempotency_key: Option<&str>,
+) -> Result<(), RecordError> {
     txn.execute_raw(stmt(
         "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, \
          idempotency_key, unit_price_cents) \
@@ -99,9 +111,164 @@ pub async fn record_order(
             classify(err)
         }
     })?;
-    txn.commit().await.map_err(RecordError::CommitUncertain)?;
-    tracing::info!("order recorded");
     Ok(())
+}
+
+/// Why [`record_batch`] did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchRecordError {
+    /// Nothing of the batch was written, for a reason that holds for all of
+    /// it (the batch tx_no decided first, the database unavailable, or the
+    /// COMMIT's fate unknown: then all of it may be stored).
+    #[error(transparent)]
+    Whole(RecordError),
+    /// These orders (index in the batch, why) cannot be recorded; nothing was
+    /// written, so the others can go again in a batch of their own.
+    #[error("{} orders of the batch refused", .0.len())]
+    Some(Vec<(usize, RecordError)>),
+}
+
+/// The group commit's local transaction: the batch's own `tx_log` row
+/// (COMMITTED, first, so a check-back on the batch waits for it), each
+/// order's `tx_log` row and each `NEW` order, all committed together or not
+/// at all. The order rows go in as multi-row statements; when one of them is
+/// refused (an Idempotency-Key used before, an order's tx_no already claimed
+/// by a check-back or a sweeper, a constraint), each order is tried on its
+/// own under a savepoint to name the refused ones, and the whole transaction
+/// is rolled back: the half message lists every order, so it may only commit
+/// with every order in it.
+#[tracing::instrument(skip_all, fields(batch_tx_no = %batch.batch_tx_no, size = batch.orders.len()))]
+pub async fn record_batch(
+    db: &DatabaseConnection,
+    batch: &OrderBatch,
+    idempotency_keys: &[Option<String>],
+) -> Result<(), BatchRecordError> {
+    let txn = begin_claimed(db, batch.batch_tx_no.as_str())
+        .await
+        .map_err(BatchRecordError::Whole)?;
+    let rows = batch.orders.len();
+    let claims = txn
+        .execute_raw(stmt(
+            &format!(
+                "INSERT INTO tx_log (tx_no, outcome) VALUES {}",
+                vec!["(?, 'COMMITTED')"; rows].join(", ")
+            ),
+            batch.orders.iter().map(|o| o.tx_no.as_str().into()),
+        ))
+        .await;
+    let inserted = match claims {
+        Ok(_) => {
+            let mut values: Vec<Value> = Vec::with_capacity(rows * 10);
+            for (i, order) in batch.orders.iter().enumerate() {
+                values.extend([
+                    order.order_no.as_str().into(),
+                    order.tx_no.as_str().into(),
+                    order.user_id.get().into(),
+                    order.product_id.get().into(),
+                    i64::from(order.count).into(),
+                    OrderStatus::New.as_db().into(),
+                    order.created_at.naive_utc().into(),
+                    order.created_at.naive_utc().into(),
+                    idempotency_keys.get(i).cloned().flatten().into(),
+                    order.product_id.get().into(),
+                ]);
+            }
+            txn.execute_raw(stmt(
+                &format!(
+                    "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, \
+                     create_time, updated_at, idempotency_key, unit_price_cents) VALUES {}",
+                    vec![
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?))";
+                        rows
+                    ]
+                    .join(", ")
+                ),
+                values,
+            ))
+            .await
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = inserted {
+        match classify(err) {
+            RecordError::Refused(_) => {}
+            other => return Err(BatchRecordError::Whole(other)),
+        }
+        // A refused statement undoes only itself: the transaction is open
+        // with just the batch's claim. Each order on its own names the
+        // refused ones; with any, everything is rolled back.
+        let refused = record_one_by_one(&txn, batch, idempotency_keys).await?;
+        if !refused.is_empty() {
+            tracing::info!(
+                refused = refused.len(),
+                "orders of the batch refused; the rest go again"
+            );
+            return Err(BatchRecordError::Some(refused));
+        }
+    }
+    txn.commit()
+        .await
+        .map_err(|e| BatchRecordError::Whole(RecordError::CommitUncertain(e)))?;
+    tracing::info!("batch of orders recorded");
+    Ok(())
+}
+
+/// Each order of `batch` under a savepoint of `txn`: the ones refused (index,
+/// why). An error that is not about one order (the database unavailable)
+/// ends it for the whole batch.
+async fn record_one_by_one(
+    txn: &sea_orm::DatabaseTransaction,
+    batch: &OrderBatch,
+    idempotency_keys: &[Option<String>],
+) -> Result<Vec<(usize, RecordError)>, BatchRecordError> {
+    let whole = |e: DbErr| BatchRecordError::Whole(RecordError::Unavailable(e));
+    let mut refused = Vec::new();
+    for (i, order) in batch.orders.iter().enumerate() {
+        let key = idempotency_keys.get(i).and_then(|k| k.as_deref());
+        let savepoint = txn.begin().await.map_err(whole)?;
+        let one = match claim_order_tx(&savepoint, order.tx_no.as_str()).await {
+            Ok(()) => insert_order(&savepoint, order, key).await,
+            Err(err) => Err(err),
+        };
+        if one.is_ok() {
+            savepoint.commit().await.map_err(whole)?;
+            continue;
+        }
+        savepoint.rollback().await.map_err(whole)?;
+        match one {
+            Ok(()) => {}
+            Err(RecordError::AlreadyDecided(_)) => {
+                let outcome = tx_outcome(txn, order.tx_no.as_str())
+                    .await
+                    .map_err(whole)?
+                    .unwrap_or(TxOutcome::RolledBack);
+                refused.push((i, RecordError::AlreadyDecided(outcome)));
+            }
+            Err(err @ (RecordError::Unavailable(_) | RecordError::CommitUncertain(_))) => {
+                return Err(BatchRecordError::Whole(err));
+            }
+            Err(err) => refused.push((i, err)),
+        }
+    }
+    Ok(refused)
+}
+
+/// An order's own `tx_log` row inside a batch: its tx_no already there means
+/// it was decided elsewhere (a check-back or a sweeper claimed it).
+async fn claim_order_tx(txn: &impl ConnectionTrait, tx_no: &str) -> Result<(), RecordError> {
+    match txn
+        .execute_raw(stmt(
+            "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
+            [tx_no.into()],
+        ))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if is_duplicate_key(&err) => {
+            Err(RecordError::AlreadyDecided(TxOutcome::RolledBack))
+        }
+        Err(err) => Err(classify(err)),
+    }
 }
 
 /// Opens a local transaction whose first statement claims `tx_no` as
@@ -620,7 +787,10 @@ pub async fn confirm_applied(
 }
 
 /// The outcome `tx_log` holds for a tx_no, without claiming it.
-pub async fn tx_outcome(db: &DatabaseConnection, tx_no: &str) -> Result<Option<TxOutcome>, DbErr> {
+pub async fn tx_outcome(
+    db: &impl ConnectionTrait,
+    tx_no: &str,
+) -> Result<Option<TxOutcome>, DbErr> {
     db.query_one_raw(stmt(
         "SELECT outcome FROM tx_log WHERE tx_no = ?",
         [tx_no.into()],

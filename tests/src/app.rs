@@ -207,6 +207,11 @@ impl StockApp {
         OrderServiceProcess::start(&self.env, &self.stock).await
     }
 
+    /// [`Self::start_order_process`] with `extra` `APP_...` variables.
+    pub async fn start_order_process_with(&self, extra: &[(&str, &str)]) -> OrderServiceProcess {
+        OrderServiceProcess::start_with(&self.env, &self.stock, extra).await
+    }
+
     pub async fn stop(self) {
         self.stock.stop().await;
     }

@@ -70,6 +70,22 @@ pub async fn text(
     .map(|row| row.try_get_by_index::<String>(0).unwrap())
 }
 
+/// Waits (up to 30 s) until a statement starting with `prefix` runs
+/// (blocked) on the database `db_name`.
+pub async fn wait_for_statement(db_name: &str, prefix: &str) {
+    let observer = connect("information_schema").await;
+    crate::eventually(
+        &format!("`{prefix}…` to block"),
+        std::time::Duration::from_secs(30),
+        || {
+            let observer = observer.clone();
+            async move { (running_statements(&observer, db_name, prefix).await > 0).then_some(()) }
+        },
+    )
+    .await;
+    let _ = observer.close().await;
+}
+
 /// A committed order whose message was never sent: its local transaction
 /// (tx_log COMMITTED and the NEW order, both `age_secs` old) written into
 /// the order database `db_name` as order-service writes it.

@@ -458,6 +458,11 @@ pub struct OrderServiceProcess {
 
 impl OrderServiceProcess {
     pub async fn start(env: &TestEnv, stock: &RunningService) -> Self {
+        Self::start_with(env, stock, &[]).await
+    }
+
+    /// [`Self::start`] with `extra` `APP_...` variables.
+    pub async fn start_with(env: &TestEnv, stock: &RunningService, extra: &[(&str, &str)]) -> Self {
         let binary = built_binary("order-service");
         let port = free_port();
         let log = std::fs::File::create(
@@ -468,6 +473,7 @@ impl OrderServiceProcess {
             .envs(settings_env(env, stock))
             .env("APP_HTTP__PORT", port.to_string())
             .env("APP_AUTH__DEV_TOKENS", "true")
+            .envs(extra.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("log file")))
             .stderr(Stdio::from(log))
             .spawn()

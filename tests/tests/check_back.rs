@@ -44,23 +44,6 @@ async fn process_with_sale(app: &StockApp) -> OrderServiceProcess {
     process
 }
 
-/// Waits until a statement starting with `prefix` runs (blocked) on the order DB.
-async fn wait_until_running(env: &TestEnv, prefix: &str) {
-    let observer = db::connect("information_schema").await;
-    eventually(
-        &format!("`{prefix}…` to block"),
-        Duration::from_secs(30),
-        || {
-            let observer = observer.clone();
-            let db_name = env.order_db.clone();
-            async move {
-                (db::running_statements(&observer, &db_name, prefix).await > 0).then_some(())
-            }
-        },
-    )
-    .await;
-}
-
 /// Waits until order-service's tx_log holds `count` ROLLED_BACK rows (check-backs).
 async fn wait_for_rollbacks(order_db: &DatabaseConnection, count: i64) {
     eventually(
@@ -100,7 +83,7 @@ async fn never_committed_order_of_a_killed_process_is_rolled_back_by_check_back(
             .send()
             .await
     });
-    wait_until_running(env, "INSERT INTO orders").await;
+    db::wait_for_statement(&env.order_db, "INSERT INTO orders").await;
 
     // Act: kill it between the half message and end-transaction, then start a fresh instance.
     process.kill();
@@ -171,7 +154,7 @@ async fn cancellation_of_a_killed_process_is_rolled_back_and_the_order_stays_new
             .send()
             .await
     });
-    wait_until_running(env, "UPDATE orders SET status = 'CANCELLED'").await;
+    db::wait_for_statement(&env.order_db, "UPDATE orders SET status = 'CANCELLED'").await;
 
     // Act: kill it between the half message and end-transaction.
     process.kill();

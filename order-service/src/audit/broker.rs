@@ -32,7 +32,8 @@ use std::time::Duration;
 use cheetah_string::CheetahString;
 use chrono::{DateTime, Utc};
 use common::messages::{
-    Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED, TAG_ORDER_CREATED,
+    Envelope, OrderBatch, OrderCancelled, OrderCreated, TAG_ORDER_BATCH, TAG_ORDER_CANCELLED,
+    TAG_ORDER_CREATED,
 };
 use common::stock_log::MessageKind;
 use rocketmq_client_rust::{
@@ -458,7 +459,7 @@ impl Reader<'_> {
                 }
                 let messages = &mut scan.messages;
                 let complete = self
-                    .pull_range(&mq, from, max, |m| messages.push(topic_message(m)))
+                    .pull_range(&mq, from, max, |m| messages.extend(topic_messages(m)))
                     .await?;
                 scan.truncated |= !complete;
                 scan.queues.push(QueueRange {
@@ -708,15 +709,53 @@ impl HalfCopy {
             checks: property(MessageConst::PROPERTY_TRANSACTION_CHECK_TIMES)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0),
-            message: topic_message(m),
+            message: half_message(m),
         }
+    }
+}
+
+/// The batch a message of the group commit carries, if it is one.
+fn batch_of(m: &MessageExt) -> Option<Result<OrderBatch, ()>> {
+    (m.get_tags().as_deref() == Some(TAG_ORDER_BATCH))
+        .then(|| OrderBatch::decode(&m.body().unwrap_or_default()).map_err(|_| ()))
+}
+
+/// What an order-topic message carries, one per business fact: a group
+/// commit's [`OrderBatch`] counts as the creation of each of its orders.
+fn topic_messages(m: &MessageExt) -> Vec<TopicMessage> {
+    match batch_of(m) {
+        Some(Ok(batch)) => batch
+            .orders
+            .iter()
+            .map(|order| TopicMessage {
+                kind: Some(MessageKind::Creation),
+                tx_no: Some(order.tx_no.to_string()),
+                product_id: Some(order.product_id.get()),
+                stored_at: millis(m.store_timestamp()),
+            })
+            .collect(),
+        _ => vec![topic_message(m)],
+    }
+}
+
+/// What a half message stands for: one transaction, so a batch's half is
+/// named by its batch tx_no (and its first order's product).
+fn half_message(m: &MessageExt) -> TopicMessage {
+    match batch_of(m) {
+        Some(Ok(batch)) => TopicMessage {
+            kind: Some(MessageKind::Creation),
+            tx_no: Some(batch.batch_tx_no.to_string()),
+            product_id: batch.orders.first().map(|o| o.product_id.get()),
+            stored_at: millis(m.store_timestamp()),
+        },
+        _ => topic_message(m),
     }
 }
 
 /// What an order-topic message (or its half copy) carries.
 fn topic_message(m: &MessageExt) -> TopicMessage {
     let kind = match m.get_tags().as_deref() {
-        Some(TAG_ORDER_CREATED) => Some(MessageKind::Creation),
+        Some(TAG_ORDER_CREATED | TAG_ORDER_BATCH) => Some(MessageKind::Creation),
         Some(TAG_ORDER_CANCELLED) => Some(MessageKind::Cancellation),
         _ => None,
     };

@@ -11,7 +11,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use common::messages::{Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED};
+use common::messages::{
+    Envelope, OrderBatch, OrderCancelled, OrderCreated, TAG_ORDER_BATCH, TAG_ORDER_CANCELLED,
+};
 use rocketmq_client_rust::{LocalTransactionState, TransactionListener};
 use rocketmq_model::common::message::MessageTrait;
 use rocketmq_model::common::message::message_ext::MessageExt;
@@ -86,11 +88,11 @@ impl OrderTxListener {
         };
         let span = tracing::info_span!("local_transaction", tx_no = %pending.work.tx_no());
         let _entered = span.enter();
-        let recorded = match &pending.work {
+        let (outcome, refused) = match &pending.work {
             LocalWork::Create {
                 order,
                 idempotency_key,
-            } => self.runtime.block_on(store::record_order(
+            } => self.local_outcome(store::record_order(
                 &self.db,
                 order,
                 idempotency_key.as_deref(),
@@ -98,30 +100,56 @@ impl OrderTxListener {
             LocalWork::Cancel {
                 cancel,
                 due_if_created_before,
-            } => self.runtime.block_on(store::record_cancel(
+            } => self.local_outcome(store::record_cancel(
                 &self.db,
                 cancel,
                 *due_if_created_before,
             )),
+            LocalWork::CreateBatch {
+                batch,
+                idempotency_keys,
+            } => {
+                let recorded =
+                    self.runtime
+                        .block_on(store::record_batch(&self.db, batch, idempotency_keys));
+                if let Err(err) = &recorded {
+                    tracing::info!(%err, "the batch's local transaction did not commit");
+                }
+                Outcome::of_batch(recorded)
+            }
         };
+        let state = broker_state(&outcome);
+        tracing::info!(
+            ?outcome,
+            ?state,
+            refused = refused.len(),
+            "local transaction done"
+        );
+        pending.report_refused(refused);
+        pending.report(outcome);
+        state
+    }
+
+    /// Runs one order's or cancellation's local transaction to its outcome.
+    fn local_outcome(
+        &self,
+        record: impl std::future::Future<Output = Result<(), store::RecordError>>,
+    ) -> (Outcome, Vec<(usize, Outcome)>) {
+        let recorded = self.runtime.block_on(record);
         if let Err(err) = &recorded {
             tracing::info!(%err, "local transaction did not commit");
         }
-        let outcome = Outcome::of_local(recorded);
-        let state = broker_state(&outcome);
-        tracing::info!(?outcome, ?state, "local transaction done");
-        pending.report(outcome);
-        state
+        (Outcome::of_local(recorded), Vec::new())
     }
 
     /// The broker asks about a transaction it never heard the end of: the
     /// answer comes from [`settle`], so it is final.
     fn answer_check_back(&self, msg: &MessageExt) -> LocalTransactionState {
         let body = msg.body().unwrap_or_default();
-        let answer = if msg.get_tags().as_deref() == Some(TAG_ORDER_CANCELLED) {
-            self.check_cancel(msg, &body)
-        } else {
-            self.check_creation(msg, &body)
+        let answer = match msg.get_tags().as_deref() {
+            Some(TAG_ORDER_CANCELLED) => self.check_cancel(msg, &body),
+            Some(TAG_ORDER_BATCH) => self.check_batch(msg, &body),
+            _ => self.check_creation(msg, &body),
         };
         self.metrics.check_backs.inc(match answer {
             LocalTransactionState::CommitMessage => CheckBackAnswer::Commit,
@@ -155,6 +183,52 @@ impl OrderTxListener {
                     .block_on(self.admission.release(order.product_id, &order.tx_no))
                 {
                     tracing::error!(%err, "reservation not returned; reconciliation will");
+                }
+                LocalTransactionState::RollbackMessage
+            }
+            Err(err) => {
+                tracing::warn!(%err, "check-back could not read tx_log; the broker will ask again");
+                LocalTransactionState::Unknown
+            }
+        }
+    }
+
+    /// A batch's check-back: the batch's own tx_no decides. Rolled back, each
+    /// order's reservation goes back only once that order's own tx_no is
+    /// settled rolled back too: an order refused with a batch-mate went
+    /// again in a later batch, and may be committed there.
+    fn check_batch(&self, msg: &MessageExt, body: &[u8]) -> LocalTransactionState {
+        let batch = match OrderBatch::decode(body) {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::error!(%err, msg_id = %msg.msg_id(), "check-back on an unreadable batch");
+                return LocalTransactionState::Unknown;
+            }
+        };
+        let span = tracing::info_span!("check_back_batch", batch_tx_no = %batch.batch_tx_no, size = batch.orders.len());
+        let _entered = span.enter();
+        match self
+            .runtime
+            .block_on(settle(&self.db, batch.batch_tx_no.as_str()))
+        {
+            Ok(TxOutcome::Committed) => LocalTransactionState::CommitMessage,
+            Ok(TxOutcome::RolledBack) => {
+                for order in &batch.orders {
+                    let gone = self.runtime.block_on(async {
+                        match settle(&self.db, order.tx_no.as_str()).await {
+                            Ok(TxOutcome::RolledBack) => self
+                                .admission
+                                .release(order.product_id, &order.tx_no)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            Ok(TxOutcome::Committed) => Ok(()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    });
+                    if let Err(err) = gone {
+                        tracing::error!(%err, tx_no = %order.tx_no, "reservation not returned; reconciliation will");
+                    }
                 }
                 LocalTransactionState::RollbackMessage
             }

@@ -15,17 +15,19 @@
 //! now (the sender after an UNKNOWN, checkout after a failed send, the
 //! sweeper, the redelivery) asks [`settle`], the same claim the check-back makes.
 
+mod group;
 mod local;
 mod send;
 
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDateTime;
-use common::messages::{OrderCancelled, OrderCreated};
+use common::messages::{OrderBatch, OrderCancelled, OrderCreated};
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::store::{self, RecordError, TxOutcome};
+use crate::store::{self, BatchRecordError, RecordError, TxOutcome};
 
+pub use group::GroupCommit;
 pub use local::OrderTxListener;
 pub use send::{OrderPublisher, PublishError, broker_unreachable, keep_connected};
 
@@ -74,6 +76,26 @@ impl Outcome {
         }
     }
 
+    /// What a group commit's local transaction means for the batch, and
+    /// for each order it refused (index, outcome). With any refused, the
+    /// batch is rejected whole (its half message lists them all) and the
+    /// others go again without them.
+    fn of_batch(recorded: Result<(), BatchRecordError>) -> (Self, Vec<(usize, Self)>) {
+        match recorded {
+            Ok(()) => (Self::Committed, Vec::new()),
+            Err(BatchRecordError::Whole(err)) => (Self::of_local(Err(err)), Vec::new()),
+            Err(BatchRecordError::Some(refused)) => (
+                Self::Rejected(Rejection::Unavailable(
+                    "orders of its batch were refused; it goes again without them".into(),
+                )),
+                refused
+                    .into_iter()
+                    .map(|(i, err)| (i, Self::of_local(Err(err))))
+                    .collect(),
+            ),
+        }
+    }
+
     /// A decided tx_no's outcome.
     fn of_settled(settled: TxOutcome) -> Self {
         match settled {
@@ -100,6 +122,12 @@ pub enum LocalWork {
         order: OrderCreated,
         idempotency_key: Option<String>,
     },
+    /// Record the NEW orders of a group commit (with each one's
+    /// Idempotency-Key, by index), all or none.
+    CreateBatch {
+        batch: OrderBatch,
+        idempotency_keys: Vec<Option<String>>,
+    },
     /// Cancel a NEW order; a timeout passes the creation cut-off it must meet.
     Cancel {
         cancel: OrderCancelled,
@@ -111,17 +139,20 @@ impl LocalWork {
     pub fn tx_no(&self) -> &str {
         match self {
             Self::Create { order, .. } => order.tx_no.as_str(),
+            Self::CreateBatch { batch, .. } => batch.batch_tx_no.as_str(),
             Self::Cancel { cancel, .. } => cancel.tx_no.as_str(),
         }
     }
 }
 
 /// The argument passed with each transactional send: the local work to do and
-/// a slot the local transaction fills with its [`Outcome`].
+/// a slot the local transaction fills with its [`Outcome`] (and, for a
+/// batch, the outcomes of the orders it refused).
 #[derive(Debug)]
 pub struct PendingTx {
     pub work: LocalWork,
     outcome: Mutex<Option<Outcome>>,
+    refused: Mutex<Vec<(usize, Outcome)>>,
 }
 
 impl PendingTx {
@@ -129,6 +160,7 @@ impl PendingTx {
         Arc::new(Self {
             work,
             outcome: Mutex::new(None),
+            refused: Mutex::new(Vec::new()),
         })
     }
 
@@ -137,9 +169,23 @@ impl PendingTx {
         self.outcome.lock().map(|slot| slot.clone()).unwrap_or(None)
     }
 
+    /// The orders of a batch its local transaction refused (index, outcome).
+    pub fn refused(&self) -> Vec<(usize, Outcome)> {
+        self.refused
+            .lock()
+            .map(|refused| refused.clone())
+            .unwrap_or_default()
+    }
+
     fn report(&self, outcome: Outcome) {
         if let Ok(mut slot) = self.outcome.lock() {
             *slot = Some(outcome);
+        }
+    }
+
+    fn report_refused(&self, refused: Vec<(usize, Outcome)>) {
+        if let Ok(mut slot) = self.refused.lock() {
+            *slot = refused;
         }
     }
 }

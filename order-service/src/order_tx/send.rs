@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use common::messages::{
-    Envelope, OrderCancelled, OrderCreated, TAG_ORDER_CANCELLED, TAG_ORDER_CREATED,
+    Envelope, OrderBatch, OrderCancelled, OrderCreated, TAG_ORDER_BATCH, TAG_ORDER_CANCELLED,
+    TAG_ORDER_CREATED,
 };
 use common::mq::{MqError, MqRuntime};
 use rocketmq_client_rust::{LocalTransactionState, TransactionMQProducer};
@@ -36,6 +37,9 @@ pub enum PublishError {
     Message(String),
     #[error("the producer is shut down")]
     ShutDown,
+    /// The send of the group commit this order was in failed.
+    #[error("{0}")]
+    Batch(Arc<PublishError>),
 }
 
 /// One started producer; replaced whole when the broker must be reconnected.
@@ -192,12 +196,35 @@ impl OrderPublisher {
             TAG_ORDER_CREATED,
             vec![order.tx_no.to_string(), order.order_no.to_string()],
             order.encode(),
-            LocalWork::Create {
+            PendingTx::new(LocalWork::Create {
                 order: order.clone(),
                 idempotency_key,
-            },
+            }),
         )
         .await
+    }
+
+    /// A group commit: one half message for all of `batch`'s orders, whose
+    /// local transaction records them all or none. The batch's [`Outcome`],
+    /// and the orders its local transaction refused (index, outcome): with
+    /// any refused, the batch is rejected and the others may go again.
+    #[tracing::instrument(skip_all, fields(batch_tx_no = %batch.batch_tx_no, size = batch.orders.len()))]
+    pub async fn place_batch(
+        &self,
+        batch: &OrderBatch,
+        idempotency_keys: Vec<Option<String>>,
+    ) -> Result<(Outcome, Vec<(usize, Outcome)>), PublishError> {
+        let keys = std::iter::once(batch.batch_tx_no.to_string())
+            .chain(batch.orders.iter().map(|o| o.tx_no.to_string()))
+            .collect();
+        let pending = PendingTx::new(LocalWork::CreateBatch {
+            batch: batch.clone(),
+            idempotency_keys,
+        });
+        let outcome = self
+            .send_in_transaction(TAG_ORDER_BATCH, keys, batch.encode(), Arc::clone(&pending))
+            .await?;
+        Ok((outcome, pending.refused()))
     }
 
     /// Sends the cancellation's half message; its local transaction moves the
@@ -216,10 +243,10 @@ impl OrderPublisher {
                 cancel.order_tx_no.to_string(),
             ],
             cancel.encode(),
-            LocalWork::Cancel {
+            PendingTx::new(LocalWork::Cancel {
                 cancel: cancel.clone(),
                 due_if_created_before,
-            },
+            }),
         )
         .await
     }
@@ -233,7 +260,7 @@ impl OrderPublisher {
         tag: &str,
         keys: Vec<String>,
         body: Vec<u8>,
-        work: LocalWork,
+        pending: Arc<PendingTx>,
     ) -> Result<Outcome, PublishError> {
         let message = Message::builder()
             .topic(self.topic.as_str())
@@ -242,8 +269,7 @@ impl OrderPublisher {
             .body(body)
             .build()
             .map_err(|e| PublishError::Message(e.to_string()))?;
-        let tx_no = work.tx_no().to_owned();
-        let pending = PendingTx::new(work);
+        let tx_no = pending.work.tx_no().to_owned();
         let _in_flight = self.metrics.in_flight.track();
         let generation = self.generation();
         let sent = {

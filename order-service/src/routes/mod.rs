@@ -71,7 +71,7 @@ async fn readyz(
     state: web::Data<crate::state::AppState>,
 ) -> actix_web::HttpResponse {
     let mut checks = common::deps::dependency_checks(&deps).await;
-    if !state.checkout.publisher.broker_ready() {
+    if !state.checkout.group_commit.broker_ready() {
         for check in checks.iter_mut().filter(|c| c.name == "broker" && c.ok) {
             *check = common::http::Check::from_result(
                 "broker",

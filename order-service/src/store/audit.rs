@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use common::db::stmt;
+use common::domain::BATCH_TX_PREFIX;
 use common::stock_log::MessageKind;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Value};
 
@@ -100,7 +101,8 @@ fn fact_of(row: &QueryResult, kind: MessageKind) -> Result<Fact, DbErr> {
 pub type Committed = (String, DateTime<Utc>);
 
 /// The tx_nos `tx_log` holds as COMMITTED from `since` on, with their
-/// commit time (each must be an order's creation or cancellation): at most
+/// commit time (each must be an order's creation or cancellation; a group
+/// commit's own row is not a business fact, its orders' rows are): at most
 /// `limit`, and `true` when there were more.
 #[tracing::instrument(skip(db))]
 pub async fn committed_since(
@@ -112,8 +114,12 @@ pub async fn committed_since(
     let mut committed = db
         .query_all_raw(stmt(
             "SELECT tx_no, create_time FROM tx_log WHERE outcome = 'COMMITTED' AND create_time >= ? \
-             ORDER BY create_time LIMIT ?",
-            [since.into(), (limit + 1).into()],
+             AND tx_no NOT LIKE ? ORDER BY create_time LIMIT ?",
+            [
+                since.into(),
+                format!("{BATCH_TX_PREFIX}%").into(),
+                (limit + 1).into(),
+            ],
         ))
         .await?
         .iter()

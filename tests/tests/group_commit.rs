@@ -1,0 +1,396 @@
+//! Group commit: orders admitted together are recorded by one local
+//! transaction tied to one transactional `OrderBatch` message. Each order
+//! still gets its own answer, the batch's check-back agrees with its local
+//! transaction, an order refused in a batch does not fail its batch-mates,
+//! and a batch in flight when its process dies is decided by the check-back.
+
+use std::time::Duration;
+
+use common::domain::TxNo;
+use common::messages::{OrderBatch, OrderCreated};
+use order_service::store::{self, BatchRecordError, RecordError, TxOutcome};
+use reqwest::StatusCode;
+use sea_orm::DatabaseConnection;
+use seckill_tests::app::TestApp;
+use seckill_tests::invariants::assert_every_unit_accounted;
+use seckill_tests::{TestEnv, db, eventually, order_message};
+
+/// A migrated order database of a fresh test environment.
+async fn order_db() -> (TestEnv, DatabaseConnection) {
+    let env = TestEnv::new();
+    let db = common::db::connect_and_migrate(
+        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
+        order_service::SCHEMA,
+    )
+    .await
+    .expect("order database");
+    (env, db)
+}
+
+fn batch_of(orders: &[OrderCreated]) -> OrderBatch {
+    OrderBatch::new(TxNo::generate_batch(), orders.to_vec())
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    db::scalar(db, sql, []).await
+}
+
+async fn outcome(db: &DatabaseConnection, tx_no: &str) -> Option<String> {
+    db::text(
+        db,
+        "SELECT outcome FROM tx_log WHERE tx_no = ?",
+        [tx_no.into()],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_is_recorded_whole_and_every_claim_on_it_agrees() {
+    // Arrange
+    let (_env, db) = order_db().await;
+    let orders: Vec<_> = (1..=5).map(|user| order_message(user, 1, 1)).collect();
+    let batch = batch_of(&orders);
+
+    // Act
+    store::record_batch(&db, &batch, &[None, Some("k2".into()), None, None, None])
+        .await
+        .expect("recorded");
+
+    // Assert: five NEW orders, six COMMITTED rows (the batch's and each order's).
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM orders WHERE status = 'NEW'").await,
+        5
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'COMMITTED'"
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        db::text(
+            &db,
+            "SELECT idempotency_key FROM orders WHERE user_id = 2",
+            []
+        )
+        .await
+        .as_deref(),
+        Some("k2")
+    );
+    // The check-back on the batch and each order's own claim see it committed.
+    assert_eq!(
+        store::resolve_tx(&db, batch.batch_tx_no.as_str())
+            .await
+            .unwrap(),
+        TxOutcome::Committed
+    );
+    for order in &orders {
+        assert_eq!(
+            store::resolve_tx(&db, order.tx_no.as_str()).await.unwrap(),
+            TxOutcome::Committed
+        );
+    }
+    // Sent again (a second delivery of the same local work), it is already decided.
+    assert!(matches!(
+        store::record_batch(&db, &batch, &[]).await,
+        Err(BatchRecordError::Whole(RecordError::AlreadyDecided(
+            TxOutcome::Committed
+        )))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_a_batch_refuses_are_named_and_the_rest_commit_without_them() {
+    // Arrange: user 3 already has an order for Idempotency-Key "k"; the tx_no
+    // of the fourth order was claimed rolled back (a sweeper, a check-back).
+    let (_env, db) = order_db().await;
+    let earlier = order_message(3, 1, 1);
+    store::record_order(&db, &earlier, Some("k"))
+        .await
+        .expect("earlier order");
+    let mut orders: Vec<_> = (1..=5).map(|user| order_message(user, 1, 1)).collect();
+    orders[3] = order_message(3, 1, 1);
+    store::resolve_tx(&db, orders[4].tx_no.as_str())
+        .await
+        .unwrap();
+    let keys = vec![None, None, None, Some("k".to_owned()), None];
+    let batch = batch_of(&orders);
+
+    // Act
+    let refused = store::record_batch(&db, &batch, &keys).await;
+
+    // Assert: both refused orders named, with why; nothing of the batch written.
+    let Err(BatchRecordError::Some(refused)) = refused else {
+        panic!("expected refused orders, got {refused:?}");
+    };
+    let named: Vec<_> = refused
+        .iter()
+        .map(|(i, why)| (*i, format!("{why:?}")))
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert_eq!(named[0].0, 3);
+    assert!(named[0].1.contains("DuplicateRequest"), "{named:?}");
+    assert_eq!(named[1].0, 4);
+    assert!(
+        named[1].1.contains("AlreadyDecided(RolledBack)"),
+        "{named:?}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM orders").await, 1);
+    assert_eq!(outcome(&db, batch.batch_tx_no.as_str()).await, None);
+    assert_eq!(outcome(&db, orders[0].tx_no.as_str()).await, None);
+
+    // Act: the rest, again, as a batch of their own.
+    let rest = batch_of(&orders[..3]);
+    store::record_batch(&db, &rest, &[])
+        .await
+        .expect("the rest");
+
+    // Assert
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM orders").await, 4);
+    assert_eq!(
+        outcome(&db, rest.batch_tx_no.as_str()).await.as_deref(),
+        Some("COMMITTED")
+    );
+    assert_eq!(
+        outcome(&db, orders[4].tx_no.as_str()).await.as_deref(),
+        Some("ROLLED_BACK")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_its_check_back_and_its_orders_claims_never_disagree() {
+    // Arrange: the real functions racing on a real database: the batch's
+    // local transaction, the broker's check-back on the batch, and a claim
+    // on one of its orders (a sweeper or checkout settling it).
+    let (_env, db) = order_db().await;
+
+    // Act: 60 races with the three started in turn ahead of each other.
+    let mut races = Vec::new();
+    for i in 0..60u64 {
+        let delays = [(i % 3) * 2, ((i + 1) % 3) * 2, ((i + 2) % 3) * 2];
+        let orders: Vec<_> = (1..=3).map(|user| order_message(user, 1, 1)).collect();
+        let batch = batch_of(&orders);
+        let (db1, db2, db3) = (db.clone(), db.clone(), db.clone());
+        races.push(tokio::spawn(async move {
+            let b = batch.clone();
+            let record = async move {
+                tokio::time::sleep(Duration::from_millis(delays[0])).await;
+                store::record_batch(&db1, &b, &[]).await
+            };
+            let batch_tx = batch.batch_tx_no.to_string();
+            let check_back = async move {
+                tokio::time::sleep(Duration::from_millis(delays[1])).await;
+                store::resolve_tx(&db2, &batch_tx)
+                    .await
+                    .expect("check-back")
+            };
+            let order_tx = batch.orders[1].tx_no.to_string();
+            let claim = async move {
+                tokio::time::sleep(Duration::from_millis(delays[2])).await;
+                store::resolve_tx(&db3, &order_tx).await.expect("claim")
+            };
+            let (recorded, checked, claimed) = tokio::join!(record, check_back, claim);
+            (batch, recorded, checked, claimed)
+        }));
+    }
+
+    // Assert: committed ⇔ every side says committed and all three orders
+    // exist; otherwise none of them exists and nobody says committed.
+    let mut seen = [0u32; 2];
+    for race in races {
+        let (batch, recorded, checked, claimed) = race.await.expect("race");
+        let tx_nos: Vec<String> = batch
+            .orders
+            .iter()
+            .map(|o| format!("'{}'", o.tx_no))
+            .collect();
+        let exist = count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM orders WHERE tx_no IN ({})",
+                tx_nos.join(",")
+            ),
+        )
+        .await;
+        match recorded {
+            Ok(()) => {
+                assert_eq!(checked, TxOutcome::Committed, "{}", batch.batch_tx_no);
+                assert_eq!(claimed, TxOutcome::Committed, "{}", batch.batch_tx_no);
+                assert_eq!(exist, 3);
+                seen[0] += 1;
+            }
+            Err(err) => {
+                assert_eq!(exist, 0, "{err:?}");
+                assert_ne!(
+                    outcome(&db, batch.batch_tx_no.as_str()).await.as_deref(),
+                    Some("COMMITTED"),
+                    "{err:?}"
+                );
+                assert_eq!(claimed, TxOutcome::RolledBack, "{err:?}");
+                seen[1] += 1;
+            }
+        }
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both endings happened: {seen:?}"
+    );
+}
+
+/// `seckill_group_commit_total{sent="…"}` from order-service's metrics text.
+fn group_commit(metrics: &str, sent: &str) -> u64 {
+    let prefix = format!("seckill_group_commit_total{{sent=\"{sent}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_buyers_are_committed_in_batches_and_each_deducted_once() {
+    // Arrange: 80 items, 240 buyers at once.
+    let app = TestApp::spawn_with(|s| s.rate_limit.per_user_per_sec = 0).await;
+    app.open_sale(1, 80).await;
+
+    // Act
+    let answers = futures::future::join_all(
+        (1..=240).map(|user| seckill_tests::services::place_order(&app.orders, user, 1, 1)),
+    )
+    .await;
+
+    // Assert: exactly 80 placed, the rest sold out; batches were sent; every
+    // placed order exists, and every unit is accounted for once quiet.
+    let placed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(placed.len(), 80, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, body)| *status == StatusCode::CREATED || body["code"] == "SOLD_OUT"),
+        "{answers:?}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        group_commit(&metrics, "batch") > 0,
+        "no batch was sent:\n{metrics}"
+    );
+    assert!(group_commit(&metrics, "batched_orders") >= 2);
+    let order_db = db::connect(&app.env.order_db).await;
+    for (_, body) in &placed {
+        assert_eq!(
+            db::scalar(
+                &order_db,
+                "SELECT COUNT(*) FROM orders WHERE order_no = ? AND status = 'NEW'",
+                [body["order_no"].as_str().unwrap().into()]
+            )
+            .await,
+            1,
+            "{body}"
+        );
+    }
+    assert_every_unit_accounted(&app.env, &app.orders, 1, 80).await;
+    assert_eq!(app.stock_of(1).await, 0);
+
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_back() {
+    // Arrange: a real order-service process sending one transaction at a
+    // time. Two uncommitted rows of another session hold the
+    // Idempotency-Keys of users 100 and 101: the first order (user 100)
+    // waits on it alone; meanwhile orders of users 101–105 queue; when the
+    // first is let go, they go as one batch and wait on user 101's key.
+    let stock_only = TestApp::builder().spawn_stock().await;
+    let env = &stock_only.env;
+    let process = stock_only
+        .start_order_process_with(&[("APP_GROUP_COMMIT__IN_FLIGHT", "1")])
+        .await;
+    let orders = seckill_tests::services::RunningService::remote(&process.base_url);
+    seckill_tests::services::open_sale(&orders, 1, 10).await;
+    let holder = |user: i64, key: &str| {
+        format!(
+            "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, idempotency_key) \
+             VALUES ('hold{user}', 'txhold{user}', {user}, 9, 1, 'NEW', '{key}')"
+        )
+    };
+    let first_lock = db::connect_session(&env.order_db).await;
+    db::exec(&first_lock, "BEGIN").await;
+    db::exec(&first_lock, &holder(100, "k100")).await;
+    let batch_lock = db::connect_session(&env.order_db).await;
+    db::exec(&batch_lock, "BEGIN").await;
+    db::exec(&batch_lock, &holder(101, "k101")).await;
+    let place = |user: i64| {
+        let orders = seckill_tests::services::RunningService::remote(&process.base_url);
+        tokio::spawn(async move {
+            seckill_tests::services::place_order_with_key(&orders, user, 1, 1, &format!("k{user}"))
+                .await
+        })
+    };
+    let first = place(100);
+    db::wait_for_statement(&env.order_db, "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, idempotency_key, unit_price_cents) SELECT").await;
+    let batched: Vec<_> = (101..=105).map(place).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await; // all five queued
+    db::exec(&first_lock, "ROLLBACK").await;
+    let (status, body, _) = first.await.expect("first order");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    db::wait_for_statement(&env.order_db, "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, idempotency_key, unit_price_cents) VALUES").await;
+
+    // Act: kill it with the batch between its half message and its end,
+    // let the dead transaction go, start a fresh instance.
+    process.kill();
+    for request in batched {
+        let (status, body, _) = request.await.expect("request task");
+        assert!(!status.is_success(), "the killed process placed {body}");
+    }
+    db::exec(&batch_lock, "ROLLBACK").await;
+    let app = stock_only.spawn_orders().await;
+
+    // Assert: the check-back rolled the batch back and claimed each of its
+    // orders; their reservations went back; only the first order holds stock.
+    let order_db = db::connect(&app.env.order_db).await;
+    eventually(
+        "the check-back to roll the batch back",
+        Duration::from_secs(90),
+        || {
+            let order_db = order_db.clone();
+            async move {
+                (db::scalar(
+                &order_db,
+                "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK' AND tx_no LIKE 'txg%'",
+                [],
+            )
+            .await
+                == 1)
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        count(
+            &order_db,
+            "SELECT COUNT(*) FROM orders WHERE product_id = 1"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &order_db,
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'"
+        )
+        .await,
+        6,
+        "the batch's row and each of its five orders' rows"
+    );
+    assert_every_unit_accounted(&app.env, &app.orders, 1, 10).await;
+    assert_eq!(app.sale_view(1).await, (9, 1));
+
+    app.stop().await;
+}
