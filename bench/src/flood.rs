@@ -159,13 +159,13 @@ pub async fn run(args: &FloodArgs) -> anyhow::Result<()> {
     print_stats("order-service, sold-out product", &order_service.stats);
     print_stats("trivial actix-web handler", &baseline.stats);
     println!();
-    println!("answers from order-service: {:?}", order_service.answers);
+    println!("answers from order-service: {:?}", order_service.counts());
     println!(
         "ratio sold-out flood / trivial handler: {:.2}",
         order_service.stats.rate() / baseline.stats.rate()
     );
     anyhow::ensure!(
-        order_service.answers.get("SOLD_OUT") == Some(&args.requests),
+        order_service.count("SOLD_OUT") == args.requests,
         "every request should have been answered SOLD_OUT"
     );
     Ok(())

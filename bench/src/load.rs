@@ -67,31 +67,87 @@ impl OrderPathArgs {
     }
 }
 
+/// Latencies sorted once, for percentiles.
+#[derive(Debug, Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn new(mut latencies: Vec<Duration>) -> Self {
+        latencies.sort_unstable();
+        Self(latencies)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((p / 100.0) * (self.0.len() - 1) as f64).round() as usize;
+        self.0[index]
+    }
+
+    /// p50/p95/p99 as the reports print and store them.
+    pub fn percentiles(&self) -> Percentiles {
+        let ms = |p| self.percentile(p).as_secs_f64() * 1e3;
+        Percentiles {
+            count: self.len(),
+            p50_ms: ms(50.0),
+            p95_ms: ms(95.0),
+            p99_ms: ms(99.0),
+        }
+    }
+}
+
+/// The latency percentiles of `count` operations, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} / p95 {:.1} / p99 {:.1} ms (n = {})",
+            self.p50_ms, self.p95_ms, self.p99_ms, self.count
+        )
+    }
+}
+
 /// Latencies of the successful operations and the wall time of the run.
 pub struct Stats {
-    sorted: Vec<Duration>,
+    latencies: Latencies,
     elapsed: Duration,
 }
 
 impl Stats {
-    pub fn new(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
-        latencies.sort_unstable();
+    pub fn new(latencies: Vec<Duration>, elapsed: Duration) -> Self {
         Self {
-            sorted: latencies,
+            latencies: Latencies::new(latencies),
             elapsed,
         }
     }
 
     pub fn rate(&self) -> f64 {
-        self.sorted.len() as f64 / self.elapsed.as_secs_f64()
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
 
     pub fn percentile(&self, p: f64) -> Duration {
-        if self.sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((p / 100.0) * (self.sorted.len() - 1) as f64).round() as usize;
-        self.sorted[index]
+        self.latencies.percentile(p)
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    pub fn latencies(&self) -> &Latencies {
+        &self.latencies
     }
 }
 

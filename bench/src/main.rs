@@ -1,5 +1,6 @@
-//! The load tool. `seckill-bench sale` runs a flash sale through the HTTP API
-//! and checks the invariants; `seckill-bench sold-out-flood` compares the
+//! The load tool. `seckill-bench sale` runs a flash sale through the HTTP API,
+//! checks the invariants and writes the run's figures (JSON) and timeline
+//! plot (SVG) to `--out`; `seckill-bench sold-out-flood` compares the
 //! sold-out answer with a trivial actix-web handler.
 //!
 //! `seckill-bench order-path`: places N orders through the running services'
@@ -13,10 +14,12 @@ mod admission;
 mod baseline;
 mod flood;
 mod load;
+mod plot;
+mod probe;
+mod report;
 mod sale;
+mod timeline;
 mod tokens;
-
-use std::time::Duration;
 
 use clap::Parser;
 
@@ -25,7 +28,7 @@ use clap::Parser;
 enum Command {
     /// The reliable-message order path vs. the broker's send rates.
     OrderPath(load::OrderPathArgs),
-    /// A flash sale: S items, N requests from U buyers, concurrency C; summary + invariants.
+    /// A flash sale: S items, N requests from U buyers, concurrency C; summary, invariants, JSON + SVG timeline in --out.
     Sale(sale::SaleArgs),
     /// The admission step alone vs. redis-benchmark running the same Lua script.
     Admission(admission::AdmissionArgs),
@@ -56,19 +59,9 @@ async fn main() -> anyhow::Result<()> {
                 "{:<34} {:>10} {:>9} {:>9} {:>9}",
                 "path", "ops/s", "p50 ms", "p95 ms", "p99 ms"
             );
-            for (name, stats) in [
-                ("order path (HTTP→tx msg→DB)", &order_path.stats),
-                ("broker transactional send", &transactional),
-                ("broker plain sync send", &plain),
-            ] {
-                println!(
-                    "{name:<34} {:>10.0} {:>9.1} {:>9.1} {:>9.1}",
-                    stats.rate(),
-                    ms(stats.percentile(50.0)),
-                    ms(stats.percentile(95.0)),
-                    ms(stats.percentile(99.0))
-                );
-            }
+            sale::print_stats("order path (HTTP→tx msg→DB)", &order_path.stats);
+            sale::print_stats("broker transactional send", &transactional);
+            sale::print_stats("broker plain sync send", &plain);
             println!();
             println!(
                 "ratio order path / transactional send: {:.2}",
@@ -81,8 +74,4 @@ async fn main() -> anyhow::Result<()> {
             load::check_invariants(&args, &order_path).await
         }
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -1,16 +1,22 @@
 //! `seckill-bench sale`: a flash sale through the real HTTP API — open a sale
-//! of S items, fire N orders from U users with concurrency C — then a summary
-//! and the invariants (exit non-zero when one fails). Also the sold-out flood
-//! against a trivial actix-web handler measured in the same run.
+//! of S items, fire N orders from U users with concurrency C while the
+//! timeline samples the sale — then a summary, the invariants (exit non-zero
+//! when one fails) and the run written to `--out` as JSON and SVG. Also the
+//! request burst the sold-out flood uses.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::load::{DatabaseArgs, Stats, fresh_product_id, scalar};
+use crate::load::{DatabaseArgs, Latencies, Stats, fresh_product_id};
+use crate::probe::SaleProbe;
+use crate::report::{self, Check, Parameters, SaleRun, Summary};
+use crate::timeline::{self, AnswerCounts};
 
 #[derive(Debug, Args)]
 pub struct SaleArgs {
@@ -30,24 +36,64 @@ pub struct SaleArgs {
     /// Product for the run (default: a fresh one).
     #[arg(long)]
     pub product_id: Option<i64>,
+    /// Where the run's figures (`sale-<unix time>.json`) and plot (`.svg`) go.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
     #[command(flatten)]
     pub databases: DatabaseArgs,
     #[command(flatten)]
     pub auth: crate::tokens::AuthArgs,
 }
 
+/// The answer a 201 gets in a burst's tally (the rest are named by their
+/// error code, else their HTTP status).
+pub const CREATED: &str = "CREATED";
+
+/// The requests of a burst that got one answer.
+#[derive(Debug)]
+pub struct Answered {
+    pub latencies: Latencies,
+    /// When the last of them was answered, since the burst began.
+    pub last_at: Duration,
+}
+
 /// What one burst of order requests gave.
 pub struct Burst {
     pub stats: Stats,
-    pub answers: BTreeMap<String, usize>,
+    pub answers: BTreeMap<String, Answered>,
 }
 
-/// Fires `requests` POSTs (built by `body(i)`, sent with the bearer token
-/// `tokens[i % tokens.len()]`) at `url`, `concurrency` at a time, printing
-/// progress every 10 %. With `order_tokens` (order-service's URL and the
-/// product), each POST is an order that first asks for its one-time order
-/// token, as a buyer's client does (both count in its latency; a refused
-/// token request is the answer).
+impl Burst {
+    /// How many requests got `answer`.
+    pub fn count(&self, answer: &str) -> usize {
+        self.answers
+            .get(answer)
+            .map_or(0, |answered| answered.latencies.len())
+    }
+
+    pub fn counts(&self) -> BTreeMap<&str, usize> {
+        self.answers
+            .iter()
+            .map(|(answer, answered)| (answer.as_str(), answered.latencies.len()))
+            .collect()
+    }
+}
+
+/// Where and how hard a burst fires: `requests` POSTs at `url`,
+/// `concurrency` at a time, request i with the bearer token
+/// `tokens[i % tokens.len()]`. With `order_tokens` (order-service's URL and
+/// the product), each POST is an order that first asks for its one-time
+/// order token, as a buyer's client does (both count in its latency; a
+/// refused token request is the answer).
+pub struct Plan<'a> {
+    pub url: &'a str,
+    pub requests: usize,
+    pub concurrency: usize,
+    pub tokens: &'a [String],
+    pub order_tokens: Option<(&'a str, i64)>,
+}
+
+/// [`fire`] with nobody watching the answers as they come.
 pub async fn burst(
     http: &reqwest::Client,
     url: &str,
@@ -57,70 +103,105 @@ pub async fn burst(
     order_tokens: Option<(&str, i64)>,
     body: impl Fn(usize) -> serde_json::Value,
 ) -> Burst {
+    let plan = Plan {
+        url,
+        requests,
+        concurrency,
+        tokens,
+        order_tokens,
+    };
+    fire(http, &plan, body, &AnswerCounts::default()).await
+}
+
+/// Fires `plan`'s requests (bodies built by `body(i)`), counting each answer
+/// in `live` as it arrives and printing progress every 10 %.
+pub async fn fire(
+    http: &reqwest::Client,
+    plan: &Plan<'_>,
+    body: impl Fn(usize) -> serde_json::Value,
+    live: &AnswerCounts,
+) -> Burst {
     let started = Instant::now();
-    let step = (requests / 10).max(1);
+    let step = (plan.requests / 10).max(1);
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<(String, Duration)> = futures::stream::iter(0..requests)
+    let results: Vec<(String, Duration, Duration)> = futures::stream::iter(0..plan.requests)
         .map(|i| {
-            let bearer = &tokens[i % tokens.len()];
+            let bearer = &plan.tokens[i % plan.tokens.len()];
             // A null body sends none (as clients ask for an order token).
             let request = match body(i) {
-                serde_json::Value::Null => http.post(url).bearer_auth(bearer),
-                body => http.post(url).bearer_auth(bearer).json(&body),
+                serde_json::Value::Null => http.post(plan.url).bearer_auth(bearer),
+                body => http.post(plan.url).bearer_auth(bearer).json(&body),
             };
             let done = &done;
             async move {
                 let t = Instant::now();
-                let request = match order_tokens {
-                    Some((order_url, product)) => {
-                        match crate::tokens::order_token(http, order_url, bearer, product).await {
-                            Ok(token) => Ok(request.header("Order-Token", token)),
-                            Err(refused) => Err(refused),
-                        }
-                    }
-                    None => Ok(request),
-                };
-                let answer = match request {
-                    Err(refused) => Err(refused),
-                    Ok(request) => Ok(request.send().await),
-                };
-                let answer = match answer {
-                    Err(refused) => refused,
-                    Ok(answer) => match answer {
-                        Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
-                            "CREATED".to_owned()
-                        }
-                        Ok(response) => {
-                            let status = response.status();
-                            let body: serde_json::Value = response.json().await.unwrap_or_default();
-                            body["code"]
-                                .as_str()
-                                .map_or_else(|| status.to_string(), str::to_owned)
-                        }
-                        Err(err) => format!("transport: {err}"),
-                    },
-                };
+                let answer = answer(http, request, bearer, plan.order_tokens).await;
+                live.add(&answer);
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if n.is_multiple_of(step) {
-                    eprintln!("[bench]   {n}/{requests} requests");
+                    eprintln!("[bench]   {n}/{} requests", plan.requests);
                 }
-                (answer, t.elapsed())
+                (answer, t.elapsed(), started.elapsed())
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(plan.concurrency)
         .collect()
         .await;
     let elapsed = started.elapsed();
-    let mut answers = BTreeMap::new();
-    let mut latencies = Vec::with_capacity(results.len());
-    for (answer, latency) in results {
-        *answers.entry(answer).or_default() += 1;
-        latencies.push(latency);
-    }
     Burst {
-        stats: Stats::new(latencies, elapsed),
-        answers,
+        stats: Stats::new(
+            results.iter().map(|(_, latency, _)| *latency).collect(),
+            elapsed,
+        ),
+        answers: by_answer(results),
     }
+}
+
+/// Sends one request (after its order token, with `order_tokens`) and names
+/// its answer.
+async fn answer(
+    http: &reqwest::Client,
+    request: reqwest::RequestBuilder,
+    bearer: &str,
+    order_tokens: Option<(&str, i64)>,
+) -> String {
+    let request = match order_tokens {
+        Some((order_url, product)) => {
+            match crate::tokens::order_token(http, order_url, bearer, product).await {
+                Ok(token) => request.header("Order-Token", token),
+                Err(refused) => return refused,
+            }
+        }
+        None => request,
+    };
+    match request.send().await {
+        Ok(response) if response.status() == reqwest::StatusCode::CREATED => CREATED.to_owned(),
+        Ok(response) => {
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            body["code"]
+                .as_str()
+                .map_or_else(|| status.to_string(), str::to_owned)
+        }
+        Err(err) => format!("transport: {err}"),
+    }
+}
+
+/// (answer, latency, answered at) of each request, grouped by answer.
+fn by_answer(results: Vec<(String, Duration, Duration)>) -> BTreeMap<String, Answered> {
+    let mut grouped: BTreeMap<String, (Vec<Duration>, Duration)> = BTreeMap::new();
+    for (answer, latency, at) in results {
+        let (latencies, last_at) = grouped.entry(answer).or_default();
+        latencies.push(latency);
+        *last_at = (*last_at).max(at);
+    }
+    grouped
+        .into_iter()
+        .map(|(answer, (latencies, last_at))| {
+            let latencies = Latencies::new(latencies);
+            (answer, Answered { latencies, last_at })
+        })
+        .collect()
 }
 
 pub async fn open_sale(
@@ -144,13 +225,15 @@ pub async fn open_sale(
     Ok(())
 }
 
+/// One row of the `req/s  p50 ms  p95 ms  p99 ms` tables.
 pub fn print_stats(name: &str, stats: &Stats) {
+    let p = stats.latencies().percentiles();
     println!(
         "{name:<34} {:>10.0} {:>9.1} {:>9.1} {:>9.1}",
         stats.rate(),
-        stats.percentile(50.0).as_secs_f64() * 1e3,
-        stats.percentile(95.0).as_secs_f64() * 1e3,
-        stats.percentile(99.0).as_secs_f64() * 1e3
+        p.p50_ms,
+        p.p95_ms,
+        p.p99_ms
     );
 }
 
@@ -160,23 +243,34 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
         .build()?;
     let product = args.product_id.unwrap_or_else(fresh_product_id);
     let tokens = args.auth.tokens()?;
+    let probe = SaleProbe::connect(&http, &args.order_url, product, &args.databases).await?;
     open_sale(&http, &tokens.admin(), &args.order_url, product, args.stock).await?;
     eprintln!(
         "[bench] sale of {} items (product {product}): {} requests from {} users, concurrency {}",
         args.stock, args.requests, args.users, args.concurrency
     );
+    let began = SystemTime::now();
     let users = args.users.max(1);
     let buyers = tokens.buyers(1, users);
-    let sale = burst(
-        &http,
-        &format!("{}/api/orders", args.order_url),
-        args.requests,
-        args.concurrency,
-        &buyers,
-        Some((&args.order_url, product)),
-        |i| json!({"user_id": 1 + (i % users), "product_id": product, "count": 1}),
-    )
-    .await;
+    let url = format!("{}/api/orders", args.order_url);
+    let plan = Plan {
+        url: &url,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        tokens: &buyers,
+        order_tokens: Some((&args.order_url, product)),
+    };
+    let live = AnswerCounts::default();
+    let burst_over = AtomicBool::new(false);
+    let (sale, samples) = tokio::join!(
+        async {
+            let body = |i| json!({"user_id": 1 + (i % users), "product_id": product, "count": 1});
+            let sale = fire(&http, &plan, body, &live).await;
+            burst_over.store(true, Ordering::Release);
+            sale
+        },
+        timeline::sample(&probe, &live, &burst_over)
+    );
 
     println!();
     println!(
@@ -185,65 +279,47 @@ pub async fn run(args: &SaleArgs) -> anyhow::Result<()> {
     );
     print_stats("flash sale, all requests", &sale.stats);
     println!();
-    for (answer, n) in &sale.answers {
+    for (answer, n) in sale.counts() {
         println!("  {answer:<30} {n:>8}");
     }
-    check(args, &http, product, &sale).await
+    let checks = check(args, &probe, &sale).await?;
+    let summary = Summary::of(
+        args.stock,
+        &sale,
+        &samples,
+        probe.commit_to_deduction().await?,
+    );
+    summary.print();
+    let run = SaleRun {
+        parameters: Parameters::of(args, product, began),
+        summary,
+        checks,
+        samples,
+    };
+    let (json, svg) = report::write(&args.out, &run)?;
+    println!();
+    println!("figures: {}", json.display());
+    println!("plot:    {}", svg.display());
+    anyhow::ensure!(
+        run.checks.iter().all(|check| check.ok),
+        "an invariant failed"
+    );
+    Ok(())
 }
 
-async fn check(
-    args: &SaleArgs,
-    http: &reqwest::Client,
-    product: i64,
-    sale: &Burst,
-) -> anyhow::Result<()> {
-    let (order_db, stock_db) = args.databases.connect().await?;
-    let committed = scalar(
-        &order_db,
-        "SELECT COUNT(*) FROM orders WHERE product_id = ?",
-        product,
-    )
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let applied_sql = "SELECT COUNT(*) FROM tx_log WHERE product_id = ?";
-    while scalar(&stock_db, applied_sql, product).await? < committed && Instant::now() < deadline {
-        eprintln!("[bench] waiting for stock-service to apply {committed} orders");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let created = *sale.answers.get("CREATED").unwrap_or(&0) as i64;
+/// Waits for stock-service to catch up, then checks and prints the invariants.
+async fn check(args: &SaleArgs, probe: &SaleProbe, sale: &Burst) -> anyhow::Result<Vec<Check>> {
+    probe
+        .wait_until_applied(Instant::now() + Duration::from_secs(120))
+        .await?;
+    let committed = probe.committed().await?;
+    let created = sale.count(CREATED) as i64;
     let winners_possible = (args.stock as i64).min(args.users.min(args.requests) as i64);
-    let deducted = scalar(
-        &stock_db,
-        "SELECT CAST(COALESCE(SUM(count), 0) AS SIGNED) FROM tx_log WHERE product_id = ? AND outcome = 'DEDUCTED'",
-        product,
-    )
-    .await?;
-    let deducted_orders = scalar(
-        &stock_db,
-        "SELECT COUNT(*) FROM tx_log WHERE product_id = ? AND outcome = 'DEDUCTED'",
-        product,
-    )
-    .await?;
-    let db_stock = scalar(
-        &stock_db,
-        "SELECT total_count FROM stock WHERE product_id = ?",
-        product,
-    )
-    .await?;
-    let double_holders = scalar(
-        &order_db,
-        "SELECT COUNT(*) FROM (SELECT user_id FROM orders WHERE product_id = ? GROUP BY user_id HAVING COUNT(*) > 1) t",
-        product,
-    )
-    .await?;
-    let redis_stock = http
-        .get(format!("{}/api/sales/{product}", args.order_url))
-        .send()
-        .await?
-        .json::<serde_json::Value>()
-        .await?["stock"]
-        .as_i64()
-        .unwrap_or(-1);
+    let deducted = probe.deducted().await?;
+    let deducted_orders = probe.deducted_orders().await?;
+    let db_stock = probe.db_stock().await?;
+    let double_holders = probe.double_holders().await?;
+    let redis_stock = probe.redis_stock().await?.unwrap_or(-1);
     let ledger = common::ledger::StockLedger {
         opened: args.stock as i64,
         db_stock,
@@ -255,34 +331,26 @@ async fn check(
         "stock {} | created {created} | committed {committed} | deducted {deducted} | DB stock {db_stock} | Redis stock {redis_stock} | oversold {oversold}",
         args.stock
     );
-    let checks = [
-        (
+    let checks = vec![
+        Check::new(
             format!("orders == min(stock, buyers) = {winners_possible}"),
             committed == winners_possible && created == committed,
         ),
-        ("oversold = 0".to_owned(), oversold == 0),
-        (
-            "each winner holds one order".to_owned(),
-            double_holders == 0,
-        ),
-        (
-            "every committed order deducted exactly once".to_owned(),
+        Check::new("oversold = 0", oversold == 0),
+        Check::new("each winner holds one order", double_holders == 0),
+        Check::new(
+            "every committed order deducted exactly once",
             deducted_orders == committed,
         ),
-        (
-            "Redis stock == DB stock".to_owned(),
-            redis_stock == db_stock,
-        ),
-        (
-            "DB stock == stock - deducted".to_owned(),
-            ledger.accounted(),
-        ),
+        Check::new("Redis stock == DB stock", redis_stock == db_stock),
+        Check::new("DB stock == stock - deducted", ledger.accounted()),
     ];
-    let mut failed = false;
-    for (name, ok) in &checks {
-        println!("  [{}] {name}", if *ok { "ok" } else { "FAIL" });
-        failed |= !ok;
+    for check in &checks {
+        println!(
+            "  [{}] {}",
+            if check.ok { "ok" } else { "FAIL" },
+            check.name
+        );
     }
-    anyhow::ensure!(!failed, "an invariant failed");
-    Ok(())
+    Ok(checks)
 }

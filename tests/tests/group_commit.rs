@@ -345,8 +345,10 @@ async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_
     // let the dead transaction go, start a fresh instance.
     process.kill();
     for request in batched {
-        let (status, body, _) = request.await.expect("request task");
-        assert!(!status.is_success(), "the killed process placed {body}");
+        // The helper panics on a dropped connection: that is "no answer".
+        if let Ok((status, body, _)) = request.await {
+            assert!(!status.is_success(), "the killed process placed {body}");
+        }
     }
     db::exec(&batch_lock, "ROLLBACK").await;
     let app = stock_only.spawn_orders().await;
