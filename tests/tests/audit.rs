@@ -401,3 +401,47 @@ async fn an_unreachable_broker_is_a_503_with_a_code_and_exit_2() {
     broker.restart_broker().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_committed_in_batches_audit_clean_one_fact_per_order() {
+    // Arrange: 40 buyers at once, so orders are recorded by group commits
+    // (OrderBatch messages), all applied and older than the settle time.
+    let app = TestApp::spawn_with(|s| {
+        audit_settings(s);
+        s.rate_limit.per_user_per_sec = 0;
+    })
+    .await;
+    app.open_sale(1, 40).await;
+    let answers = futures::future::join_all(
+        (1..=40).map(|user| seckill_tests::services::place_order(&app.orders, user, 1, 1)),
+    )
+    .await;
+    assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{answers:?}");
+    let stock_db = db::connect(&app.env.stock_db).await;
+    eventually("40 creations applied", Duration::from_secs(30), || {
+        let stock_db = stock_db.clone();
+        async move {
+            (db::scalar(&stock_db, "SELECT COUNT(*) FROM tx_log", []).await == 40).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(SETTLE_SECS + 1)).await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("seckill_group_commit_total{sent=\"batch\"}")
+            && !metrics.contains("seckill_group_commit_total{sent=\"batch\"} 0"),
+        "no batch was sent:\n{metrics}"
+    );
+
+    // Act
+    let report = audit(&app, "?product_id=1").await;
+
+    // Assert: every order is one fact in the broker (read out of its batch),
+    // applied once; the batches' own tx_log rows are no stray facts.
+    assert_eq!(report["clean"], true, "{report:#}");
+    let sale = product(&report, 1);
+    assert_eq!(sale["committed_creations"], 40, "{sale:#}");
+    assert_eq!(sale["in_broker"], 40, "{sale:#}");
+    assert_eq!(sale["applied"], 40, "{sale:#}");
+    app.stop().await;
+}
