@@ -9,6 +9,10 @@
 //! prints the order path as a ratio of both. It ends by checking the
 //! invariants (every order deducted exactly once, stock == initial − ordered)
 //! and exits non-zero when one fails.
+//!
+//! `seckill-bench stock-apply`: stock-service's store alone on one product,
+//! one transaction per order vs. one per batch (group commit), on a scratch
+//! database; exits non-zero when the stock or `tx_log` is not exact.
 
 mod admission;
 mod baseline;
@@ -18,6 +22,7 @@ mod plot;
 mod probe;
 mod report;
 mod sale;
+mod stock_apply;
 mod timeline;
 mod tokens;
 
@@ -34,6 +39,8 @@ enum Command {
     Admission(admission::AdmissionArgs),
     /// Requests for a sold-out product vs. a trivial actix-web handler.
     SoldOutFlood(flood::FloodArgs),
+    /// stock-service's store alone on one product: one transaction per order vs. per batch.
+    StockApply(stock_apply::StockApplyArgs),
     /// (internal) the trivial actix-web handler, for sold-out-flood's baseline.
     #[command(hide = true)]
     TrivialServer {
@@ -48,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Sale(args) => sale::run(&args).await,
         Command::Admission(args) => admission::run(&args).await,
         Command::SoldOutFlood(args) => flood::run(&args).await,
+        Command::StockApply(args) => stock_apply::run(&args).await,
         Command::TrivialServer { port } => flood::serve_trivial(port).await,
         Command::OrderPath(args) => {
             let order_path = load::run_order_path(&args).await?;

@@ -1,12 +1,13 @@
 //! The push consumer on the order topic: applies each order's creation
-//! (deduct) and cancellation (give back) exactly once, and tells
+//! (deduct) and cancellation (give back) exactly once — creations one per
+//! message or a group commit's worth per [`OrderBatch`] — and tells
 //! order-service when a creation found too little stock. The client calls the
 //! listener synchronously on its blocking lane; each call drives the DB work
 //! on the application's runtime with `Handle::block_on`.
 
 use common::messages::{
-    Envelope, OrderCancelled, OrderCreated, StockInsufficient, TAG_ORDER_CANCELLED,
-    TAG_ORDER_CREATED, TAG_STOCK_INSUFFICIENT,
+    Envelope, OrderBatch, OrderCancelled, OrderCreated, StockInsufficient, TAG_ORDER_BATCH,
+    TAG_ORDER_CANCELLED, TAG_ORDER_CREATED, TAG_STOCK_INSUFFICIENT,
 };
 use common::mq::{ConsumeEach, EachMessage, MqError, MqRuntime, PlainProducer};
 use rocketmq_client_rust::{DefaultMQPushConsumer, MQPushConsumer};
@@ -64,6 +65,14 @@ impl ConsumeEach for OrderListener {
                 let _entered = span.enter();
                 self.runtime.block_on(self.apply_cancel(&cancel))
             }),
+            TAG_ORDER_BATCH => OrderBatch::decode(&body).map(|batch| {
+                let span = tracing::info_span!("consume_batch", batch_tx_no = %batch.batch_tx_no,
+                    size = batch.orders.len(), reconsume_times = msg.reconsume_times());
+                let _entered = span.enter();
+                let retries_left = msg.reconsume_times() < self.insufficient_retries;
+                self.runtime
+                    .block_on(self.apply_batch(&batch, retries_left))
+            }),
             _ => OrderCreated::decode(&body).map(|order| {
                 let span = tracing::info_span!("consume", tx_no = %order.tx_no,
                     order_no = %order.order_no, reconsume_times = msg.reconsume_times());
@@ -88,26 +97,50 @@ impl OrderListener {
         } else {
             store::apply_order(&self.db, order).await
         };
-        let insufficient = match applied {
-            Ok(Applied::ShortForNow) => {
-                self.metrics.applied(Applied::ShortForNow);
-                return false; // redelivered in 10 s, after any cancellation in flight
-            }
-            Ok(applied) => {
-                self.metrics.applied(applied);
-                matches!(
-                    applied,
-                    Applied::Insufficient | Applied::Duplicate { insufficient: true }
-                )
-            }
+        match applied {
+            Ok(applied) => self.settle(order, applied).await,
             Err(err) => {
                 self.metrics.messages.inc(MessageResult::Failed);
                 tracing::warn!(%err, "applying the order failed; it will be redelivered");
-                return false;
+                false
             }
-        };
-        if !insufficient {
-            return true;
+        }
+    }
+
+    /// Applies a group commit's orders together; done with only when every
+    /// order is (none short of stock for now, order-service told of each
+    /// insufficient one).
+    async fn apply_batch(&self, batch: &OrderBatch, retries_left: bool) -> bool {
+        match store::apply_batch(&self.db, batch, !retries_left).await {
+            Ok(applied) => {
+                let mut done = true;
+                for (order, applied) in batch.orders.iter().zip(applied) {
+                    done &= self.settle(order, applied).await;
+                }
+                done
+            }
+            Err(err) => {
+                for _ in &batch.orders {
+                    self.metrics.messages.inc(MessageResult::Failed);
+                }
+                tracing::warn!(%err, "applying the order batch failed; it will be redelivered");
+                false
+            }
+        }
+    }
+
+    /// Counts what applying `order` did and tells order-service when it
+    /// found too little stock; whether the order is done with.
+    async fn settle(&self, order: &OrderCreated, applied: Applied) -> bool {
+        self.metrics.applied(applied);
+        match applied {
+            // Redelivered in 10 s, after any cancellation in flight.
+            Applied::ShortForNow => return false,
+            Applied::Insufficient | Applied::Duplicate { insufficient: true } => {}
+            Applied::Deducted
+            | Applied::Duplicate {
+                insufficient: false,
+            } => return true,
         }
         // Recorded INSUFFICIENT; acknowledged only once order-service is told,
         // so a failed send is retried by the redelivery (which finds the row).
@@ -119,11 +152,13 @@ impl OrderListener {
         });
         match told {
             Ok(()) => {
-                tracing::warn!(product_id = %order.product_id, "insufficient stock; order-service told");
+                tracing::warn!(tx_no = %order.tx_no, order_no = %order.order_no,
+                    product_id = %order.product_id, "insufficient stock; order-service told");
                 true
             }
             Err(err) => {
-                tracing::warn!(%err, "telling order-service of insufficient stock failed; retrying");
+                tracing::warn!(%err, tx_no = %order.tx_no,
+                    "telling order-service of insufficient stock failed; retrying");
                 false
             }
         }
@@ -179,7 +214,7 @@ impl OrderConsumer {
         consumer
             .subscribe(
                 settings.mq.order_topic.as_str(),
-                format!("{TAG_ORDER_CREATED}||{TAG_ORDER_CANCELLED}").as_str(),
+                format!("{TAG_ORDER_CREATED}||{TAG_ORDER_CANCELLED}||{TAG_ORDER_BATCH}").as_str(),
             )
             .await?;
         consumer.register_message_listener_concurrently(EachMessage(OrderListener {

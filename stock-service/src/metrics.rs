@@ -40,7 +40,7 @@ impl Default for StockMetrics {
         Self {
             messages: LabeledCounter::new(
                 "seckill_stock_messages_total",
-                "Order messages consumed, by what applying them did.",
+                "Order messages consumed (each order of a batch counts as one), by what applying them did.",
                 "result",
             ),
             reports: LabeledCounter::new(

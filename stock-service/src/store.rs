@@ -1,13 +1,20 @@
 //! The stock database: applying an order's creation and its cancellation
-//! exactly once each, in either order, reading/setting stock, and paging
-//! `tx_log` for order-service's consistency auditor.
+//! exactly once each, in either order (one by one, or a whole group commit
+//! at once: [`apply_batch`]), reading/setting stock, and paging `tx_log` for
+//! order-service's consistency auditor.
+
+mod batch;
+
+use std::collections::HashMap;
 
 use common::db::{is_duplicate_key, stmt};
 use common::domain::ProductId;
 use common::messages::{OrderCancelled, OrderCreated};
 use common::stock_log::AppliedRow;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, TransactionTrait, Value};
 use serde::Serialize;
+
+pub use batch::apply_batch;
 
 /// What `tx_log` records for one message: written once, in `common`, because
 /// order-service's auditor reads it too.
@@ -74,22 +81,17 @@ async fn apply(
 ) -> Result<Applied, DbErr> {
     let txn = db.begin().await?;
     let claimed = txn
-        .execute_raw(stmt(
-            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) \
-             VALUES (?, ?, ?, ?, ?)",
-            [
-                order.tx_no.as_str().into(),
-                order.order_no.as_str().into(),
-                order.product_id.get().into(),
-                i64::from(order.count).into(),
-                Outcome::Deducted.as_db().into(),
-            ],
+        .execute_raw(insert_log(
+            &[LogRow::creation(order, Outcome::Deducted)],
+            OnDuplicate::Fail,
         ))
         .await;
     match claimed {
         Err(err) if is_duplicate_key(&err) => {
             drop(txn);
-            let previous = outcome_of(db, order.tx_no.as_str()).await?;
+            let previous = outcomes_of(db, &[order.tx_no.as_str()])
+                .await?
+                .remove(order.tx_no.as_str());
             tracing::info!(
                 ?previous,
                 "already applied (or voided); duplicate delivery ignored"
@@ -102,30 +104,15 @@ async fn apply(
         Ok(_) => {}
     }
     let count = i64::from(order.count);
-    let deducted = txn
-        .execute_raw(stmt(
-            "UPDATE stock SET total_count = total_count - ? \
-             WHERE product_id = ? AND total_count >= ?",
-            [count.into(), order.product_id.get().into(), count.into()],
-        ))
-        .await?
-        .rows_affected()
-        == 1;
-    let applied = if deducted {
+    let applied = if deduct(&txn, order.product_id, count).await? {
         Applied::Deducted
     } else if !record_shortage {
         drop(txn);
         tracing::info!("stock short for now; nothing written, retried later");
         return Ok(Applied::ShortForNow);
     } else {
-        txn.execute_raw(stmt(
-            "UPDATE tx_log SET outcome = ? WHERE tx_no = ?",
-            [
-                Outcome::Insufficient.as_db().into(),
-                order.tx_no.as_str().into(),
-            ],
-        ))
-        .await?;
+        txn.execute_raw(set_outcome(&[order.tx_no.as_str()], Outcome::Insufficient))
+            .await?;
         Applied::Insufficient
     };
     txn.commit().await?;
@@ -145,20 +132,18 @@ pub async fn apply_cancel(
     cancel: &OrderCancelled,
 ) -> Result<Restored, DbErr> {
     let count = i64::from(cancel.count);
-    let row = |tx_no: &str, outcome: Outcome| -> [Value; 5] {
-        [
-            tx_no.into(),
-            cancel.order_no.as_str().into(),
-            cancel.product_id.get().into(),
-            count.into(),
-            outcome.as_db().into(),
-        ]
+    let row = |tx_no, outcome| LogRow {
+        tx_no,
+        order_no: cancel.order_no.as_str(),
+        product_id: cancel.product_id,
+        count,
+        outcome,
     };
     let txn = db.begin().await?;
     let claimed = txn
-        .execute_raw(stmt(
-            "INSERT INTO tx_log (tx_no, order_no, product_id, count, outcome) VALUES (?, ?, ?, ?, ?)",
-            row(cancel.tx_no.as_str(), Outcome::NothingToRestore),
+        .execute_raw(insert_log(
+            &[row(cancel.tx_no.as_str(), Outcome::NothingToRestore)],
+            OnDuplicate::Fail,
         ))
         .await;
     match claimed {
@@ -170,10 +155,9 @@ pub async fn apply_cancel(
         Ok(_) => {}
     }
     let voided = txn
-        .execute_raw(stmt(
-            "INSERT IGNORE INTO tx_log (tx_no, order_no, product_id, count, outcome) \
-             VALUES (?, ?, ?, ?, ?)",
-            row(cancel.order_tx_no.as_str(), Outcome::Voided),
+        .execute_raw(insert_log(
+            &[row(cancel.order_tx_no.as_str(), Outcome::Voided)],
+            OnDuplicate::Keep,
         ))
         .await?
         .rows_affected()
@@ -197,14 +181,8 @@ pub async fn apply_cancel(
             [count.into(), cancel.product_id.get().into()],
         ))
         .await?;
-        txn.execute_raw(stmt(
-            "UPDATE tx_log SET outcome = ? WHERE tx_no = ?",
-            [
-                Outcome::Restored.as_db().into(),
-                cancel.tx_no.as_str().into(),
-            ],
-        ))
-        .await?;
+        txn.execute_raw(set_outcome(&[cancel.tx_no.as_str()], Outcome::Restored))
+            .await?;
         Restored::Restored
     } else {
         Restored::NothingToRestore
@@ -214,14 +192,118 @@ pub async fn apply_cancel(
     Ok(restored)
 }
 
-async fn outcome_of(db: &DatabaseConnection, tx_no: &str) -> Result<Option<Outcome>, DbErr> {
-    db.query_one_raw(stmt(
-        "SELECT outcome FROM tx_log WHERE tx_no = ?",
-        [tx_no.into()],
+/// One `tx_log` row to write.
+struct LogRow<'a> {
+    tx_no: &'a str,
+    order_no: &'a str,
+    product_id: ProductId,
+    count: i64,
+    outcome: Outcome,
+}
+
+impl<'a> LogRow<'a> {
+    /// The row of an order's creation.
+    fn creation(order: &'a OrderCreated, outcome: Outcome) -> Self {
+        Self {
+            tx_no: order.tx_no.as_str(),
+            order_no: order.order_no.as_str(),
+            product_id: order.product_id,
+            count: i64::from(order.count),
+            outcome,
+        }
+    }
+}
+
+/// What writing a row whose tx_no is in `tx_log` already does.
+#[derive(Debug, Clone, Copy)]
+enum OnDuplicate {
+    /// Fails the statement: the caller turns the duplicate key into its answer.
+    Fail,
+    /// Keeps the existing row; `rows_affected` tells which rows were written.
+    Keep,
+}
+
+/// The one statement that writes `tx_log` rows: all of `rows` at once.
+fn insert_log(rows: &[LogRow<'_>], on_duplicate: OnDuplicate) -> Statement {
+    let verb = match on_duplicate {
+        OnDuplicate::Fail => "INSERT",
+        OnDuplicate::Keep => "INSERT IGNORE",
+    };
+    let tuples = vec!["(?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    stmt(
+        &format!(
+            "{verb} INTO tx_log (tx_no, order_no, product_id, count, outcome) VALUES {tuples}"
+        ),
+        rows.iter().flat_map(|row| {
+            [
+                row.tx_no.into(),
+                row.order_no.into(),
+                row.product_id.get().into(),
+                row.count.into(),
+                row.outcome.as_db().into(),
+            ]
+        }),
+    )
+}
+
+/// Records `outcome` on the rows of `tx_nos`.
+fn set_outcome(tx_nos: &[&str], outcome: Outcome) -> Statement {
+    stmt(
+        &format!(
+            "UPDATE tx_log SET outcome = ? WHERE tx_no IN ({})",
+            marks(tx_nos.len())
+        ),
+        std::iter::once(outcome.as_db().into()).chain(tx_nos.iter().map(|&t| t.into())),
+    )
+}
+
+/// Takes `count` from a product's stock only if the stock covers it; whether it did.
+async fn deduct(
+    conn: &impl ConnectionTrait,
+    product_id: ProductId,
+    count: i64,
+) -> Result<bool, DbErr> {
+    Ok(conn
+        .execute_raw(stmt(
+            "UPDATE stock SET total_count = total_count - ? \
+             WHERE product_id = ? AND total_count >= ?",
+            [count.into(), product_id.get().into(), count.into()],
+        ))
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// The outcome `tx_log` records for each of `tx_nos` that has a row: a
+/// plain read, which takes no lock.
+async fn outcomes_of(
+    conn: &impl ConnectionTrait,
+    tx_nos: &[&str],
+) -> Result<HashMap<String, Outcome>, DbErr> {
+    if tx_nos.is_empty() {
+        return Ok(HashMap::new());
+    }
+    conn.query_all_raw(stmt(
+        &format!(
+            "SELECT tx_no, outcome FROM tx_log WHERE tx_no IN ({})",
+            marks(tx_nos.len())
+        ),
+        tx_nos.iter().map(|&t| t.into()),
     ))
     .await?
-    .map(|row| outcome_from_db(&row.try_get::<String>("", "outcome")?))
-    .transpose()
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get::<String>("", "tx_no")?,
+            outcome_from_db(&row.try_get::<String>("", "outcome")?)?,
+        ))
+    })
+    .collect()
+}
+
+/// `n` comma-separated `?` placeholders.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -301,18 +383,8 @@ pub async fn applied_among(
     db: &DatabaseConnection,
     tx_nos: &[String],
 ) -> Result<Vec<String>, DbErr> {
-    if tx_nos.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; tx_nos.len()].join(", ");
-    db.query_all_raw(stmt(
-        &format!("SELECT tx_no FROM tx_log WHERE tx_no IN ({marks})"),
-        tx_nos.iter().map(|t| Value::from(t.as_str())),
-    ))
-    .await?
-    .iter()
-    .map(|row| row.try_get::<String>("", "tx_no"))
-    .collect()
+    let tx_nos: Vec<&str> = tx_nos.iter().map(String::as_str).collect();
+    Ok(outcomes_of(db, &tx_nos).await?.into_keys().collect())
 }
 
 /// One page of `tx_log` in `tx_no` order, after `after` (exclusive), applied

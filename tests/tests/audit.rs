@@ -416,7 +416,10 @@ async fn orders_committed_in_batches_audit_clean_one_fact_per_order() {
         (1..=40).map(|user| seckill_tests::services::place_order(&app.orders, user, 1, 1)),
     )
     .await;
-    assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| *s == StatusCode::CREATED),
+        "{answers:?}"
+    );
     let stock_db = db::connect(&app.env.stock_db).await;
     eventually("40 creations applied", Duration::from_secs(30), || {
         let stock_db = stock_db.clone();
