@@ -80,6 +80,23 @@ pub async fn record_order(
     Ok(())
 }
 
+/// The values of one `NEW` order row, in the column order of both order
+/// inserts (the last one, the product again, finds the sale's price).
+fn order_row(order: &OrderCreated, idempotency_key: Option<&str>) -> [Value; 10] {
+    [
+        order.order_no.as_str().into(),
+        order.tx_no.as_str().into(),
+        order.user_id.get().into(),
+        order.product_id.get().into(),
+        i64::from(order.count).into(),
+        OrderStatus::New.as_db().into(),
+        order.created_at.naive_utc().into(),
+        order.created_at.naive_utc().into(),
+        idempotency_key.map(str::to_owned).into(),
+        order.product_id.get().into(),
+    ]
+}
+
 /// The `NEW` order row of `order`, its unit price copied from its sale.
 async fn insert_order(
     txn: &impl ConnectionTrait,
@@ -90,18 +107,7 @@ async fn insert_order(
         "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, \
          idempotency_key, unit_price_cents) \
          SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?)",
-        [
-            order.order_no.as_str().into(),
-            order.tx_no.as_str().into(),
-            order.user_id.get().into(),
-            order.product_id.get().into(),
-            i64::from(order.count).into(),
-            OrderStatus::New.as_db().into(),
-            order.created_at.naive_utc().into(),
-            order.created_at.naive_utc().into(),
-            idempotency_key.map(str::to_owned).into(),
-            order.product_id.get().into(),
-        ],
+        order_row(order, idempotency_key),
     ))
     .await
     .map_err(|err| {
@@ -160,18 +166,8 @@ pub async fn record_batch(
         Ok(_) => {
             let mut values: Vec<Value> = Vec::with_capacity(rows * 10);
             for (i, order) in batch.orders.iter().enumerate() {
-                values.extend([
-                    order.order_no.as_str().into(),
-                    order.tx_no.as_str().into(),
-                    order.user_id.get().into(),
-                    order.product_id.get().into(),
-                    i64::from(order.count).into(),
-                    OrderStatus::New.as_db().into(),
-                    order.created_at.naive_utc().into(),
-                    order.created_at.naive_utc().into(),
-                    idempotency_keys.get(i).cloned().flatten().into(),
-                    order.product_id.get().into(),
-                ]);
+                let key = idempotency_keys.get(i).and_then(|k| k.as_deref());
+                values.extend(order_row(order, key));
             }
             txn.execute_raw(stmt(
                 &format!(

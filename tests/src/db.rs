@@ -70,6 +70,17 @@ pub async fn text(
     .map(|row| row.try_get_by_index::<String>(0).unwrap())
 }
 
+/// The order database of `env`, created and migrated as order-service does
+/// at start-up (for tests that drive `order_service::store` directly).
+pub async fn migrated_order_db(env: &crate::TestEnv) -> DatabaseConnection {
+    common::db::connect_and_migrate(
+        &crate::services::order_settings(env, "http://127.0.0.1:1").database,
+        order_service::SCHEMA,
+    )
+    .await
+    .expect("order database")
+}
+
 /// Waits (up to 30 s) until a statement starting with `prefix` runs
 /// (blocked) on the database `db_name`.
 pub async fn wait_for_statement(db_name: &str, prefix: &str) {

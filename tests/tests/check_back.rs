@@ -377,12 +377,7 @@ async fn check_back_racing_a_slow_local_transaction_agrees_with_it() {
 async fn local_transaction_and_check_back_never_disagree() {
     // Arrange: the two real functions, racing on a real database.
     let env = TestEnv::new();
-    let db = common::db::connect_and_migrate(
-        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
-        order_service::SCHEMA,
-    )
-    .await
-    .expect("order database");
+    let db = db::migrated_order_db(&env).await;
 
     // Act: 90 races; a third start with the check-back ahead, a third with the
     // local transaction ahead, a third together.

@@ -18,12 +18,7 @@ use seckill_tests::{TestEnv, db, eventually, order_message};
 /// A migrated order database of a fresh test environment.
 async fn order_db() -> (TestEnv, DatabaseConnection) {
     let env = TestEnv::new();
-    let db = common::db::connect_and_migrate(
-        &seckill_tests::services::order_settings(&env, "http://127.0.0.1:1").database,
-        order_service::SCHEMA,
-    )
-    .await
-    .expect("order database");
+    let db = db::migrated_order_db(&env).await;
     (env, db)
 }
 
