@@ -331,9 +331,11 @@ async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_
     db::wait_for_statement(&env.order_db, "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, idempotency_key, unit_price_cents) SELECT").await;
     let batched: Vec<_> = (101..=105).map(place).collect();
     // All five admitted (each holds a reservation), then queued right after.
-    eventually("the five to be admitted", Duration::from_secs(30), || async {
-        (seckill_tests::services::sale_view(&orders, 1).await == (4, 6)).then_some(())
-    })
+    eventually(
+        "the five to be admitted",
+        Duration::from_secs(30),
+        || async { (seckill_tests::services::sale_view(&orders, 1).await == (4, 6)).then_some(()) },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     db::exec(&first_lock, "ROLLBACK").await;
