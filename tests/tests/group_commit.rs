@@ -358,20 +358,20 @@ async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_
     // Assert: the check-back rolled the batch back and claimed each of its
     // orders; their reservations went back; only the first order holds stock.
     let order_db = db::connect(&app.env.order_db).await;
+    // The check-back claims the batch, then each of its orders in turn.
     eventually(
-        "the check-back to roll the batch back",
+        "the check-back to roll back the batch and its five orders",
         Duration::from_secs(90),
         || {
             let order_db = order_db.clone();
             async move {
-                (db::scalar(
-                &order_db,
-                "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK' AND tx_no LIKE 'txg%'",
-                [],
-            )
-            .await
-                == 1)
-                .then_some(())
+                (count(
+                    &order_db,
+                    "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'",
+                )
+                .await
+                    == 6)
+                    .then_some(())
             }
         },
     )
@@ -379,19 +379,19 @@ async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_
     assert_eq!(
         count(
             &order_db,
-            "SELECT COUNT(*) FROM orders WHERE product_id = 1"
+            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK' AND tx_no LIKE 'txg%'"
         )
         .await,
-        1
+        1,
+        "one of the six is the batch's own"
     );
     assert_eq!(
         count(
             &order_db,
-            "SELECT COUNT(*) FROM tx_log WHERE outcome = 'ROLLED_BACK'"
+            "SELECT COUNT(*) FROM orders WHERE product_id = 1"
         )
         .await,
-        6,
-        "the batch's row and each of its five orders' rows"
+        1
     );
     assert_every_unit_accounted(&app.env, &app.orders, 1, 10).await;
     assert_eq!(app.sale_view(1).await, (9, 1));
