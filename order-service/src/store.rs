@@ -222,7 +222,7 @@ async fn record_one_by_one(
     for (i, order) in batch.orders.iter().enumerate() {
         let key = idempotency_keys.get(i).and_then(|k| k.as_deref());
         let savepoint = txn.begin().await.map_err(whole)?;
-        let one = match claim_order_tx(&savepoint, order.tx_no.as_str()).await {
+        let one = match claim_tx(&savepoint, order.tx_no.as_str()).await {
             Ok(()) => insert_order(&savepoint, order, key).await,
             Err(err) => Err(err),
         };
@@ -249,9 +249,10 @@ async fn record_one_by_one(
     Ok(refused)
 }
 
-/// An order's own `tx_log` row inside a batch: its tx_no already there means
-/// it was decided elsewhere (a check-back or a sweeper claimed it).
-async fn claim_order_tx(txn: &impl ConnectionTrait, tx_no: &str) -> Result<(), RecordError> {
+/// A `tx_log` row claiming `tx_no` as COMMITTED inside a local transaction:
+/// a row already there means it was decided elsewhere (a check-back or a
+/// sweeper claimed it; the caller reads which way).
+async fn claim_tx(txn: &impl ConnectionTrait, tx_no: &str) -> Result<(), RecordError> {
     match txn
         .execute_raw(stmt(
             "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
@@ -275,24 +276,16 @@ async fn begin_claimed(
     tx_no: &str,
 ) -> Result<sea_orm::DatabaseTransaction, RecordError> {
     let txn = db.begin().await.map_err(RecordError::Unavailable)?;
-    let claimed = txn
-        .execute_raw(stmt(
-            "INSERT INTO tx_log (tx_no, outcome) VALUES (?, 'COMMITTED')",
-            [tx_no.into()],
-        ))
-        .await;
-    match claimed {
-        Ok(_) => Ok(txn),
-        Err(err) => {
+    match claim_tx(&txn, tx_no).await {
+        Ok(()) => Ok(txn),
+        Err(RecordError::AlreadyDecided(_)) => {
             drop(txn);
-            if is_duplicate_key(&err) {
-                let outcome = resolve_tx(db, tx_no)
-                    .await
-                    .map_err(RecordError::Unavailable)?;
-                return Err(RecordError::AlreadyDecided(outcome));
-            }
-            Err(classify(err))
+            let outcome = resolve_tx(db, tx_no)
+                .await
+                .map_err(RecordError::Unavailable)?;
+            Err(RecordError::AlreadyDecided(outcome))
         }
+        Err(err) => Err(err),
     }
 }
 
