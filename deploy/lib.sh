@@ -16,6 +16,10 @@ RUST_TOOLCHAIN="1.95.0"
 
 NAMESRV_PORT="${SECKILL_NAMESRV_PORT:-9876}"
 BROKER_PORT="${SECKILL_BROKER_PORT:-10911}"
+# The address the broker advertises to the name server (its brokerIp1; it
+# listens on 127.0.0.1 whatever this says). The chaos suite sets 127.0.0.2
+# and puts its link proxy there, so every client of the broker goes through it.
+BROKER_IP="${SECKILL_BROKER_ADVERTISE_IP:-127.0.0.1}"
 MYSQL_PORT=3306
 REDIS_PORT=6379
 ORDER_PORT="${SECKILL_ORDER_PORT:-8091}"
@@ -133,9 +137,9 @@ ensure_rocketmq_binaries() {
   fi
 }
 
-# Renders a config template: @RUN_DIR@, @NAMESRV_PORT@, @BROKER_PORT@.
+# Renders a config template: @RUN_DIR@, @NAMESRV_PORT@, @BROKER_PORT@, @BROKER_IP@.
 render() {
-  sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@NAMESRV_PORT@|$NAMESRV_PORT|g" \
+  sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@NAMESRV_PORT@|$NAMESRV_PORT|g" -e "s|@BROKER_IP@|$BROKER_IP|g" \
       -e "s|@BROKER_PORT@|$BROKER_PORT|g" -e "s|@HA_PORT@|$((BROKER_PORT + 1))|g" "$1" >"$2"
 }
 
@@ -152,7 +156,7 @@ ensure_rocketmq() {
     wait_for_port "$NAMESRV_PORT" "name server" 30
   fi
   if ! port_open "$BROKER_PORT"; then
-    log "starting the RocketMQ broker on 127.0.0.1:$BROKER_PORT"
+    log "starting the RocketMQ broker on 127.0.0.1:$BROKER_PORT (advertised as $BROKER_IP:$BROKER_PORT)"
     render "$REPO_DIR/deploy/rocketmq/broker.toml" "$home/conf/broker.toml"
     start_daemon broker "$ROCKETMQ_ROOT/bin/rocketmq-broker-rust" -c "$home/conf/broker.toml"
     wait_for_port "$BROKER_PORT" broker 60

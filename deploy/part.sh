@@ -26,6 +26,7 @@ secret_file=$RUN_DIR/auth.secret
 namesrv=127.0.0.1:$NAMESRV_PORT
 order_topic=${STACK_NAMES:+seckill_${STACK_NAMES}_order_events}
 stock_group=${STACK_NAMES:+seckill_${STACK_NAMES}_stock}
+link_control=${SECKILL_LINK_CONTROL:-}
 EOF
   exit 0
 fi

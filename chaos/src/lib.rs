@@ -4,13 +4,15 @@
 //! be quiet and checks every invariant, printing a PASS/FAIL line for each
 //! and a summary line. It talks to the stack only as a client would (HTTP
 //! with signed tokens) and reads its two databases; faults go through
-//! `deploy/part.sh` (processes) or SQL (the failing commit).
+//! `deploy/part.sh` (processes), SQL (the failing commit) or the link proxy
+//! in front of the broker (`link`, the slow link).
 //!
 //! `client` makes the calls, `workload` runs the buyers, `scenarios` injects
-//! and heals the faults, `checks` judges the result, `stack` knows the parts.
+//! and heals the faults, `checks` judges the result, `stack` knows the parts, `link` is the proxy.
 
 pub mod checks;
 pub mod client;
+pub mod link;
 pub mod scenarios;
 pub mod stack;
 pub mod workload;
@@ -28,9 +30,14 @@ pub struct Args {
     /// Scenarios to run, by name (see --list); several may be given.
     #[arg(long = "scenario", value_name = "NAME")]
     pub scenarios: Vec<String>,
-    /// Every scenario (the README's test command runs them all).
+    /// Every scenario (the README's test command runs them all); with
+    /// `--cluster`, every one the cluster can have.
     #[arg(long)]
     pub all: bool,
+    /// Run against the containerized cluster (`deploy/up.sh --cluster`;
+    /// faults through `deploy/cluster/part.sh`) instead of a local stack.
+    #[arg(long)]
+    pub cluster: bool,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -64,20 +71,22 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         for scenario in Scenario::ALL {
             println!("{:<20} {}", scenario.name(), scenario.describe());
         }
-        println!(
-            "{:<20} NOT BUILT: {}",
-            "slow-broker-link",
-            scenarios::NOT_BUILT
-        );
         return Ok(true);
     }
     let chosen = choose(&args)?;
+    if args.cluster && args.all {
+        for scenario in Scenario::ALL {
+            if let Err(why) = scenario.on_cluster() {
+                println!("[chaos] NOT RUN on the cluster: {}: {why}", scenario.name());
+            }
+        }
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let stack = Stack::describe(&args.repo).await?;
+    let stack = Stack::describe(&args.repo, args.cluster).await?;
     println!(
         "[chaos] seed {seed} (replay: --seed {seed}); {} scenario(s) against {}",
         chosen.len(),
@@ -124,7 +133,10 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
 
 fn choose(args: &Args) -> anyhow::Result<Vec<Scenario>> {
     if args.all {
-        return Ok(Scenario::ALL.to_vec());
+        return Ok(Scenario::ALL
+            .into_iter()
+            .filter(|s| !args.cluster || s.on_cluster().is_ok())
+            .collect());
     }
     anyhow::ensure!(
         !args.scenarios.is_empty(),
@@ -137,6 +149,12 @@ fn choose(args: &Args) -> anyhow::Result<Vec<Scenario>> {
                 .into_iter()
                 .find(|s| s.name() == name)
                 .ok_or_else(|| anyhow::anyhow!("no scenario named {name:?} (see --list)"))
+                .and_then(|s| match s.on_cluster() {
+                    Err(why) if args.cluster => {
+                        anyhow::bail!("{name} cannot run on the cluster: {why}")
+                    }
+                    _ => Ok(s),
+                })
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 //! The stack under test: where its services and databases are (asked of
-//! `deploy/part.sh describe`, which knows the stack's names and ports) and
-//! how one of its parts is killed, stopped, started, paused or resumed.
+//! `deploy/part.sh describe`, which knows the stack's names and ports, or of
+//! `deploy/cluster/part.sh describe` for the containers) and how one of its
+//! parts is killed, stopped, started, paused or resumed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,12 @@ impl Action {
 
 #[derive(Debug, Clone)]
 pub struct Stack {
-    repo: PathBuf,
+    /// The script that controls the parts (`deploy/part.sh` or
+    /// `deploy/cluster/part.sh`).
+    script: PathBuf,
+    /// Readiness is the script's `ready` (the containers' health checks)
+    /// rather than each service's `/readyz`.
+    ready_by_script: bool,
     pub order_url: String,
     pub stock_url: String,
     pub order_db: String,
@@ -65,15 +71,24 @@ pub struct Stack {
     /// The order topic and stock-service's consumer group.
     pub order_topic: String,
     pub stock_group: String,
+    /// The control address of the link proxy in front of the broker, when the
+    /// stack has one (`deploy/chaos-test.sh` starts it).
+    pub link_control: Option<String>,
 }
 
 impl Stack {
-    /// Asks `deploy/part.sh describe` of the repository at `repo`.
-    pub async fn describe(repo: &Path) -> anyhow::Result<Self> {
+    /// Asks `deploy/part.sh describe` (`deploy/cluster/part.sh` for the
+    /// cluster) of the repository at `repo`.
+    pub async fn describe(repo: &Path, cluster: bool) -> anyhow::Result<Self> {
         let repo = repo
             .canonicalize()
             .with_context(|| format!("the repository {}", repo.display()))?;
-        let output = part_sh(&repo, &["describe"]).await?;
+        let script = repo.join(if cluster {
+            "deploy/cluster/part.sh"
+        } else {
+            "deploy/part.sh"
+        });
+        let output = part_sh(&script, &["describe"]).await?;
         let fields: HashMap<&str, &str> = output
             .lines()
             .filter_map(|line| line.split_once('='))
@@ -90,7 +105,8 @@ impl Stack {
             .trim()
             .to_owned();
         Ok(Self {
-            repo,
+            script,
+            ready_by_script: fields.get("ready") == Some(&"script"),
             order_url: field("order_url")?,
             stock_url: field("stock_url")?,
             order_db: field("order_db")?,
@@ -103,14 +119,26 @@ impl Stack {
             stock_group: Some(field("stock_group")?)
                 .filter(|g| !g.is_empty())
                 .unwrap_or_else(|| common::messages::STOCK_CONSUMER_GROUP.to_owned()),
+            link_control: fields
+                .get("link_control")
+                .filter(|v| !v.is_empty())
+                .map(|v| (*v).to_owned()),
         })
+    }
+
+    /// The link proxy's control address, or why the slow link cannot be made.
+    pub fn link_control(&self) -> anyhow::Result<&str> {
+        self.link_control.as_deref().context(
+            "this stack's broker has no link proxy in front of it: run the suite with \
+             deploy/chaos-test.sh, which starts one and has the broker advertise it",
+        )
     }
 
     /// Does `action` to `part` (returns once done: a killed process is gone,
     /// a started one answers).
     pub async fn part(&self, action: Action, part: Part) -> anyhow::Result<()> {
         println!("[chaos]   {} {}", action.name(), part.name());
-        part_sh(&self.repo, &[action.name(), part.name()])
+        part_sh(&self.script, &[action.name(), part.name()])
             .await
             .map(|_| ())
     }
@@ -123,8 +151,12 @@ impl Stack {
             .build()?;
         let started = Instant::now();
         loop {
-            let mut ready = true;
-            for base in [&self.order_url, &self.stock_url] {
+            let mut ready =
+                !self.ready_by_script || part_sh(&self.script, &["ready"]).await.is_ok();
+            for base in [&self.order_url, &self.stock_url]
+                .into_iter()
+                .filter(|_| !self.ready_by_script)
+            {
                 ready &= http
                     .get(format!("{base}/readyz"))
                     .send()
@@ -174,17 +206,18 @@ pub async fn replay(stack: &Stack, since_ms: u64) -> anyhow::Result<usize> {
     Ok(moved?.len())
 }
 
-async fn part_sh(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+async fn part_sh(script: &Path, args: &[&str]) -> anyhow::Result<String> {
     let output = tokio::process::Command::new("bash")
-        .arg(repo.join("deploy/part.sh"))
+        .arg(script)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .context("running deploy/part.sh")?;
+        .with_context(|| format!("running {}", script.display()))?;
     anyhow::ensure!(
         output.status.success(),
-        "deploy/part.sh {}: {}",
+        "{} {}: {}",
+        script.display(),
         args.join(" "),
         String::from_utf8_lossy(&output.stderr).trim()
     );
