@@ -12,9 +12,9 @@ use crate::workload::{self, Plan, Retries};
 
 /// The slow link's fault: every chunk between the broker and its clients
 /// 600 ms late each way (a send takes over 1.2 s, an end-transaction call
-/// arrives after the broker's 1 s transaction timeout), and 1.5% of chunks
+/// arrives after the broker's 1 s transaction timeout), and a quarter of the chunks
 /// cut their connection (the request or end-transaction call in it is lost).
-const SLOW_LINK: &str = "set delay_ms=600 cut_per_mille=15";
+const SLOW_LINK: &str = "set delay_ms=600 cut_per_mille=250";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -75,7 +75,7 @@ impl Scenario {
             }
             Self::SlowBrokerLink => {
                 "the link between the broker and its clients (through the suite's proxy) \
-                 600 ms slow each way and cutting 1.5% of its chunks' connections, for 40% \
+                 600 ms slow each way and cutting a quarter of its chunks' connections, for 40% \
                  of the sale: end-transaction calls arrive late or never, check-backs decide"
             }
             Self::FailingCommit => {

@@ -309,6 +309,8 @@ where
 /// at INFO, formatting its fields for every request of a sold-out flood cost
 /// a third of the throughput. Lines of an order's path carry their own INFO
 /// spans with `tx_no` and `order_no`; set `log.level=debug` to see requests too.
+/// Below DEBUG the middleware is left out altogether (see [`start_server`]):
+/// `root_span!` works its fields out before it knows the span is off.
 pub struct QuietRootSpan;
 
 impl tracing_actix_web::RootSpanBuilder for QuietRootSpan {
@@ -335,9 +337,17 @@ pub fn start_server<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
+    // The request spans only when they are logged: tracing-actix-web's
+    // `root_span!` looks up the matched route again, parses the connection
+    // info and makes a request id for every request before it creates the
+    // span, enabled or not: a sold-out flood paid that on every request.
+    let request_spans = tracing::enabled!(tracing::Level::DEBUG);
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
-            .wrap(tracing_actix_web::TracingLogger::<QuietRootSpan>::new())
+            .wrap(actix_web::middleware::Condition::new(
+                request_spans,
+                tracing_actix_web::TracingLogger::<QuietRootSpan>::new(),
+            ))
             .app_data(json_config(16 * 1024))
             .app_data(path_config())
             .configure(routes.clone())

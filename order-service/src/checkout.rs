@@ -130,13 +130,14 @@ impl Checkout {
             }
         }
         let order = new_order.into_message();
+        let mut replaced = None;
         if let Some(key) = &key {
             match self
                 .idempotency
                 .claim_or_find(&self.db, &order, key)
                 .await?
             {
-                Earlier::None => {}
+                Earlier::None { replaced: earlier } => replaced = earlier,
                 Earlier::Order(found) => return Ok(Checkedout::Replayed(found)),
                 Earlier::Mismatch => return Err(CheckoutError::IdempotencyKeyReused),
                 Earlier::Pending { order_no, tx_no } => {
@@ -145,7 +146,7 @@ impl Checkout {
             }
         }
         let placed = self
-            .admit_and_send(&order, key.as_ref(), token.as_ref())
+            .admit_and_send(&order, key.as_ref(), token.as_ref(), replaced.as_deref())
             .await;
         // A keyed retry of a placed order may carry its first attempt's
         // token, used up by then (or lost with Redis): it gets that order.
@@ -181,13 +182,21 @@ impl Checkout {
         Ok(Checkedout::Placed { order, outcome })
     }
 
+    /// `replaced`: the rolled-back attempt of the same key this order
+    /// replaces, whose used-up token is good for it (see
+    /// [`crate::admission::AdmissionGate::admit_replacing`]).
     async fn admit_and_send(
         &self,
         order: &OrderCreated,
         key: Option<&IdempotencyKey>,
         token: Option<&OrderToken>,
+        replaced: Option<&str>,
     ) -> Result<Outcome, CheckoutError> {
-        match self.admission.admit(order, token).await? {
+        match self
+            .admission
+            .admit_replacing(order, token, replaced)
+            .await?
+        {
             Admission::Admitted { .. } => {}
             Admission::SoldOut => return Err(CheckoutError::SoldOut),
             Admission::LimitExceeded => return Err(CheckoutError::LimitExceeded),
@@ -236,7 +245,13 @@ impl Checkout {
     async fn restore_token(&self, order: &OrderCreated, token: &OrderToken) {
         if let Err(err) = self
             .admission
-            .restore_token(token, order.user_id, order.product_id, self.order_token_ttl)
+            .restore_token(
+                token,
+                order.user_id,
+                order.product_id,
+                &order.tx_no,
+                self.order_token_ttl,
+            )
             .await
         {
             tracing::warn!(%err, tx_no = %order.tx_no, "order token not restored; the retry needs a new one");

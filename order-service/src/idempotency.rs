@@ -23,8 +23,10 @@ const CLAIM_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// What a retry found.
 pub enum Earlier {
-    /// No earlier attempt holds the key: this request owns it now.
-    None,
+    /// No earlier attempt holds the key: this request owns it now. `replaced`:
+    /// the tx_no of the earlier attempt whose claim it took over because that
+    /// attempt's transaction is settled rolled back (its token may be reused).
+    None { replaced: Option<String> },
     /// The earlier attempt's order.
     Order(Order),
     /// The earlier attempt is still undecided after waiting.
@@ -105,6 +107,7 @@ impl IdempotencyClaims {
     ) -> Result<Earlier, IdempotencyError> {
         let redis_key = self.key(order, key);
         let started = Instant::now();
+        let mut replaced = None;
         loop {
             let mut redis = self.redis.clone();
             let claimed: Option<String> = redis::cmd("SET")
@@ -116,7 +119,7 @@ impl IdempotencyClaims {
                 .query_async(&mut redis)
                 .await?;
             if claimed.is_some() {
-                return Ok(Earlier::None);
+                return Ok(Earlier::None { replaced });
             }
             let Some(held) = redis::cmd("GET")
                 .arg(&redis_key)
@@ -141,6 +144,7 @@ impl IdempotencyClaims {
                     .arg(&held)
                     .invoke_async::<i64>(&mut redis)
                     .await?;
+                replaced = Some(tx_no.to_owned());
                 continue;
             }
             if started.elapsed() > self.wait {

@@ -158,3 +158,83 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
 
     app.stop().await;
 }
+
+/// Found by the chaos suite's slow-broker-link scenario (2 of 400 buyers
+/// refused `403 ORDER_TOKEN_INVALID`): a client times out, and its keyed
+/// retry arrives while the first attempt is failing. The retry sees the first
+/// attempt's transaction settled rolled back and takes the key over — but the
+/// first attempt had not yet given the one-time token back, so the retry was
+/// refused. The first attempt is held at that moment here, made by the
+/// service's own parts: its claim on the key, its admission (which used the
+/// token up), its tx_no settled rolled back and its reservation returned;
+/// the token not restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyed_retry_keeps_the_token_of_a_rolled_back_attempt_that_has_not_given_it_back_yet() {
+    use order_service::admission::{Admission, AdmissionGate, Keys};
+    use order_service::domain::{IdempotencyKey, OrderToken};
+    use order_service::idempotency::{Earlier, IdempotencyClaims};
+    use std::time::Duration;
+
+    // Arrange: a sale, and buyer 7's order token for it.
+    let app = TestApp::spawn().await;
+    let (env, orders) = (&app.env, &app.orders);
+    open_sale_with_limit(orders, 1, 10, 1).await;
+    let token = orders.order_token(7, 1).await.expect("an order token");
+    let redis = common::redis_link::RedisLink::connect(&common::settings::RedisSettings::default())
+        .await
+        .expect("redis");
+    let gate = AdmissionGate::new(
+        redis.clone(),
+        Keys::new(&env.redis_prefix),
+        Duration::from_millis(50),
+    );
+    let claims = IdempotencyClaims::new(redis, &env.redis_prefix, Duration::from_secs(2));
+    let order_db = db::connect(&env.order_db).await;
+    let key = IdempotencyKey::parse("slow-link-retry").unwrap();
+    let first = seckill_tests::order_message(7, 1, 1);
+    assert!(matches!(
+        claims.claim_or_find(&order_db, &first, &key).await.unwrap(),
+        Earlier::None { replaced: None }
+    ));
+    let admitted = gate
+        .admit(&first, Some(&OrderToken::parse(&token).unwrap()))
+        .await
+        .unwrap();
+    assert!(matches!(admitted, Admission::Admitted { .. }), "{admitted:?}");
+    let settled = order_service::order_tx::settle(&order_db, first.tx_no.as_str())
+        .await
+        .unwrap();
+    assert_eq!(settled, order_service::store::TxOutcome::RolledBack);
+    gate.release(first.product_id, &first.tx_no).await.unwrap();
+    assert_eq!(sale_view(orders, 1).await, (10, 0), "the reservation is back");
+
+    let order_with = |key: &'static str| {
+        let request = orders
+            .http
+            .post(format!("{}/api/orders", orders.base_url))
+            .bearer_auth(seckill_tests::auth::buyer_token(7))
+            .header("Order-Token", token.as_str())
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"user_id": 7, "product_id": 1, "count": 1}));
+        async move {
+            let response = request.send().await.expect("HTTP request");
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.expect("JSON body");
+            (status, body)
+        }
+    };
+
+    // Act: the retry, with the same key and the same token.
+    let (status, body) = order_with("slow-link-retry").await;
+
+    // Assert: placed as a new order (it was 403 ORDER_TOKEN_INVALID); the
+    // token is used up by it, so an order under another key is refused it.
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_ne!(body["order_no"], first.order_no.as_str());
+    assert_eq!(sale_view(orders, 1).await, (9, 1));
+    let (status, body) = order_with("another-key").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "ORDER_TOKEN_INVALID");
+
+    app.stop().await;
+}

@@ -1,14 +1,18 @@
 -- Admission of one order, atomically. KEYS: ready marker, sale hash, users
 -- hash, reservations hash, the order token's key. ARGV: user_id, count,
 -- tx_no, now (ms since the epoch, the caller's clock), the token's expected
--- value (`user:product`; empty: no token to check).
+-- value (`user:product`; empty: no token to check), the tx_no of a rolled-back
+-- attempt of the same Idempotency-Key this order replaces (empty: none).
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
 -- -3 admission state missing (Redis lost it) or this sale closed while it is
 -- rebuilt, -4 product not on sale, -5 not started yet (stock = ms until the
 -- start), -6 ended, -7 the order token is missing, expired, used or
 -- another's. The sale hash's `starts_at`/`ends_at` (ms) bound it. A valid
--- token is used up here, by whatever answer follows.
+-- token is used up here, by whatever answer follows: its value becomes
+-- `used:<user:product>:<tx_no>` until it expires, so that the keyed retry of
+-- an attempt that turned out rolled back takes the same token even before
+-- that attempt has restored it.
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
 -- (sale_gate.lua is prepended: the sale's window and state.)
@@ -17,8 +21,11 @@ if refused then return refused end
 local stock = tonumber(sale[1])
 if redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then return {0, stock} end
 if ARGV[5] ~= '' then
-  if redis.call('GET', KEYS[5]) ~= ARGV[5] then return {-7, 0} end
-  redis.call('DEL', KEYS[5])
+  local token = redis.call('GET', KEYS[5])
+  if token ~= ARGV[5] and (ARGV[6] == '' or token ~= 'used:' .. ARGV[5] .. ':' .. ARGV[6]) then
+    return {-7, 0}
+  end
+  redis.call('SET', KEYS[5], 'used:' .. ARGV[5] .. ':' .. ARGV[3], 'KEEPTTL')
 end
 local count = tonumber(ARGV[2])
 if stock < count then return {-1, stock} end

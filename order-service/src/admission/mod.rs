@@ -235,6 +235,7 @@ pub struct AdmissionGate {
     release_script: Script,
     hold_script: Script,
     issue_script: Script,
+    restore_token_script: Script,
     pub sold_out: SoldOutFlags,
     sold_out_ttl: Duration,
 }
@@ -248,6 +249,7 @@ impl AdmissionGate {
             release_script: Script::new(include_str!("release.lua")),
             hold_script: Script::new(include_str!("hold.lua")),
             issue_script: Script::new(&gated(include_str!("issue_token.lua"))),
+            restore_token_script: Script::new(include_str!("restore_token.lua")),
             sold_out: SoldOutFlags::default(),
             sold_out_ttl,
         }
@@ -276,6 +278,19 @@ impl AdmissionGate {
         order: &OrderCreated,
         token: Option<&OrderToken>,
     ) -> Result<Admission, RedisError> {
+        self.admit_replacing(order, token, None).await
+    }
+
+    /// [`admit`](Self::admit) for the keyed retry of an attempt whose
+    /// transaction `replaced` is settled rolled back: the token that attempt
+    /// used up is good for this order too (whether or not that attempt has
+    /// restored it yet).
+    pub async fn admit_replacing(
+        &self,
+        order: &OrderCreated,
+        token: Option<&OrderToken>,
+        replaced: Option<&str>,
+    ) -> Result<Admission, RedisError> {
         if self.sold_out_locally(order.product_id) {
             return Ok(Admission::SoldOut);
         }
@@ -298,6 +313,7 @@ impl AdmissionGate {
             .arg(order.tx_no.as_str())
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(expected)
+            .arg(replaced.unwrap_or_default())
             .invoke_async(&mut self.redis.clone())
             .await?;
         let admission = Admission::from_script(code, stock);
@@ -348,22 +364,24 @@ impl AdmissionGate {
     /// Makes `token` good again for `user` and `product`, for `ttl`, after
     /// the order it was used up by placed nothing (the broker failed and the
     /// reservation went back): the client's retry, which the `503` invites,
-    /// carries the same token. Never overwrites a token that is there.
+    /// carries the same token. Only a token still used up by `tx_no` (or gone
+    /// with Redis) is restored: one a retry has taken since stays used.
     #[tracing::instrument(skip(self, token))]
     pub async fn restore_token(
         &self,
         token: &OrderToken,
         user: UserId,
         product: ProductId,
+        tx_no: &TxNo,
         ttl: Duration,
     ) -> Result<(), RedisError> {
-        redis::cmd("SET")
-            .arg(self.keys.order_token(token))
-            .arg(token_value(user, product))
-            .arg("PX")
+        let value = token_value(user, product);
+        self.restore_token_script
+            .key(self.keys.order_token(token))
+            .arg(format!("used:{value}:{tx_no}"))
+            .arg(value)
             .arg(ttl.as_millis().max(1) as u64)
-            .arg("NX")
-            .query_async::<()>(&mut self.redis.clone())
+            .invoke_async::<()>(&mut self.redis.clone())
             .await
     }
 
