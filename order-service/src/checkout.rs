@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use common::domain::{ProductId, UserId};
+use common::domain::{ProductId, TxNo, UserId};
 use common::messages::OrderCreated;
 use redis::RedisError;
 use sea_orm::DatabaseConnection;
@@ -146,7 +146,7 @@ impl Checkout {
             }
         }
         let placed = self
-            .admit_and_send(&order, key.as_ref(), token.as_ref(), replaced.as_deref())
+            .admit_and_send(&order, key.as_ref(), token.as_ref(), replaced.as_ref())
             .await;
         // A keyed retry of a placed order may carry its first attempt's
         // token, used up by then (or lost with Redis): it gets that order.
@@ -190,7 +190,7 @@ impl Checkout {
         order: &OrderCreated,
         key: Option<&IdempotencyKey>,
         token: Option<&OrderToken>,
-        replaced: Option<&str>,
+        replaced: Option<&TxNo>,
     ) -> Result<Outcome, CheckoutError> {
         match self
             .admission

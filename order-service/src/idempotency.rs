@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use common::domain::UserId;
+use common::domain::{TxNo, UserId};
 use common::messages::OrderCreated;
 use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
@@ -26,7 +26,7 @@ pub enum Earlier {
     /// No earlier attempt holds the key: this request owns it now. `replaced`:
     /// the tx_no of the earlier attempt whose claim it took over because that
     /// attempt's transaction is settled rolled back (its token may be reused).
-    None { replaced: Option<String> },
+    None { replaced: Option<TxNo> },
     /// The earlier attempt's order.
     Order(Order),
     /// The earlier attempt is still undecided after waiting.
@@ -144,7 +144,7 @@ impl IdempotencyClaims {
                     .arg(&held)
                     .invoke_async::<i64>(&mut redis)
                     .await?;
-                replaced = Some(tx_no.to_owned());
+                replaced = TxNo::parse(tx_no).ok();
                 continue;
             }
             if started.elapsed() > self.wait {

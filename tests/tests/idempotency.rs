@@ -160,16 +160,17 @@ async fn a_retry_while_the_first_attempt_is_undecided_points_at_that_attempt() {
 }
 
 /// Found by the chaos suite's slow-broker-link scenario (2 of 400 buyers
-/// refused `403 ORDER_TOKEN_INVALID`): a client times out, and its keyed
-/// retry arrives while the first attempt is failing. The retry sees the first
-/// attempt's transaction settled rolled back and takes the key over — but the
-/// first attempt had not yet given the one-time token back, so the retry was
-/// refused. The first attempt is held at that moment here, made by the
-/// service's own parts: its claim on the key, its admission (which used the
-/// token up), its tx_no settled rolled back and its reservation returned;
-/// the token not restored.
+/// refused `403 ORDER_TOKEN_INVALID`, in the next run 2 `409
+/// LIMIT_EXCEEDED`): a client times out, and its keyed retry arrives while
+/// the first attempt is failing. The retry sees the first attempt's
+/// transaction settled rolled back and takes the key over — but the first
+/// attempt had not yet given back its reservation (the buyer's one item) nor
+/// its one-time token, so the retry was refused. The first attempt is held at
+/// that moment here, made by the service's own parts: its claim on the key,
+/// its admission (which reserved the item and used the token up), its tx_no
+/// settled rolled back; nothing given back yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_keyed_retry_keeps_the_token_of_a_rolled_back_attempt_that_has_not_given_it_back_yet() {
+async fn a_keyed_retry_of_a_rolled_back_attempt_not_yet_cleaned_up_is_placed_with_its_token() {
     use order_service::admission::{Admission, AdmissionGate, Keys};
     use order_service::domain::{IdempotencyKey, OrderToken};
     use order_service::idempotency::{Earlier, IdempotencyClaims};
@@ -200,13 +201,19 @@ async fn a_keyed_retry_keeps_the_token_of_a_rolled_back_attempt_that_has_not_giv
         .admit(&first, Some(&OrderToken::parse(&token).unwrap()))
         .await
         .unwrap();
-    assert!(matches!(admitted, Admission::Admitted { .. }), "{admitted:?}");
+    assert!(
+        matches!(admitted, Admission::Admitted { .. }),
+        "{admitted:?}"
+    );
     let settled = order_service::order_tx::settle(&order_db, first.tx_no.as_str())
         .await
         .unwrap();
     assert_eq!(settled, order_service::store::TxOutcome::RolledBack);
-    gate.release(first.product_id, &first.tx_no).await.unwrap();
-    assert_eq!(sale_view(orders, 1).await, (10, 0), "the reservation is back");
+    assert_eq!(
+        sale_view(orders, 1).await,
+        (9, 1),
+        "the first attempt's reservation"
+    );
 
     let order_with = |key: &'static str| {
         let request = orders
@@ -231,6 +238,12 @@ async fn a_keyed_retry_keeps_the_token_of_a_rolled_back_attempt_that_has_not_giv
     // token is used up by it, so an order under another key is refused it.
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_ne!(body["order_no"], first.order_no.as_str());
+    assert_eq!(sale_view(orders, 1).await, (9, 1), "one item, the retry's");
+    // The first attempt then gives its reservation back: already done.
+    assert_eq!(
+        gate.release(first.product_id, &first.tx_no).await.unwrap(),
+        0
+    );
     assert_eq!(sale_view(orders, 1).await, (9, 1));
     let (status, body) = order_with("another-key").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

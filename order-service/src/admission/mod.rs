@@ -282,15 +282,21 @@ impl AdmissionGate {
     }
 
     /// [`admit`](Self::admit) for the keyed retry of an attempt whose
-    /// transaction `replaced` is settled rolled back: the token that attempt
-    /// used up is good for this order too (whether or not that attempt has
-    /// restored it yet).
+    /// transaction `replaced` is settled rolled back. That attempt may not
+    /// have cleaned up yet (found by the chaos suite's slow link: its retry
+    /// was told ORDER_TOKEN_INVALID, or LIMIT_EXCEEDED by its own
+    /// reservation): its reservation goes back first (at most once, as that
+    /// attempt would give it back), and the token it used up is good for this
+    /// order too.
     pub async fn admit_replacing(
         &self,
         order: &OrderCreated,
         token: Option<&OrderToken>,
-        replaced: Option<&str>,
+        replaced: Option<&TxNo>,
     ) -> Result<Admission, RedisError> {
+        if let Some(replaced) = replaced {
+            self.release(order.product_id, replaced).await?;
+        }
         if self.sold_out_locally(order.product_id) {
             return Ok(Admission::SoldOut);
         }
@@ -313,7 +319,7 @@ impl AdmissionGate {
             .arg(order.tx_no.as_str())
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(expected)
-            .arg(replaced.unwrap_or_default())
+            .arg(replaced.map(TxNo::as_str).unwrap_or_default())
             .invoke_async(&mut self.redis.clone())
             .await?;
         let admission = Admission::from_script(code, stock);
