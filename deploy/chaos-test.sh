@@ -17,6 +17,9 @@
 #     left running)
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# Every scenario unless the arguments choose (--scenario, --all, --list).
+choose_all() { [[ " $* " =~ \ --(scenario|all|list)[\ =] ]] || echo --all; }
+
 if [[ ${1:-} == --cluster ]]; then
   shift
   source "$REPO/deploy/cluster/lib.sh"
@@ -24,7 +27,7 @@ if [[ ${1:-} == --cluster ]]; then
   [[ -x $REPO_DIR/target/$PROFILE/seckill-chaos ]] ||
     (cd "$REPO_DIR" && cargo build --locked $([[ $PROFILE == release ]] && echo --release) -p seckill-chaos)
   bash "$REPO_DIR/deploy/cluster/part.sh" ready || bash "$REPO_DIR/deploy/up.sh" --cluster
-  (( $# )) || set -- --all
+  set -- $(choose_all "$@") "$@"
   log "the chaos suite against the containers: seckill-chaos --cluster $*"
   exec "$REPO_DIR/target/$PROFILE/seckill-chaos" --repo "$REPO_DIR" --cluster "$@"
 fi
@@ -70,6 +73,6 @@ ensure_infra
 export APP_LOG__LEVEL=info
 start_part stock-service
 start_part order-service
-(( $# )) || set -- --all
+set -- $(choose_all "$@") "$@"
 log "the chaos suite: seckill-chaos $*"
 "$REPO_DIR/target/$PROFILE/seckill-chaos" --repo "$REPO_DIR" "$@"
