@@ -153,7 +153,18 @@ pub async fn record_batch(
         .await
         .map_err(BatchRecordError::Whole)?;
     let rows = batch.orders.len();
-    let claims = txn
+    // The multi-row statements under a savepoint: when one is refused, the
+    // other may have gone through (the tx_log claims, say, before the orders
+    // insert hits a trigger or a used Idempotency-Key), and both must go
+    // before each order is tried alone — else every order finds its own
+    // claim, reads COMMITTED, and is answered as placed while the whole
+    // transaction is rolled back (found by the chaos suite: 22 orders
+    // answered 201 and never recorded).
+    let together = txn
+        .begin()
+        .await
+        .map_err(|e| BatchRecordError::Whole(RecordError::Unavailable(e)))?;
+    let claims = together
         .execute_raw(stmt(
             &format!(
                 "INSERT INTO tx_log (tx_no, outcome) VALUES {}",
@@ -169,37 +180,42 @@ pub async fn record_batch(
                 let key = idempotency_keys.get(i).and_then(|k| k.as_deref());
                 values.extend(order_row(order, key));
             }
-            txn.execute_raw(stmt(
-                &format!(
-                    "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, \
-                     create_time, updated_at, idempotency_key, unit_price_cents) VALUES {}",
-                    vec![
-                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?))";
-                        rows
-                    ]
-                    .join(", ")
-                ),
-                values,
-            ))
-            .await
+            together
+                .execute_raw(stmt(
+                    &format!(
+                        "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, \
+                         create_time, updated_at, idempotency_key, unit_price_cents) VALUES {}",
+                        vec![
+                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?))";
+                            rows
+                        ]
+                        .join(", ")
+                    ),
+                    values,
+                ))
+                .await
         }
         Err(err) => Err(err),
     };
-    if let Err(err) = inserted {
-        match classify(err) {
-            RecordError::Refused(_) => {}
-            other => return Err(BatchRecordError::Whole(other)),
-        }
-        // A refused statement undoes only itself: the transaction is open
-        // with just the batch's claim. Each order on its own names the
-        // refused ones; with any, everything is rolled back.
-        let refused = record_one_by_one(&txn, batch, idempotency_keys).await?;
-        if !refused.is_empty() {
-            tracing::info!(
-                refused = refused.len(),
-                "orders of the batch refused; the rest go again"
-            );
-            return Err(BatchRecordError::Some(refused));
+    let whole = |e: DbErr| BatchRecordError::Whole(RecordError::Unavailable(e));
+    match inserted {
+        Ok(_) => together.commit().await.map_err(whole)?,
+        Err(err) => {
+            together.rollback().await.map_err(whole)?;
+            match classify(err) {
+                RecordError::Refused(_) => {}
+                other => return Err(BatchRecordError::Whole(other)),
+            }
+            // The transaction holds just the batch's claim now. Each order on
+            // its own names the refused ones; with any, everything is rolled back.
+            let refused = record_one_by_one(&txn, batch, idempotency_keys).await?;
+            if !refused.is_empty() {
+                tracing::info!(
+                    refused = refused.len(),
+                    "orders of the batch refused; the rest go again"
+                );
+                return Err(BatchRecordError::Some(refused));
+            }
         }
     }
     txn.commit()

@@ -154,6 +154,46 @@ async fn orders_a_batch_refuses_are_named_and_the_rest_commit_without_them() {
     );
 }
 
+/// Found by the chaos suite (failing-commit after the slow link: 22 orders
+/// answered 201 and never recorded): when the orders' claims in `tx_log` go
+/// through and the orders insert is then refused (a used Idempotency-Key, a
+/// trigger), the claims must be undone before each order is tried alone —
+/// else every order finds its own claim, reads COMMITTED and is named
+/// "decided: committed" while the whole transaction is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_the_orders_insert_refuses_is_named_alone_and_nothing_of_the_batch_is_written() {
+    // Arrange: user 3 already has an order for Idempotency-Key "k"; nothing
+    // of the batch is claimed, so its tx_log claims all go through.
+    let (_env, db) = order_db().await;
+    store::record_order(&db, &order_message(3, 1, 1), Some("k"))
+        .await
+        .expect("earlier order");
+    let orders: Vec<_> = (1..=4).map(|user| order_message(user, 1, 1)).collect();
+    let keys = vec![None, None, Some("k".to_owned()), None];
+    let batch = batch_of(&orders);
+
+    // Act
+    let refused = store::record_batch(&db, &batch, &keys).await;
+
+    // Assert: only the third order named, as a duplicate request; no claim
+    // and no order of the batch written.
+    let Err(BatchRecordError::Some(refused)) = refused else {
+        panic!("expected a refused order, got {refused:?}");
+    };
+    let named: Vec<_> = refused
+        .iter()
+        .map(|(i, why)| (*i, format!("{why:?}")))
+        .collect();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].0, 2);
+    assert!(named[0].1.contains("DuplicateRequest"), "{named:?}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM orders").await, 1);
+    for order in &orders {
+        assert_eq!(outcome(&db, order.tx_no.as_str()).await, None);
+    }
+    assert_eq!(outcome(&db, batch.batch_tx_no.as_str()).await, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_its_check_back_and_its_orders_claims_never_disagree() {
     // Arrange: the real functions racing on a real database: the batch's
