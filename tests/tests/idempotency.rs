@@ -1,5 +1,7 @@
 //! `Idempotency-Key`: retries return the first attempt's order, never a second one.
 
+use std::time::{Duration, Instant};
+
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
@@ -174,7 +176,6 @@ async fn a_keyed_retry_of_a_rolled_back_attempt_not_yet_cleaned_up_is_placed_wit
     use order_service::admission::{Admission, AdmissionGate, Keys};
     use order_service::domain::{IdempotencyKey, OrderToken};
     use order_service::idempotency::{Earlier, IdempotencyClaims};
-    use std::time::Duration;
 
     // Arrange: a sale, and buyer 7's order token for it.
     let app = TestApp::spawn().await;
@@ -249,5 +250,94 @@ async fn a_keyed_retry_of_a_rolled_back_attempt_not_yet_cleaned_up_is_placed_wit
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["code"], "ORDER_TOKEN_INVALID");
 
+    app.stop().await;
+}
+
+/// Sends a keyed order on a raw connection and resets it `after` the
+/// request is written (a client or a load balancer giving up; a reset, not a
+/// close: actix lets the handler of a half-closed connection run on).
+async fn order_and_reset(base_url: &str, user: i64, token: &str, key: &str, after: Duration) {
+    use tokio::io::AsyncWriteExt;
+    let address = base_url.trim_start_matches("http://");
+    let body = r#"{"product_id": 1, "count": 1}"#;
+    let request = format!(
+        "POST /api/orders HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Order-Token: {token}\r\nIdempotency-Key: {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        seckill_tests::auth::buyer_token(user),
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.set_zero_linger().expect("SO_LINGER 0");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+    let written = Instant::now();
+    while written.elapsed() < after {
+        std::hint::spin_loop();
+    }
+    drop(stream);
+}
+
+/// actix drops the handler of a connection reset by its client, and a
+/// checkout stopped between two steps (its key claimed but nothing admitted,
+/// or its reservation made but nothing sent) left the key answering 202
+/// PENDING to every retry for a day. Buyers here reset their connection at
+/// every moment of the checkout (0–10 ms after the request, 50 µs apart);
+/// each one's retry, with the same key and token, must get its one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkout_whose_client_went_away_runs_to_its_end() {
+    let app = TestApp::spawn().await;
+    let orders = &app.orders;
+    open_sale_with_limit(orders, 1, 400, 1).await;
+    let buyers: Vec<(i64, String)> = futures::stream::iter(0..200_i64)
+        .then(|i| async move {
+            let token = orders.order_token(100 + i, 1).await.expect("a token");
+            (100 + i, token)
+        })
+        .collect()
+        .await;
+
+    for (i, (user, token)) in buyers.iter().enumerate() {
+        let after = Duration::from_micros(50 * i as u64);
+        order_and_reset(
+            &orders.base_url,
+            *user,
+            token,
+            &format!("gone-{user}"),
+            after,
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let retries = buyers.iter().map(|(user, token)| async move {
+        let response = orders
+            .http
+            .post(format!("{}/api/orders", orders.base_url))
+            .bearer_auth(seckill_tests::auth::buyer_token(*user))
+            .header("Order-Token", token.as_str())
+            .header("Idempotency-Key", format!("gone-{user}"))
+            .json(&serde_json::json!({"product_id": 1, "count": 1}))
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status();
+        (*user, status, response.text().await.unwrap_or_default())
+    });
+    let answers = futures::future::join_all(retries).await;
+    let not_placed: Vec<_> = answers
+        .iter()
+        .filter(|(_, status, _)| *status != StatusCode::CREATED)
+        .collect();
+    assert!(
+        not_placed.is_empty(),
+        "{} of 200 retries not given their order: {not_placed:?}",
+        not_placed.len()
+    );
+    assert_eq!(sale_view(orders, 1).await, (200, 200), "one item each");
     app.stop().await;
 }

@@ -176,5 +176,84 @@ async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
             .join("\n")
     );
     assert_eq!(app.sale_view(1).await, (0, 1));
+
+    // Seen sold out, a token request is answered before anything else, even
+    // before the caller is authenticated (sold out is public).
+    let (status, answer) = app
+        .orders
+        .call_as(
+            Caller::Anonymous,
+            Method::POST,
+            "/api/sales/1/order-token",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (StatusCode::CONFLICT, Some("SOLD_OUT")),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
+/// `POST /api/orders` to `orders` as `user` with `token` and `key`.
+async fn keyed_order(
+    orders: &seckill_tests::services::RunningService,
+    user: i64,
+    product: i64,
+    token: &str,
+    key: &str,
+) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/orders", orders.base_url))
+        .bearer_auth(buyer_token(user))
+        .header("Order-Token", token)
+        .header("Idempotency-Key", key)
+        .json(&json!({"product_id": product, "count": 1}))
+        .send()
+        .await
+        .expect("order request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Found by the chaos suite against the containers (`retry-storm`, two
+/// replicas): a keyed retry of an order refused SOLD_OUT reached the replica
+/// that had not seen the sale sold out, and was told 403 ORDER_TOKEN_INVALID
+/// (the refusal had used the token up). A refusal leaves the token good: the
+/// retry is told what the first attempt was, and once a cancellation gives an
+/// item back, the same token places the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_order_leaves_its_token_good_for_the_retry_on_another_replica() {
+    // Arrange: one item; buyer 7 holds a token while buyer 8 takes the item.
+    let app = TestApp::spawn().await;
+    let other = app.spawn_another_order_service(|_| {}).await;
+    app.open_sale(1, 1).await;
+    let token = app.orders.order_token(7, 1).await.expect("a token");
+    let taken = app.place_order(8, 1, 1).await;
+    assert_eq!(taken.status, StatusCode::CREATED, "{:?}", taken.body);
+
+    // Act: buyer 7 orders on the first replica, retries on the other.
+    let first = keyed_order(&app.orders, 7, 1, &token, "storm-1").await;
+    let retry = keyed_order(&other, 7, 1, &token, "storm-1").await;
+
+    // Assert: both told SOLD_OUT (the retry was 403 ORDER_TOKEN_INVALID).
+    for (status, answer) in [&first, &retry] {
+        assert_eq!(
+            (*status, answer["code"].as_str()),
+            (StatusCode::CONFLICT, Some("SOLD_OUT")),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.sale_view(1).await, (0, 1));
+
+    // A cancellation gives the item back; the other replica (which has not
+    // seen the sale sold out) places buyer 7's retry with the same token.
+    let cancelled = app.cancel_order(taken.order_no(), 8).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    let (status, placed) = keyed_order(&other, 7, 1, &token, "storm-1").await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(app.sale_view(1).await, (0, 1));
+    other.stop().await;
     app.stop().await;
 }

@@ -9,7 +9,7 @@
 //!   can tell an old one whose process died before its half message);
 //! - `<p>:otok:<token>`    a one-time order token: `user:product`, expiring
 //!   (`orders.order_token_ttl_ms`); issued by [`AdmissionGate::issue_token`],
-//!   used up by the admission script;
+//!   used up by the admission script when it admits (a refusal leaves it good);
 //! - `<p>:ready`           set once the state was seeded from the databases. A Redis
 //!   restart or flush removes it, and orders are refused (`SALE_NOT_READY`) until
 //!   [`rebuild`] has marked every sale `rebuilding`; each sale then reopens on
@@ -270,8 +270,8 @@ impl AdmissionGate {
 
     /// Reserves `order.count` for `order.user_id` under `order.tx_no`, or says
     /// why not; with a `token`, only if it is this buyer's for this product
-    /// (and it is used up). A product this instance saw sold out is refused
-    /// from memory.
+    /// (used up by the admission; a refused order leaves it good). A product
+    /// this instance saw sold out is refused from memory.
     #[tracing::instrument(skip_all, fields(tx_no = %order.tx_no, product_id = %order.product_id))]
     pub async fn admit(
         &self,

@@ -13,7 +13,7 @@ use crate::checkout::{Checkedout, CheckoutError};
 use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, OrderToken, PayNo};
 use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
 use crate::metrics::OrderAnswer;
-use crate::order_tx::{Outcome, Rejection};
+use crate::order_tx::{Outcome, PublishError, Rejection};
 use crate::state::AppState;
 use crate::store;
 
@@ -356,7 +356,7 @@ async fn issue(
 
 async fn place(
     request: actix_web::HttpRequest,
-    state: &AppState,
+    state: &web::Data<AppState>,
     buyer: Buyer,
     body: web::Json<serde_json::Value>,
 ) -> Result<(OrderAnswer, HttpResponse), OrderApiError> {
@@ -378,7 +378,12 @@ async fn place(
         None if state.rules.require_order_token => return Err(CheckoutError::TokenInvalid.into()),
         None => None,
     };
-    let (order, outcome) = match state.checkout.place(order, key, token).await? {
+    let placed = if from_memory {
+        state.checkout.place(order, key, token).await
+    } else {
+        place_to_the_end(state.clone(), order, key, token).await
+    };
+    let (order, outcome) = match placed? {
         Checkedout::Replayed(order) => {
             let response = HttpResponse::Created()
                 .insert_header(("Idempotent-Replayed", "true"))
@@ -410,6 +415,24 @@ async fn place(
             ))
         }
     }
+}
+
+/// [`crate::checkout::Checkout::place`] on a task of its own, so it runs to
+/// its end when the client goes away: actix drops the handler of a
+/// connection reset by its client (a client or load balancer giving up; a
+/// plain close lets it run on), and a checkout stopped between two steps (its
+/// Idempotency-Key claimed but nothing admitted, or its reservation made but
+/// nothing sent) left its key answering `202 PENDING` for a day.
+async fn place_to_the_end(
+    state: web::Data<AppState>,
+    order: NewOrder,
+    key: Option<IdempotencyKey>,
+    token: Option<OrderToken>,
+) -> Result<Checkedout, CheckoutError> {
+    actix_web::rt::spawn(async move { state.checkout.place(order, key, token).await })
+        .await
+        // Only if the checkout panicked: nothing is known of the order.
+        .unwrap_or(Err(PublishError::ShutDown.into()))
 }
 
 /// `GET /api/orders/{order_no}` → 200 with the order, or 404 `ORDER_NOT_FOUND`
