@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use seckill_tests::app::TestApp;
 use seckill_tests::auth::{Caller, buyer_token};
+use seckill_tests::services::RunningService;
 use serde_json::{Value, json};
 
 /// `POST /api/orders` as `user` with `token` (or none), without the harness's own token.
@@ -18,12 +19,26 @@ async fn order_with(
     product: i64,
     token: Option<&str>,
 ) -> (StatusCode, Value) {
+    order_on(&app.orders, user, product, token, None).await
+}
+
+/// `POST /api/orders` to `orders` as `user`, with `token` and `key` when given.
+async fn order_on(
+    orders: &RunningService,
+    user: i64,
+    product: i64,
+    token: Option<&str>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new()
-        .post(format!("{}/api/orders", app.orders.base_url))
+        .post(format!("{}/api/orders", orders.base_url))
         .bearer_auth(buyer_token(user))
         .json(&json!({"product_id": product, "count": 1}));
     if let Some(token) = token {
         request = request.header("Order-Token", token);
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
     }
     let response = request.send().await.expect("order request");
     let status = response.status();
@@ -123,6 +138,14 @@ async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
                 .await
         }
     };
+    let anonymous_token_request = || {
+        app.orders.call_as(
+            Caller::Anonymous,
+            Method::POST,
+            "/api/sales/1/order-token",
+            None,
+        )
+    };
     let (status, answer) = token_for(1, 2).await;
     assert_eq!(
         (status, answer["code"].as_str()),
@@ -138,15 +161,7 @@ async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
         (status, answer["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("PRODUCT_NOT_ON_SALE"))
     );
-    let (status, answer) = app
-        .orders
-        .call_as(
-            Caller::Anonymous,
-            Method::POST,
-            "/api/sales/1/order-token",
-            None,
-        )
-        .await;
+    let (status, answer) = anonymous_token_request().await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("UNAUTHENTICATED"))
@@ -179,42 +194,13 @@ async fn the_token_request_refuses_what_an_order_would_be_refused_for() {
 
     // Seen sold out, a token request is answered before anything else, even
     // before the caller is authenticated (sold out is public).
-    let (status, answer) = app
-        .orders
-        .call_as(
-            Caller::Anonymous,
-            Method::POST,
-            "/api/sales/1/order-token",
-            None,
-        )
-        .await;
+    let (status, answer) = anonymous_token_request().await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (StatusCode::CONFLICT, Some("SOLD_OUT")),
         "{answer}"
     );
     app.stop().await;
-}
-
-/// `POST /api/orders` to `orders` as `user` with `token` and `key`.
-async fn keyed_order(
-    orders: &seckill_tests::services::RunningService,
-    user: i64,
-    product: i64,
-    token: &str,
-    key: &str,
-) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/orders", orders.base_url))
-        .bearer_auth(buyer_token(user))
-        .header("Order-Token", token)
-        .header("Idempotency-Key", key)
-        .json(&json!({"product_id": product, "count": 1}))
-        .send()
-        .await
-        .expect("order request");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Found by the chaos suite against the containers (`retry-storm`, two
@@ -234,8 +220,8 @@ async fn a_refused_order_leaves_its_token_good_for_the_retry_on_another_replica(
     assert_eq!(taken.status, StatusCode::CREATED, "{:?}", taken.body);
 
     // Act: buyer 7 orders on the first replica, retries on the other.
-    let first = keyed_order(&app.orders, 7, 1, &token, "storm-1").await;
-    let retry = keyed_order(&other, 7, 1, &token, "storm-1").await;
+    let first = order_on(&app.orders, 7, 1, Some(&token), Some("storm-1")).await;
+    let retry = order_on(&other, 7, 1, Some(&token), Some("storm-1")).await;
 
     // Assert: both told SOLD_OUT (the retry was 403 ORDER_TOKEN_INVALID).
     for (status, answer) in [&first, &retry] {
@@ -251,7 +237,7 @@ async fn a_refused_order_leaves_its_token_good_for_the_retry_on_another_replica(
     // seen the sale sold out) places buyer 7's retry with the same token.
     let cancelled = app.cancel_order(taken.order_no(), 8).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
-    let (status, placed) = keyed_order(&other, 7, 1, &token, "storm-1").await;
+    let (status, placed) = order_on(&other, 7, 1, Some(&token), Some("storm-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{placed}");
     assert_eq!(app.sale_view(1).await, (0, 1));
     other.stop().await;
