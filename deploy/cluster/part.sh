@@ -79,8 +79,16 @@ case $action in
   kill) compose kill -s SIGKILL "${services[@]}" 2>/dev/null ;;
   stop) compose stop -t 15 "${services[@]}" 2>/dev/null ;;
   start) compose start "${services[@]}" 2>/dev/null && wait_part_healthy ;;
-  # shellcheck disable=SC2046
-  pause) docker pause $(containers) >/dev/null ;;
+  # The cgroup freezer can refuse at a bad moment ("OCI runtime pause failed:
+  # unable to freeze", once in a clean-clone CI run here): try again.
+  pause)
+    for id in $(containers); do
+      for try in 1 2 3 4 5; do
+        docker pause "$id" >/dev/null && break
+        (( try == 5 )) && die "$id could not be paused"
+        sleep 0.2
+      done
+    done ;;
   # shellcheck disable=SC2046
   resume) docker unpause $(containers) >/dev/null ;;
   *) die "unknown action $action" ;;
