@@ -96,6 +96,79 @@ async fn a_batch_is_recorded_whole_and_every_claim_on_it_agrees() {
     ));
 }
 
+/// Every value of each order as `order` and its key say, written the way
+/// the one-order path writes it (its time to the millisecond, its sale's
+/// price): `(order_no, user, product, count, status, key, price, time)`.
+async fn stored_row(db: &DatabaseConnection, tx_no: &str) -> Option<String> {
+    db::text(
+        db,
+        "SELECT CONCAT_WS('|', order_no, user_id, product_id, pay_count, status, \
+         COALESCE(idempotency_key, '-'), COALESCE(unit_price_cents, '-'), \
+         DATE_FORMAT(create_time, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s.%f')) \
+         FROM orders WHERE tx_no = ?",
+        [tx_no.into()],
+    )
+    .await
+}
+
+fn expected_row(order: &OrderCreated, key: Option<&str>, price: Option<i64>) -> String {
+    let at = order.created_at.format("%Y-%m-%d %H:%M:%S%.3f000").to_string();
+    format!(
+        "{}|{}|{}|{}|NEW|{}|{}|{at}|{at}",
+        order.order_no,
+        order.user_id,
+        order.product_id,
+        order.count,
+        key.unwrap_or("-"),
+        price.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_written_at_once_keeps_every_value_of_each_order_as_one_order_alone_would() {
+    // Arrange: two products, one with a sale price; orders with and without
+    // an Idempotency-Key, of different counts; one order recorded alone.
+    let (_env, db) = order_db().await;
+    db::exec(
+        &db,
+        "INSERT INTO sales (product_id, per_user_limit, opened_stock, sale_price_cents) \
+         VALUES (71, 5, 100, 1999), (72, 5, 100, NULL)",
+    )
+    .await;
+    let orders = vec![
+        order_message(11, 71, 1),
+        order_message(12, 72, 3),
+        order_message(13, 71, 2),
+        order_message(14, 72, 1),
+    ];
+    let keys = vec![Some("key-11".to_owned()), None, Some("key-13".to_owned()), None];
+    let alone = order_message(15, 71, 2);
+
+    // Act
+    store::record_batch(&db, &batch_of(&orders), &keys)
+        .await
+        .expect("recorded");
+    store::record_order(&db, &alone, Some("key-15"))
+        .await
+        .expect("recorded alone");
+
+    // Assert: each batch row holds exactly its order's values, as the
+    // one-order path stores them.
+    for (order, key) in orders.iter().zip(&keys) {
+        let price = (order.product_id.get() == 71).then_some(1999);
+        assert_eq!(
+            stored_row(&db, order.tx_no.as_str()).await,
+            Some(expected_row(order, key.as_deref(), price)),
+            "order of user {}",
+            order.user_id
+        );
+    }
+    assert_eq!(
+        stored_row(&db, alone.tx_no.as_str()).await,
+        Some(expected_row(&alone, Some("key-15"), Some(1999)))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_a_batch_refuses_are_named_and_the_rest_commit_without_them() {
     // Arrange: user 3 already has an order for Idempotency-Key "k"; the tx_no
@@ -381,7 +454,8 @@ async fn a_batch_in_flight_when_order_service_is_killed_is_rolled_back_by_check_
     db::exec(&first_lock, "ROLLBACK").await;
     let (status, body, _) = first.await.expect("first order");
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    db::wait_for_statement(&env.order_db, "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, idempotency_key, unit_price_cents) VALUES").await;
+    // The batch's orders insert (its rows from one JSON array) waits on user 101's key.
+    db::wait_for_statement(&env.order_db, "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, create_time, updated_at, idempotency_key, unit_price_cents) SELECT j.o").await;
 
     // Act: kill it with the batch between its half message and its end,
     // let the dead transaction go, start a fresh instance.
