@@ -112,7 +112,10 @@ async fn stored_row(db: &DatabaseConnection, tx_no: &str) -> Option<String> {
 }
 
 fn expected_row(order: &OrderCreated, key: Option<&str>, price: Option<i64>) -> String {
-    let at = order.created_at.format("%Y-%m-%d %H:%M:%S%.3f000").to_string();
+    let at = order
+        .created_at
+        .format("%Y-%m-%d %H:%M:%S%.3f000")
+        .to_string();
     format!(
         "{}|{}|{}|{}|NEW|{}|{}|{at}|{at}",
         order.order_no,
@@ -141,7 +144,12 @@ async fn a_batch_written_at_once_keeps_every_value_of_each_order_as_one_order_al
         order_message(13, 71, 2),
         order_message(14, 72, 1),
     ];
-    let keys = vec![Some("key-11".to_owned()), None, Some("key-13".to_owned()), None];
+    let keys = vec![
+        Some("key-11".to_owned()),
+        None,
+        Some("key-13".to_owned()),
+        None,
+    ];
     let alone = order_message(15, 71, 2);
 
     // Act
