@@ -137,16 +137,14 @@ pub enum BatchRecordError {
 /// The group commit's local transaction: the batch's own `tx_log` row
 /// (COMMITTED, first, so a check-back on the batch waits for it), each
 /// order's `tx_log` row and each `NEW` order, all committed together or not
-/// at all. The order rows go in as multi-row statements; when one of them is
-/// refused (an Idempotency-Key used before, an order's tx_no already claimed
-/// by a check-back or a sweeper, a constraint), each order is tried on its
-/// own under a savepoint to name the refused ones, and the whole transaction
-/// is rolled back: the half message lists every order, so it may only commit
-/// with every order in it.
-///
-/// First tried at once ([`record_batch_at_once`]: four round trips, two
-/// statements whose text does not depend on the batch's size); when that is
-/// refused, it is rolled back whole and recorded the careful way below.
+/// at all. Tried at once first ([`record_batch_at_once`]: four round trips,
+/// two statements whose text does not depend on the batch's size); when that
+/// is refused (an Idempotency-Key used before, an order's tx_no already
+/// claimed by a check-back or a sweeper, a constraint), it is rolled back
+/// whole, and each order is tried on its own under a savepoint of a fresh
+/// transaction to name the refused ones; with any, that is rolled back too:
+/// the half message lists every order, so it may only commit with every
+/// order in it.
 #[tracing::instrument(skip_all, fields(batch_tx_no = %batch.batch_tx_no, size = batch.orders.len()))]
 pub async fn record_batch(
     db: &DatabaseConnection,
@@ -166,71 +164,19 @@ pub async fn record_batch(
     let txn = begin_claimed(db, batch.batch_tx_no.as_str())
         .await
         .map_err(BatchRecordError::Whole)?;
-    let rows = batch.orders.len();
-    // The multi-row statements under a savepoint: when one is refused, the
-    // other may have gone through (the tx_log claims, say, before the orders
-    // insert hits a trigger or a used Idempotency-Key), and both must go
-    // before each order is tried alone — else every order finds its own
-    // claim, reads COMMITTED, and is answered as placed while the whole
-    // transaction is rolled back (found by the chaos suite: 22 orders
-    // answered 201 and never recorded).
-    let together = txn
-        .begin()
-        .await
-        .map_err(|e| BatchRecordError::Whole(RecordError::Unavailable(e)))?;
-    let claims = together
-        .execute_raw(stmt(
-            &format!(
-                "INSERT INTO tx_log (tx_no, outcome) VALUES {}",
-                vec!["(?, 'COMMITTED')"; rows].join(", ")
-            ),
-            batch.orders.iter().map(|o| o.tx_no.as_str().into()),
-        ))
-        .await;
-    let inserted = match claims {
-        Ok(_) => {
-            let mut values: Vec<Value> = Vec::with_capacity(rows * 10);
-            for (i, order) in batch.orders.iter().enumerate() {
-                let key = idempotency_keys.get(i).and_then(|k| k.as_deref());
-                values.extend(order_row(order, key));
-            }
-            together
-                .execute_raw(stmt(
-                    &format!(
-                        "INSERT INTO orders (order_no, tx_no, user_id, product_id, pay_count, status, \
-                         create_time, updated_at, idempotency_key, unit_price_cents) VALUES {}",
-                        vec![
-                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT sale_price_cents FROM sales WHERE product_id = ?))";
-                            rows
-                        ]
-                        .join(", ")
-                    ),
-                    values,
-                ))
-                .await
-        }
-        Err(err) => Err(err),
-    };
-    let whole = |e: DbErr| BatchRecordError::Whole(RecordError::Unavailable(e));
-    match inserted {
-        Ok(_) => together.commit().await.map_err(whole)?,
-        Err(err) => {
-            together.rollback().await.map_err(whole)?;
-            match classify(err) {
-                RecordError::Refused(_) => {}
-                other => return Err(BatchRecordError::Whole(other)),
-            }
-            // The transaction holds just the batch's claim now. Each order on
-            // its own names the refused ones; with any, everything is rolled back.
-            let refused = record_one_by_one(&txn, batch, idempotency_keys).await?;
-            if !refused.is_empty() {
-                tracing::info!(
-                    refused = refused.len(),
-                    "orders of the batch refused; the rest go again"
-                );
-                return Err(BatchRecordError::Some(refused));
-            }
-        }
+    // The transaction holds just the batch's claim: the refused attempt at
+    // once was rolled back whole, its orders' claims with it (claims left
+    // behind made every order read COMMITTED and be answered as placed while
+    // the batch was rolled back: found by the chaos suite, 22 orders answered
+    // 201 and never recorded). Each order on its own names the refused ones;
+    // with any, everything is rolled back.
+    let refused = record_one_by_one(&txn, batch, idempotency_keys).await?;
+    if !refused.is_empty() {
+        tracing::info!(
+            refused = refused.len(),
+            "orders of the batch refused; the rest go again"
+        );
+        return Err(BatchRecordError::Some(refused));
     }
     txn.commit()
         .await
