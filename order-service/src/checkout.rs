@@ -18,6 +18,7 @@ use crate::admission::{Admission, AdmissionGate, Issued};
 use crate::domain::{IdempotencyKey, NewOrder, Order, OrderToken};
 use crate::idempotency::{Earlier, IdempotencyClaims, IdempotencyError};
 use crate::order_tx::{self, GroupCommit, Outcome, PublishError, Rejection};
+use crate::rate_limit::Bucket;
 use crate::store::{self, TxOutcome};
 use crate::timeouts::TimeoutScheduler;
 
@@ -39,6 +40,8 @@ pub enum CheckoutError {
     TokenInvalid,
     #[error("the Idempotency-Key was used for a different order")]
     IdempotencyKeyReused,
+    #[error("over a shared rate limit; retry after {0:?}")]
+    RateLimited(std::time::Duration),
     #[error("admission store (Redis) unavailable: {0}")]
     Admission(#[from] RedisError),
     #[error("idempotency: {0}")]
@@ -81,15 +84,17 @@ impl Checkout {
     }
 
     /// A one-time order token for `user` and `product` (see
-    /// [`AdmissionGate::issue_token`]), or why none was issued.
+    /// [`AdmissionGate::issue_token`]), or why none was issued; the request
+    /// is counted against `buckets` first.
     pub async fn issue_token(
         &self,
         user: UserId,
         product: ProductId,
+        buckets: &[Bucket],
     ) -> Result<OrderToken, CheckoutError> {
         match self
             .admission
-            .issue_token(user, product, self.order_token_ttl)
+            .issue_token(user, product, self.order_token_ttl, buckets)
             .await?
         {
             Issued::Token(token) => Ok(token),
@@ -99,6 +104,7 @@ impl Checkout {
                 Admission::NotReady => CheckoutError::NotReady,
                 Admission::NotStarted { starts_in_ms } => CheckoutError::NotStarted(starts_in_ms),
                 Admission::Ended => CheckoutError::Ended,
+                Admission::RateLimited(wait) => CheckoutError::RateLimited(wait),
                 Admission::NotOnSale | Admission::Admitted { .. } | Admission::TokenInvalid => {
                     CheckoutError::NotOnSale
                 }
@@ -107,12 +113,14 @@ impl Checkout {
     }
 
     /// Places an order: replayed for a known Idempotency-Key, else admitted
-    /// (using up `token`, when given) and sent.
+    /// (using up `token`, when given) and sent. Admission counts it against
+    /// `buckets` (the shared rate limits) first, in the same round trip.
     pub async fn place(
         &self,
         new_order: NewOrder,
         key: Option<IdempotencyKey>,
         token: Option<OrderToken>,
+        buckets: &[Bucket],
     ) -> Result<Checkedout, CheckoutError> {
         if self.admission.sold_out_locally(new_order.product_id) {
             // The flood is answered from memory; a request with a key first
@@ -146,7 +154,13 @@ impl Checkout {
             }
         }
         let placed = self
-            .admit_and_send(&order, key.as_ref(), token.as_ref(), replaced.as_ref())
+            .admit_and_send(
+                &order,
+                key.as_ref(),
+                token.as_ref(),
+                replaced.as_ref(),
+                buckets,
+            )
             .await;
         // A keyed retry of a placed order may carry its first attempt's
         // token, used up by then (or lost with Redis): it gets that order.
@@ -191,10 +205,11 @@ impl Checkout {
         key: Option<&IdempotencyKey>,
         token: Option<&OrderToken>,
         replaced: Option<&TxNo>,
+        buckets: &[Bucket],
     ) -> Result<Outcome, CheckoutError> {
         match self
             .admission
-            .admit_replacing(order, token, replaced)
+            .admit_replacing(order, token, replaced, buckets)
             .await?
         {
             Admission::Admitted { .. } => {}
@@ -207,6 +222,7 @@ impl Checkout {
             }
             Admission::Ended => return Err(CheckoutError::Ended),
             Admission::TokenInvalid => return Err(CheckoutError::TokenInvalid),
+            Admission::RateLimited(wait) => return Err(CheckoutError::RateLimited(wait)),
         }
         let key = key.map(|k| k.as_str().to_owned());
         match self.group_commit.place(order, key).await {

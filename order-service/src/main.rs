@@ -4,6 +4,10 @@
 use order_service::settings::Settings;
 use order_service::startup::Application;
 
+/// mimalloc: cheaper than the system allocator on the order path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = common::settings::load("order-service")?;

@@ -2,12 +2,16 @@
 //! steady rate plus a burst), held cluster-wide: N replicas admit the limit,
 //! not N times it. A refused request gets `429 RATE_LIMITED` with `Retry-After`.
 //!
-//! Two steps: [`RateLimits::check_local`] in memory (a request over this
-//! instance's own bucket is over the shared one too), then
-//! [`RateLimits::check_shared`] in Redis (one script, one clock) — only for a
+//! Two steps: [`RateLimits::check_user`] and [`RateLimits::check_address`] in memory (a request over this
+//! instance's own bucket is over the shared one too), then the shared buckets
+//! in Redis (`admission/rate_gate.lua`: one script, one clock) — only for a
 //! request that will reach Redis anyway, so a sold-out flood answered from
-//! memory stays as cheap as before. Redis unreachable: the shared check lets
-//! the request through (admission will refuse it if Redis is really gone).
+//! memory stays as cheap as before. The token and admission scripts count a
+//! request against its [`Bucket`]s themselves, in the same round trip;
+//! [`RateLimits::check_shared`] runs the gate alone, for a request that
+//! must pass it before anything else reaches Redis (a keyed order, before its
+//! Idempotency-Key is claimed). Redis unreachable: the lone check lets the
+//! request through (admission will refuse it if Redis is really gone).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -31,36 +35,46 @@ pub struct RateLimits {
 /// The same quotas, kept in Redis for every replica.
 struct Shared {
     redis: RedisLink,
+    /// `rate_gate.lua` alone.
     script: Script,
     prefix: String,
-    per_user: Option<(u64, u32)>,
-    per_address: Option<(u64, u32)>,
+    per_user: Option<SharedQuota>,
+    per_address: Option<SharedQuota>,
 }
 
-/// (µs between requests, burst) of a quota; `None` when off.
-fn quota(per_sec: u32, burst: u32) -> Option<(u64, u32)> {
-    (per_sec > 0).then(|| (1_000_000 / u64::from(per_sec), burst.max(per_sec)))
+/// A quota as the gate script takes it: µs between requests, burst.
+#[derive(Debug, Clone, Copy)]
+struct SharedQuota {
+    interval_us: u64,
+    burst: u32,
 }
 
-impl Shared {
-    async fn check(&self, key: String, quota: Option<(u64, u32)>) -> Result<(), Duration> {
-        let Some((interval, burst)) = quota else {
-            return Ok(());
-        };
-        let wait = self
-            .script
-            .key(format!("{}:rl:{key}", self.prefix))
-            .arg(interval)
-            .arg(burst)
-            .invoke_async::<u64>(&mut self.redis.clone())
-            .await;
-        match wait {
-            Ok(0) => Ok(()),
-            Ok(micros) => Err(Duration::from_micros(micros)),
-            Err(err) => {
-                tracing::warn!(%err, "shared rate limit not checked (Redis); letting the request through");
-                Ok(())
-            }
+/// `None` when off.
+fn quota(per_sec: u32, burst: u32) -> Option<SharedQuota> {
+    (per_sec > 0).then(|| SharedQuota {
+        interval_us: 1_000_000 / u64::from(per_sec),
+        burst: burst.max(per_sec),
+    })
+}
+
+/// One shared bucket a request is counted against: its Redis key and quota.
+/// Handed to a script whose `rate_gate.lua` counts it (see
+/// [`Bucket::add_to`]).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    key: String,
+    quota: SharedQuota,
+}
+
+impl Bucket {
+    /// Appends `buckets` to a script's keys and arguments, after its own
+    /// (the script's `rate_gate(first_key, first_arg)` reads them there).
+    pub fn add_to(buckets: &[Bucket], invocation: &mut redis::ScriptInvocation<'_>) {
+        for bucket in buckets {
+            invocation
+                .key(&bucket.key)
+                .arg(bucket.quota.interval_us)
+                .arg(bucket.quota.burst);
         }
     }
 }
@@ -91,7 +105,13 @@ impl RateLimits {
             per_address: limiter(settings.per_address_per_sec, settings.per_address_burst),
             shared: redis.map(|(redis, prefix)| Shared {
                 redis,
-                script: Script::new(include_str!("admission/rate_limit.lua")),
+                script: Script::new(
+                    &[
+                        include_str!("admission/rate_gate.lua"),
+                        "return rate_gate(1, 1)",
+                    ]
+                    .concat(),
+                ),
                 prefix: prefix.to_owned(),
                 per_user: quota(settings.per_user_per_sec, settings.per_user_burst),
                 per_address: quota(settings.per_address_per_sec, settings.per_address_burst),
@@ -110,21 +130,50 @@ impl RateLimits {
         check(self.per_user.as_ref(), &user_id)
     }
 
-    /// `Err(wait)` when `user_id` or `address` is over the cluster-wide limit.
+    /// The cluster-wide buckets a request of `user_id` from `address` is
+    /// counted against (none when shared limits are off).
+    pub fn shared_buckets(&self, user_id: i64, address: Option<IpAddr>) -> Vec<Bucket> {
+        let Some(shared) = &self.shared else {
+            return Vec::new();
+        };
+        let address = address.and_then(|a| Some((format!("a:{a}"), shared.per_address?)));
+        let user = shared.per_user.map(|q| (format!("u:{user_id}"), q));
+        address
+            .into_iter()
+            .chain(user)
+            .map(|(key, quota)| Bucket {
+                key: format!("{}:rl:{key}", shared.prefix),
+                quota,
+            })
+            .collect()
+    }
+
+    /// `Err(wait)` when `user_id` or `address` is over the cluster-wide
+    /// limit: the gate alone, a round trip of its own.
     pub async fn check_shared(
         &self,
         user_id: i64,
         address: Option<IpAddr>,
     ) -> Result<(), Duration> {
-        let Some(shared) = &self.shared else {
+        let (Some(shared), buckets) = (&self.shared, self.shared_buckets(user_id, address)) else {
             return Ok(());
         };
-        if let Some(address) = address {
-            shared
-                .check(format!("a:{address}"), shared.per_address)
-                .await?;
+        if buckets.is_empty() {
+            return Ok(());
         }
-        shared.check(format!("u:{user_id}"), shared.per_user).await
+        let mut invocation = shared.script.prepare_invoke();
+        Bucket::add_to(&buckets, &mut invocation);
+        match invocation
+            .invoke_async::<u64>(&mut shared.redis.clone())
+            .await
+        {
+            Ok(0) => Ok(()),
+            Ok(micros) => Err(Duration::from_micros(micros)),
+            Err(err) => {
+                tracing::warn!(%err, "shared rate limit not checked (Redis); letting the request through");
+                Ok(())
+            }
+        }
     }
 
     /// Drops the state of keys that are back to a full bucket (call periodically).

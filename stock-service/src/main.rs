@@ -3,6 +3,10 @@
 use stock_service::settings::Settings;
 use stock_service::startup::Application;
 
+/// mimalloc: cheaper than the system allocator on the order path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings: Settings = common::settings::load("stock-service")?;

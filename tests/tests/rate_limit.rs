@@ -155,3 +155,85 @@ async fn two_replicas_hold_one_limit_between_them() {
     replica.stop().await;
     app.stop().await;
 }
+
+/// The token request and the keyed order count against the same shared
+/// buckets as the plain order, each by its own path: the token script counts
+/// it in its own round trip, the keyed order is checked alone before its
+/// Idempotency-Key is claimed. Spread over two replicas, each path admits the
+/// burst in all, not twice it; the refused get 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn token_requests_and_keyed_orders_hold_the_shared_limit_across_replicas() {
+    let limited = |settings: &mut order_service::settings::Settings| {
+        settings.rate_limit.per_user_per_sec = 1;
+        settings.rate_limit.per_user_burst = 3;
+        settings.orders.require_order_token = false;
+    };
+    let app = TestApp::spawn_with(limited).await;
+    let replica = app.spawn_another_order_service(limited).await;
+    open_sale_with_limit(&app.orders, 1, 100, 100).await;
+    let http = reqwest::Client::new();
+    let bases = [&app.orders.base_url, &replica.base_url];
+
+    // Token requests of user 8.
+    let mut issued = 0;
+    for i in 0..8 {
+        let response = http
+            .post(format!("{}/api/sales/1/order-token", bases[i % 2]))
+            .bearer_auth(seckill_tests::auth::buyer_token(8))
+            .send()
+            .await
+            .expect("HTTP");
+        match response.status() {
+            StatusCode::OK => issued += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "RATE_LIMITED");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (3..=4).contains(&issued),
+        "{issued} tokens across two replicas"
+    );
+
+    // Keyed orders of user 9, each with its own key.
+    let mut created = 0;
+    let mut refused_keys = Vec::new();
+    for i in 0..8 {
+        let response = http
+            .post(format!("{}/api/orders", bases[i % 2]))
+            .bearer_auth(seckill_tests::auth::buyer_token(9))
+            .header("Idempotency-Key", format!("rate-{i}"))
+            .json(&json!({"product_id": 1, "count": 1}))
+            .send()
+            .await
+            .expect("HTTP");
+        match response.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => refused_keys.push(format!("rate-{i}")),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        (3..=4).contains(&created),
+        "{created} keyed orders across two replicas"
+    );
+    // A refused keyed request left no claim on its key: sent again once the
+    // bucket refills, it is placed (not replayed, not PENDING).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let retried = http
+        .post(format!("{}/api/orders", app.orders.base_url))
+        .bearer_auth(seckill_tests::auth::buyer_token(9))
+        .header("Idempotency-Key", &refused_keys[0])
+        .json(&json!({"product_id": 1, "count": 1}))
+        .send()
+        .await
+        .expect("HTTP");
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert!(!retried.headers().contains_key("idempotent-replayed"));
+
+    replica.stop().await;
+    app.stop().await;
+}

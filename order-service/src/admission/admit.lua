@@ -1,14 +1,17 @@
 -- Admission of one order, atomically. KEYS: ready marker, sale hash, users
--- hash, reservations hash, the order token's key. ARGV: user_id, count,
+-- hash, reservations hash, the order token's key, then the shared rate
+-- limits' keys (none, one or two). ARGV: user_id, count,
 -- tx_no, now (ms since the epoch, the caller's clock), the token's expected
 -- value (`user:product`; empty: no token to check), the tx_no of a rolled-back
--- attempt of the same Idempotency-Key this order replaces (empty: none).
+-- attempt of the same Idempotency-Key this order replaces (empty: none),
+-- then each rate limit's (interval µs, burst).
 -- Returns {code, stock}: code 1 admitted (stock = what is left), 0 already
 -- admitted under this tx_no, -1 sold out, -2 per-user limit reached,
 -- -3 admission state missing (Redis lost it) or this sale closed while it is
 -- rebuilt, -4 product not on sale, -5 not started yet (stock = ms until the
 -- start), -6 ended, -7 the order token is missing, expired, used or
--- another's. The sale hash's `starts_at`/`ends_at` (ms) bound it. The token
+-- another's, -8 over a rate limit (stock = µs to wait; checked first, so it
+-- counts every request). The sale hash's `starts_at`/`ends_at` (ms) bound it. The token
 -- is checked after the stock and the buyer's limit, and used up only by an
 -- admission: a refused order leaves it good, so the keyed retry of a SOLD_OUT
 -- answer is told SOLD_OUT again on whichever replica it reaches (found by the
@@ -18,7 +21,9 @@
 -- token even before that attempt has restored it.
 -- A reservation is `user:count:reserved_at_ms`: the sweeper finds ones whose
 -- process died before its half message by their age.
--- (sale_gate.lua is prepended: the sale's window and state.)
+-- (rate_gate.lua and sale_gate.lua are prepended.)
+local wait = rate_gate(6, 7)
+if wait > 0 then return {-8, wait} end
 local refused, sale = sale_gate(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 if refused then return refused end
 local stock = tonumber(sale[1])

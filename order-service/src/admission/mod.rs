@@ -35,16 +35,23 @@ use common::redis_link::RedisLink;
 use redis::{RedisError, Script};
 
 use crate::domain::{OrderToken, SaleWindow};
+use crate::rate_limit::Bucket;
 
 /// The admission script as Redis runs it (the load tool loads it too).
 pub fn admit_script_source() -> String {
     gated(include_str!("admit.lua"))
 }
 
-/// A script that decides on a sale, with the shared check of its state and
-/// window (`sale_gate.lua`) in front.
+/// A script that decides on a sale, with the shared rate limits
+/// (`rate_gate.lua`) and the check of the sale's state and window
+/// (`sale_gate.lua`) in front.
 fn gated(script: &str) -> String {
-    [include_str!("sale_gate.lua"), script].concat()
+    [
+        include_str!("rate_gate.lua"),
+        include_str!("sale_gate.lua"),
+        script,
+    ]
+    .concat()
 }
 
 /// What an order token's key holds: whose it is, for which product.
@@ -174,6 +181,8 @@ pub enum Admission {
     Ended,
     /// The order token is missing, expired, used or another's.
     TokenInvalid,
+    /// Over a shared rate limit: retry after this long.
+    RateLimited(Duration),
 }
 
 /// What asking for an order token came to.
@@ -194,6 +203,7 @@ impl Admission {
             -5 => Self::NotStarted { starts_in_ms: n },
             -6 => Self::Ended,
             -7 => Self::TokenInvalid,
+            -8 => Self::RateLimited(Duration::from_micros(n.max(1) as u64)),
             _ => Self::NotOnSale,
         }
     }
@@ -278,7 +288,7 @@ impl AdmissionGate {
         order: &OrderCreated,
         token: Option<&OrderToken>,
     ) -> Result<Admission, RedisError> {
-        self.admit_replacing(order, token, None).await
+        self.admit_replacing(order, token, None, &[]).await
     }
 
     /// [`admit`](Self::admit) for the keyed retry of an attempt whose
@@ -287,12 +297,14 @@ impl AdmissionGate {
     /// was told ORDER_TOKEN_INVALID, or LIMIT_EXCEEDED by its own
     /// reservation): its reservation goes back first (at most once, as that
     /// attempt would give it back), and the token it used up is good for this
-    /// order too.
+    /// order too. The order is first counted against `buckets` (the shared
+    /// rate limits), in the same round trip as its admission.
     pub async fn admit_replacing(
         &self,
         order: &OrderCreated,
         token: Option<&OrderToken>,
         replaced: Option<&TxNo>,
+        buckets: &[Bucket],
     ) -> Result<Admission, RedisError> {
         if let Some(replaced) = replaced {
             self.release(order.product_id, replaced).await?;
@@ -307,8 +319,8 @@ impl AdmissionGate {
             ),
             None => (self.keys.ready(), String::new()),
         };
-        let (code, stock): (i64, i64) = self
-            .admit_script
+        let mut invocation = self.admit_script.prepare_invoke();
+        invocation
             .key(self.keys.ready())
             .key(self.keys.sale(order.product_id))
             .key(self.keys.users(order.product_id))
@@ -319,9 +331,9 @@ impl AdmissionGate {
             .arg(order.tx_no.as_str())
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(expected)
-            .arg(replaced.map(TxNo::as_str).unwrap_or_default())
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+            .arg(replaced.map(TxNo::as_str).unwrap_or_default());
+        Bucket::add_to(buckets, &mut invocation);
+        let (code, stock): (i64, i64) = invocation.invoke_async(&mut self.redis.clone()).await?;
         let admission = Admission::from_script(code, stock);
         if admission == Admission::SoldOut && stock == 0 {
             self.sold_out.mark(order.product_id);
@@ -332,6 +344,8 @@ impl AdmissionGate {
     /// A one-time order token for `user` and `product`, valid for `ttl` —
     /// only while the sale is open, started, not sold out and the buyer under
     /// its limit. A product this instance saw sold out is refused from memory.
+    /// The request is first counted against `buckets` (the shared rate
+    /// limits), in the same round trip.
     // DEBUG: this runs for every request of a sold-out flood (an INFO span per
     // request cost that path before).
     #[tracing::instrument(level = "debug", skip(self))]
@@ -340,13 +354,14 @@ impl AdmissionGate {
         user: UserId,
         product: ProductId,
         ttl: Duration,
+        buckets: &[Bucket],
     ) -> Result<Issued, RedisError> {
         if self.sold_out_locally(product) {
             return Ok(Issued::Refused(Admission::SoldOut));
         }
         let token = OrderToken::generate();
-        let (code, n): (i64, i64) = self
-            .issue_script
+        let mut invocation = self.issue_script.prepare_invoke();
+        invocation
             .key(self.keys.ready())
             .key(self.keys.sale(product))
             .key(self.keys.users(product))
@@ -354,9 +369,9 @@ impl AdmissionGate {
             .arg(user.get())
             .arg(chrono::Utc::now().timestamp_millis())
             .arg(ttl.as_millis().max(1) as u64)
-            .arg(token_value(user, product))
-            .invoke_async(&mut self.redis.clone())
-            .await?;
+            .arg(token_value(user, product));
+        Bucket::add_to(buckets, &mut invocation);
+        let (code, n): (i64, i64) = invocation.invoke_async(&mut self.redis.clone()).await?;
         if code == 1 {
             return Ok(Issued::Token(token));
         }

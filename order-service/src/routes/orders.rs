@@ -14,6 +14,7 @@ use crate::domain::{IdempotencyKey, NewOrder, OrderStatus, OrderToken, PayNo};
 use crate::lifecycle::{CancelBy, CancelOutcome, LifecycleError};
 use crate::metrics::OrderAnswer;
 use crate::order_tx::{Outcome, PublishError, Rejection};
+use crate::rate_limit::Bucket;
 use crate::state::AppState;
 use crate::store;
 
@@ -62,12 +63,14 @@ impl ApiFailure for OrderApiError {
         match self {
             Self::Invalid(err) => Failure::invalid(err),
             Self::Auth(err) => err.failure(),
-            Self::RateLimited(wait) => Failure::new(
-                S::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "too many order requests; retry after the given seconds",
-            )
-            .retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            Self::RateLimited(wait) | Self::Checkout(CheckoutError::RateLimited(wait)) => {
+                Failure::new(
+                    S::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "too many order requests; retry after the given seconds",
+                )
+                .retry_after(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            }
             Self::NotPayable { order_no, status } => Failure::new(
                 S::CONFLICT,
                 "ORDER_NOT_PAYABLE",
@@ -242,7 +245,9 @@ impl OrderApiError {
             Self::Checkout(CheckoutError::Ended) => OrderAnswer::Ended,
             Self::Checkout(CheckoutError::TokenInvalid) => OrderAnswer::TokenInvalid,
             Self::Refused(_) => OrderAnswer::Rejected,
-            Self::RateLimited(_) => OrderAnswer::RateLimited,
+            Self::RateLimited(_) | Self::Checkout(CheckoutError::RateLimited(_)) => {
+                OrderAnswer::RateLimited
+            }
             Self::Invalid(_) | Self::Checkout(CheckoutError::IdempotencyKeyReused) => {
                 OrderAnswer::Invalid
             }
@@ -289,25 +294,42 @@ fn check_address_limit(
     }
 }
 
-/// The per-user limit, and the shared (Redis) one unless the request will be
-/// answered from memory.
+/// Where a request meets the shared (Redis) rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SharedLimits {
+    /// Not at all: it is answered from memory.
+    Skipped,
+    /// Alone, before anything else reaches Redis (a keyed order, before its
+    /// Idempotency-Key is claimed): a round trip of its own.
+    Alone,
+    /// In the script that decides the request (token or admission), which
+    /// counts it first, in the same round trip.
+    InScript,
+}
+
+/// This instance's per-user limit; then the shared buckets: checked here
+/// ([`SharedLimits::Alone`]), or returned for the deciding script to count.
 async fn check_user_limits(
     state: &AppState,
     address: Option<std::net::IpAddr>,
     user: UserId,
-    from_memory: bool,
-) -> Result<(), OrderApiError> {
+    shared: SharedLimits,
+) -> Result<Vec<Bucket>, OrderApiError> {
     let limits = &state.rate_limits;
     limits
         .check_user(user.get())
         .map_err(OrderApiError::RateLimited)?;
-    if !from_memory {
-        limits
-            .check_shared(user.get(), address)
-            .await
-            .map_err(OrderApiError::RateLimited)?;
+    match shared {
+        SharedLimits::Skipped => Ok(Vec::new()),
+        SharedLimits::Alone => {
+            limits
+                .check_shared(user.get(), address)
+                .await
+                .map_err(OrderApiError::RateLimited)?;
+            Ok(Vec::new())
+        }
+        SharedLimits::InScript => Ok(limits.shared_buckets(user.get(), address)),
     }
-    Ok(())
 }
 
 /// `POST /api/sales/{product_id}/order-token` as a signed-in buyer → 200
@@ -346,8 +368,11 @@ async fn issue(
     if state.checkout.admission.sold_out_locally(product) {
         return Err(CheckoutError::SoldOut.into());
     }
-    check_user_limits(state, address, buyer.user, false).await?;
-    let token = state.checkout.issue_token(buyer.user, product).await?;
+    let buckets = check_user_limits(state, address, buyer.user, SharedLimits::InScript).await?;
+    let token = state
+        .checkout
+        .issue_token(buyer.user, product, &buckets)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({
         "order_token": token.as_str(),
         "expires_in_ms": state.checkout.order_token_ttl.as_millis() as u64,
@@ -369,7 +394,12 @@ async fn place(
         Some(raw) => Some(IdempotencyKey::parse(raw.to_str().unwrap_or_default())?),
     };
     let from_memory = state.checkout.answers_from_memory(&order, key.as_ref());
-    check_user_limits(state, address, order.user_id, from_memory).await?;
+    let shared = match (from_memory, &key) {
+        (true, _) => SharedLimits::Skipped,
+        (false, Some(_)) => SharedLimits::Alone,
+        (false, None) => SharedLimits::InScript,
+    };
+    let buckets = check_user_limits(state, address, order.user_id, shared).await?;
     let token = match request.headers().get("Order-Token") {
         Some(raw) => Some(
             OrderToken::parse(raw.to_str().unwrap_or_default())
@@ -379,9 +409,9 @@ async fn place(
         None => None,
     };
     let placed = if from_memory {
-        state.checkout.place(order, key, token).await
+        state.checkout.place(order, key, token, &buckets).await
     } else {
-        place_to_the_end(state.clone(), order, key, token).await
+        place_to_the_end(state.clone(), order, key, token, buckets).await
     };
     let (order, outcome) = match placed? {
         Checkedout::Replayed(order) => {
@@ -428,8 +458,9 @@ async fn place_to_the_end(
     order: NewOrder,
     key: Option<IdempotencyKey>,
     token: Option<OrderToken>,
+    buckets: Vec<Bucket>,
 ) -> Result<Checkedout, CheckoutError> {
-    actix_web::rt::spawn(async move { state.checkout.place(order, key, token).await })
+    actix_web::rt::spawn(async move { state.checkout.place(order, key, token, &buckets).await })
         .await
         // Only if the checkout panicked: nothing is known of the order.
         .unwrap_or(Err(PublishError::ShutDown.into()))
