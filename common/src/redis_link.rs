@@ -9,9 +9,16 @@
 //! only then [`RedisLink::switch_to`] it — so no request is served from a
 //! promoted replica that may have missed the last writes before the owner
 //! said so.
+//!
+//! A thread that runs a single-threaded runtime (each actix worker) opens a
+//! connection of its own to the master in use, so its Redis calls are written
+//! and answered on that thread instead of being handed to the connection's
+//! driver on another thread and back: see [`RedisLink::connection`].
 
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use redis::aio::{ConnectionLike, ConnectionManager};
@@ -42,7 +49,32 @@ struct Shared {
     /// `settings.sentinels`, parsed once.
     sentinels: Vec<String>,
     current: RwLock<Current>,
+    /// Bumped (under `current`'s write lock) by every [`RedisLink::switch_to`]:
+    /// a thread's own connection opened before is not used after.
+    generation: AtomicU64,
 }
+
+/// A thread's own connection to one link's master.
+struct Own {
+    link: Weak<Shared>,
+    generation: u64,
+    state: OwnState,
+}
+
+enum OwnState {
+    Opening,
+    Open(ConnectionManager),
+    /// Opening failed: the shared connection serves until then.
+    FailedUntil(Instant),
+}
+
+thread_local! {
+    /// This thread's own connections, one per link (see [`RedisLink::connection`]).
+    static OWN: RefCell<Vec<Own>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How long a thread uses the shared connection after failing to open its own.
+const OWN_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct RedisLink {
@@ -88,6 +120,7 @@ impl RedisLink {
                     master,
                     run_id,
                 }),
+                generation: AtomicU64::new(0),
             }),
         })
     }
@@ -158,6 +191,7 @@ impl RedisLink {
             master,
             run_id: None,
         };
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether the master restarted since last asked (its `run_id` changed),
@@ -183,8 +217,94 @@ impl RedisLink {
         }
     }
 
+    /// The connection a command goes out on: this thread's own when it runs a
+    /// single-threaded runtime (whose tasks never move to another thread, so
+    /// the connection's driver runs here too) and has one open to the master
+    /// in use; else the shared one. The first call on such a thread starts
+    /// opening its own in the background and is served by the shared one.
     fn connection(&self) -> ConnectionManager {
-        self.read(|c| c.connection.clone())
+        self.own_connection()
+            .unwrap_or_else(|| self.read(|c| c.connection.clone()))
+    }
+
+    fn own_connection(&self) -> Option<ConnectionManager> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return None;
+        }
+        let generation = self.shared.generation.load(Ordering::Acquire);
+        let link = Arc::downgrade(&self.shared);
+        let open = OWN.with_borrow_mut(|own| {
+            match own.iter_mut().find(|o| o.link.ptr_eq(&link)) {
+                Some(o) if o.generation == generation => match &o.state {
+                    OwnState::Open(connection) => return Ok(connection.clone()),
+                    OwnState::FailedUntil(until) if Instant::now() >= *until => {
+                        o.state = OwnState::Opening;
+                    }
+                    OwnState::Opening | OwnState::FailedUntil(_) => return Err(false),
+                },
+                // Opened before a switch: dropped, and one to the new master opened.
+                Some(o) => {
+                    o.generation = generation;
+                    o.state = OwnState::Opening;
+                }
+                None => {
+                    own.retain(|o| o.link.strong_count() > 0);
+                    own.push(Own {
+                        link: link.clone(),
+                        generation,
+                        state: OwnState::Opening,
+                    });
+                }
+            }
+            Err(true)
+        });
+        match open {
+            Ok(connection) => Some(connection),
+            Err(start_opening) => {
+                if start_opening {
+                    self.open_own(link, generation, &runtime);
+                }
+                None
+            }
+        }
+    }
+
+    /// Opens this thread's own connection to the master of `generation`, on
+    /// this thread's runtime (so its task, and the connection's driver, run
+    /// here), and records it — or when it failed.
+    fn open_own(&self, link: Weak<Shared>, generation: u64, runtime: &tokio::runtime::Handle) {
+        // Read under the lock: the client of the generation marked, or none
+        // when a switch came between (the next call marks the new one).
+        let client = self.read(|c| {
+            (self.shared.generation.load(Ordering::Acquire) == generation).then(|| c.client.clone())
+        });
+        let record = move |state: OwnState| {
+            OWN.with_borrow_mut(|own| {
+                if let Some(o) = own
+                    .iter_mut()
+                    .find(|o| o.link.ptr_eq(&link) && o.generation == generation)
+                {
+                    o.state = state;
+                }
+            })
+        };
+        let Some(client) = client else {
+            record(OwnState::FailedUntil(Instant::now()));
+            return;
+        };
+        runtime.spawn(async move {
+            let opened =
+                tokio::time::timeout(Duration::from_secs(5), client.get_connection_manager()).await;
+            record(match opened {
+                Ok(Ok(connection)) => OwnState::Open(connection),
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "opening this thread's own Redis connection; the shared one serves meanwhile");
+                    OwnState::FailedUntil(Instant::now() + OWN_RETRY)
+                }
+                Err(_) => OwnState::FailedUntil(Instant::now() + OWN_RETRY),
+            });
+        });
     }
 }
 
