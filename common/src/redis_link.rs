@@ -73,6 +73,14 @@ thread_local! {
     static OWN: RefCell<Vec<Own>> = const { RefCell::new(Vec::new()) };
 }
 
+/// What a thread's table says for a call: use its own connection, use the
+/// shared one (its own is opening, or failed a moment ago), or start opening.
+enum Lookup {
+    Use(ConnectionManager),
+    Shared,
+    Open,
+}
+
 /// How long a thread uses the shared connection after failing to open its own.
 const OWN_RETRY: Duration = Duration::from_secs(1);
 
@@ -233,15 +241,16 @@ impl RedisLink {
             return None;
         }
         let generation = self.shared.generation.load(Ordering::Acquire);
-        let link = Arc::downgrade(&self.shared);
-        let open = OWN.with_borrow_mut(|own| {
-            match own.iter_mut().find(|o| o.link.ptr_eq(&link)) {
+        // Found by address: no reference count is touched on the hot path.
+        let this = Arc::as_ptr(&self.shared);
+        let lookup = OWN.with_borrow_mut(|own| {
+            match own.iter_mut().find(|o| o.link.as_ptr() == this) {
                 Some(o) if o.generation == generation => match &o.state {
-                    OwnState::Open(connection) => return Ok(connection.clone()),
+                    OwnState::Open(connection) => return Lookup::Use(connection.clone()),
                     OwnState::FailedUntil(until) if Instant::now() >= *until => {
                         o.state = OwnState::Opening;
                     }
-                    OwnState::Opening | OwnState::FailedUntil(_) => return Err(false),
+                    OwnState::Opening | OwnState::FailedUntil(_) => return Lookup::Shared,
                 },
                 // Opened before a switch: dropped, and one to the new master opened.
                 Some(o) => {
@@ -251,29 +260,29 @@ impl RedisLink {
                 None => {
                     own.retain(|o| o.link.strong_count() > 0);
                     own.push(Own {
-                        link: link.clone(),
+                        link: Arc::downgrade(&self.shared),
                         generation,
                         state: OwnState::Opening,
                     });
                 }
             }
-            Err(true)
+            Lookup::Open
         });
-        match open {
-            Ok(connection) => Some(connection),
-            Err(start_opening) => {
-                if start_opening {
-                    self.open_own(link, generation, &runtime);
-                }
+        match lookup {
+            Lookup::Use(connection) => Some(connection),
+            Lookup::Open => {
+                self.open_own(generation, &runtime);
                 None
             }
+            Lookup::Shared => None,
         }
     }
 
     /// Opens this thread's own connection to the master of `generation`, on
     /// this thread's runtime (so its task, and the connection's driver, run
     /// here), and records it — or when it failed.
-    fn open_own(&self, link: Weak<Shared>, generation: u64, runtime: &tokio::runtime::Handle) {
+    fn open_own(&self, generation: u64, runtime: &tokio::runtime::Handle) {
+        let link = Arc::downgrade(&self.shared);
         // Read under the lock: the client of the generation marked, or none
         // when a switch came between (the next call marks the new one).
         let client = self.read(|c| {
